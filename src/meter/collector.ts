@@ -1,0 +1,359 @@
+import { CollectorStateError } from '../errors.ts'
+import type { Clock, IdSource } from './clock.ts'
+import { randomIds, systemClock } from './clock.ts'
+import { DeltaMap } from './delta-map.ts'
+import { channels } from './diagnostics.ts'
+import { fileTypeIndex } from './file-type.ts'
+import type { MeterLogger } from './logger.ts'
+import { silentLogger } from './logger.ts'
+import type { MeterOptions } from './options.ts'
+import { resolveMeterOptions } from './options.ts'
+import { renderReports } from './report-builder.ts'
+import type { ReportContext } from './report-builder.ts'
+import type { ReportTransport } from './report-transport.ts'
+import { HttpReportTransport } from './report-transport.ts'
+import type { DeliveryRun } from './reporter.ts'
+import { Reporter } from './reporter.ts'
+import { buildTrafficStatus } from './traffic-status.ts'
+import type { InstanceCounters, TrafficStatus } from './traffic-status.ts'
+import type { DiscardedUsage, TrafficEvent, UsagePolicy } from './types.ts'
+import type { FlushResult, SealResult, UsageStore } from './usage-store.ts'
+
+/** Life of a collector; changed only through one setter. */
+export type CollectorState = 'idle' | 'running' | 'closing' | 'closed'
+
+/** What a collector is wired to. */
+export interface CollectorDeps {
+  /** Where usage and the outbox live. Its policy must match the options. The caller closes it. */
+  store: UsageStore
+  /** @default systemClock */
+  clock?: Clock | undefined
+  /** Report and window ids. @default crypto.randomUUID */
+  newId?: IdSource | undefined
+  /** How reports are sent. @default HTTP POST to `reportUrl` (none without a URL: reports wait in the outbox) */
+  transport?: ReportTransport | undefined
+  /** Retry jitter. @default Math.random */
+  random?: (() => number) | undefined
+  /** @default silent */
+  logger?: MeterLogger | undefined
+}
+
+/** The usage policy the options imply; a store must be built with exactly this. */
+export function policyOf (options: Readonly<MeterOptions>): UsagePolicy {
+  return {
+    minBytes: options.minBytes,
+    accumulatorTimeoutMs: Math.round(options.accumulatorTimeout * 1000),
+    maxIps: options.maxIps,
+    maxSessions: options.maxSessions
+  }
+}
+
+/**
+ * The traffic collector (DESIGN §2). `record()` is the hot path: O(1), no I/O,
+ * no await. Every `flushInterval` the in-process deltas go to the store in one
+ * batch; every `reportInterval` the window is sealed into the store's outbox,
+ * from which the reporter delivers.
+ *
+ * Order of `close()`: flush → seal → deliver once within the grace. Draining
+ * the server's streams comes before, closing the store after (the caller's).
+ */
+export class TrafficCollector {
+  readonly options: Readonly<MeterOptions>
+  readonly #store: UsageStore
+  readonly #clock: Clock
+  readonly #logger: MeterLogger
+  readonly #ctx: ReportContext
+  readonly #transport: ReportTransport | undefined
+  readonly #ownsTransport: boolean
+  readonly #reporter: Reporter | undefined
+  readonly #deltas: DeltaMap
+  #state: CollectorState = 'idle'
+  #ops: Promise<unknown> = Promise.resolve()
+  #tickTimer: NodeJS.Timeout | undefined
+  #earlyFlushQueued = false
+  #finalFlushed = false
+  #closed: Promise<void> | undefined
+  #unflushedBytes = 0
+  readonly #counters: InstanceCounters = {
+    events_recorded: 0,
+    bytes_recorded: 0,
+    events_ignored: 0,
+    bytes_after_close: 0,
+    flushes: 0,
+    flush_failures: 0,
+    early_flushes: 0,
+    delivery_attempts: 0,
+    reports_delivered_here: 0
+  }
+
+  constructor (options: Partial<MeterOptions>, deps: CollectorDeps) {
+    this.options = resolveMeterOptions(options)
+    const o = this.options
+    const policy = policyOf(o)
+    const sp = deps.store.policy
+    if (sp.minBytes !== policy.minBytes || sp.accumulatorTimeoutMs !== policy.accumulatorTimeoutMs ||
+      sp.maxIps !== policy.maxIps || sp.maxSessions !== policy.maxSessions) {
+      throw new RangeError('the store was opened with a different usage policy than the collector options')
+    }
+    this.#store = deps.store
+    this.#clock = deps.clock ?? systemClock
+    this.#logger = deps.logger ?? silentLogger
+    this.#deltas = new DeltaMap(o.maxIps, o.maxSessions)
+    this.#ctx = {
+      workerId: o.workerId,
+      reportInterval: o.reportInterval,
+      minBytes: o.minBytes,
+      maxUidsPerReport: o.reportMaxUids,
+      newId: deps.newId ?? randomIds
+    }
+    this.#ownsTransport = deps.transport === undefined
+    this.#transport = deps.transport ??
+      (o.reportUrl !== undefined ? new HttpReportTransport({ url: o.reportUrl, apiKey: o.apiKey, timeout: o.reportTimeout }) : undefined)
+    this.#reporter = this.#transport === undefined
+      ? undefined
+      : new Reporter({
+        store: this.#store,
+        transport: this.#transport,
+        clock: this.#clock,
+        logger: this.#logger,
+        retryBase: o.retryBase,
+        retryCap: o.retryCap,
+        pollMs: Math.max(50, Math.round(o.flushInterval * 1000)),
+        random: deps.random
+      })
+  }
+
+  /** `idle` → `running` → `closing` → `closed`. */
+  get state (): CollectorState {
+    return this.#state
+  }
+
+  /** The store usage goes to. */
+  get store (): UsageStore {
+    return this.#store
+  }
+
+  /**
+   * Record one finished response. The hot path: O(1), memory only, never
+   * throws for bad input (it is counted in `events_ignored` instead).
+   */
+  record (event: TrafficEvent): void {
+    const bytes = event.bytes
+    const uid = event.uid
+    if (!(bytes > 0) || !Number.isSafeInteger(bytes) || typeof uid !== 'string' || uid.length === 0) {
+      this.#counters.events_ignored++
+      return
+    }
+    if (this.#finalFlushed) {
+      this.#counters.bytes_after_close += bytes
+      return
+    }
+    const time = event.time ?? this.#clock.now()
+    this.#deltas.add(uid, bytes, fileTypeIndex(event.fileType), event.ip || undefined, event.sessionId || undefined, time)
+    this.#counters.events_recorded++
+    this.#counters.bytes_recorded += bytes
+    this.#unflushedBytes += bytes
+    if (this.#deltas.size >= this.options.flushMaxUids && !this.#earlyFlushQueued && this.#state === 'running') {
+      this.#earlyFlushQueued = true
+      this.#counters.early_flushes++
+      setImmediate(() => {
+        this.#earlyFlushQueued = false
+        this.flush().catch((err: unknown) => this.#logger.error({ err }, 'early flush failed'))
+      })
+    }
+    if (channels.traffic.hasSubscribers) channels.traffic.publish(event)
+  }
+
+  /** Start the flush/seal timer and the delivery loop. */
+  start (): void {
+    if (this.#state !== 'idle') throw new CollectorStateError(`cannot start a collector that is ${this.#state}`)
+    this.#setState('running')
+    if (this.#reporter === undefined) {
+      this.#logger.warn({}, 'TRAFFIC_REPORT_URL is not set: reports are kept in the outbox until a URL is configured')
+    } else {
+      this.#reporter.start()
+    }
+    this.#scheduleTick()
+  }
+
+  /** Send the in-process deltas to the store as one batch. On failure they are kept for the next flush. */
+  flush (): Promise<FlushResult | undefined> {
+    return this.#serial(() => this.#flushNow())
+  }
+
+  /** Discard expired sub-threshold cycles now. */
+  expire (): Promise<DiscardedUsage[]> {
+    return this.#serial(async () => {
+      const { discarded } = await this.#store.expire(this.#clock.now())
+      this.#publishDiscards(discarded)
+      return discarded
+    })
+  }
+
+  /** Flush, then seal the window if it is due (or always, with `force`). */
+  seal (options: { force?: boolean } = {}): Promise<SealResult> {
+    return this.#serial(async () => {
+      await this.#flushNow()
+      return await this.#sealNow(options.force === true)
+    })
+  }
+
+  /** One timer step: flush, expire, seal when due. */
+  async tick (): Promise<void> {
+    try {
+      await this.flush()
+    } catch (err) {
+      this.#logger.warn({ err }, 'flush failed; deltas kept in memory for the next flush')
+    }
+    try {
+      await this.expire()
+      await this.#serial(() => this.#sealNow(false))
+    } catch (err) {
+      this.#logger.warn({ err }, 'expiry or seal failed; will retry on the next tick')
+    }
+  }
+
+  /** Try each pending report once, in order, until one fails. Resolves `{ delivered: 0 }` without a transport. */
+  async deliverPending (signal?: AbortSignal): Promise<DeliveryRun> {
+    if (this.#reporter === undefined) return { delivered: 0, failed: false }
+    return await this.#reporter.deliverPending(signal)
+  }
+
+  /** The `/traffic` document. */
+  async status (top = 10): Promise<TrafficStatus> {
+    const [nextSealAt, counters, outbox, summary] = await Promise.all([
+      this.#store.nextSealAt(), this.#store.counters(), this.#store.outboxStats(), this.#store.summary(top)
+    ])
+    return buildTrafficStatus({
+      options: this.options,
+      state: this.#state,
+      storeKind: this.#store.kind,
+      now: this.#clock.now(),
+      nextSealAt,
+      counters,
+      outbox,
+      summary,
+      instance: {
+        ...this.#counters,
+        delivery_attempts: this.#reporter?.attempts ?? 0,
+        reports_delivered_here: this.#reporter?.delivered ?? 0
+      },
+      unflushedUids: this.#deltas.size,
+      unflushedBytes: this.#unflushedBytes
+    })
+  }
+
+  /**
+   * Graceful stop: flush, seal a final window, try delivery once within
+   * `grace` seconds. Reports not delivered stay in the outbox for the next
+   * start. Idempotent: a second call returns the first call's promise.
+   */
+  close (options: { grace?: number } = {}): Promise<void> {
+    this.#closed ??= this.#close(options.grace ?? 30)
+    return this.#closed
+  }
+
+  async #close (graceSeconds: number): Promise<void> {
+    const deadline = Date.now() + graceSeconds * 1000
+    this.#setState('closing')
+    clearTimeout(this.#tickTimer)
+    try {
+      await this.#serial(async () => {
+        // Loop until empty: events may land while a flush awaits the store.
+        // The check and the flag are one synchronous step, so no event slips
+        // between the last flush and the flag.
+        while (this.#deltas.size > 0) await this.#flushNow()
+        this.#finalFlushed = true
+        await this.#sealNow(true)
+      })
+    } catch (err) {
+      this.#finalFlushed = true
+      this.#counters.bytes_after_close += this.#unflushedBytes
+      this.#logger.error({ err, unflushedBytes: this.#unflushedBytes }, 'final flush or seal failed')
+    }
+    if (this.#reporter !== undefined) {
+      await this.#reporter.stop(deadline)
+      const remaining = deadline - Date.now()
+      if (remaining > 0) {
+        try {
+          const run = await this.#reporter.deliverPending(AbortSignal.timeout(remaining))
+          this.#logger.info({ delivered: run.delivered, failed: run.failed }, 'final delivery pass done')
+        } catch (err) {
+          this.#logger.error({ err }, 'final delivery pass failed')
+        }
+      }
+    }
+    if (this.#ownsTransport) await this.#transport?.close().catch(() => {})
+    this.#setState('closed')
+  }
+
+  #setState (state: CollectorState): void {
+    this.#state = state
+  }
+
+  #scheduleTick (): void {
+    this.#tickTimer = setTimeout(() => {
+      this.tick().finally(() => {
+        if (this.#state === 'running') this.#scheduleTick()
+      }).catch(() => {})
+    }, Math.max(1, Math.round(this.options.flushInterval * 1000)))
+    this.#tickTimer.unref()
+  }
+
+  /** Run store operations one after another: a seal never overtakes the flush before it. */
+  #serial<T> (fn: () => Promise<T>): Promise<T> {
+    const next = this.#ops.then(fn, fn)
+    this.#ops = next.catch(() => {})
+    return next
+  }
+
+  async #flushNow (): Promise<FlushResult | undefined> {
+    if (this.#deltas.size === 0) return undefined
+    const bytes = this.#unflushedBytes
+    const deltas = this.#deltas.drain()
+    this.#unflushedBytes = 0
+    try {
+      const result = await this.#store.flush(deltas)
+      this.#counters.flushes++
+      this.#publishDiscards(result.discarded)
+      return result
+    } catch (err) {
+      for (const d of deltas) this.#deltas.merge(d)
+      this.#unflushedBytes += bytes
+      this.#counters.flush_failures++
+      throw err
+    }
+  }
+
+  async #sealNow (force: boolean): Promise<SealResult> {
+    const result = await this.#store.seal({
+      now: this.#clock.now(),
+      intervalMs: Math.round(this.options.reportInterval * 1000),
+      force,
+      render: (records, sealedAt) => renderReports(records, sealedAt, this.#ctx)
+    })
+    if (result.reports.length > 0) {
+      this.#logger.info({ reports: result.reports.length, uids: sum(result.reports, 'uids'), bytes: sum(result.reports, 'bytes') }, 'window sealed')
+      if (channels.seal.hasSubscribers) {
+        channels.seal.publish({
+          sealedAt: result.reports[0]?.createdAt,
+          reports: result.reports.map((r) => ({ reportId: r.reportId, uids: r.uids, bytes: r.bytes }))
+        })
+      }
+      this.#reporter?.notify()
+    }
+    return result
+  }
+
+  #publishDiscards (discarded: readonly DiscardedUsage[]): void {
+    if (discarded.length === 0) return
+    this.#logger.debug({ uids: discarded.length, bytes: sum(discarded, 'bytes') }, 'sub-threshold usage expired')
+    if (channels.discard.hasSubscribers) for (const d of discarded) channels.discard.publish(d)
+  }
+}
+
+function sum<K extends string> (items: ReadonlyArray<Record<K, number>>, key: K): number {
+  let total = 0
+  for (const item of items) total += item[key]
+  return total
+}

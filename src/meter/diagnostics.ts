@@ -1,0 +1,18 @@
+import diagnosticsChannel from 'node:diagnostics_channel'
+
+/**
+ * Metering events on `node:diagnostics_channel` (STYLE §22), so that other code
+ * can observe usage without patching the collector. Publishing costs one
+ * `hasSubscribers` check when nobody listens.
+ *
+ * - `streammeter:traffic`  — every recorded {@link TrafficEvent}
+ * - `streammeter:discard`  — `{ uid, bytes, startTime }` for every expired accumulator
+ * - `streammeter:seal`     — `{ sealedAt, reports: [{ reportId, uids, bytes }] }`
+ * - `streammeter:delivery` — `{ reportId, ok, status?, error?, attempts }` per attempt
+ */
+export const channels = Object.freeze({
+  traffic: diagnosticsChannel.channel('streammeter:traffic'),
+  discard: diagnosticsChannel.channel('streammeter:discard'),
+  seal: diagnosticsChannel.channel('streammeter:seal'),
+  delivery: diagnosticsChannel.channel('streammeter:delivery')
+})

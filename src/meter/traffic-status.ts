@@ -1,0 +1,154 @@
+import type { MeterOptions } from './options.ts'
+import { redactUrl } from './options.ts'
+import { round2, unixSeconds } from './report-builder.ts'
+import type { StoreCounters } from './types.ts'
+import type { OutboxStats, UsageSummary } from './usage-store.ts'
+
+const MIB = 1048576
+
+/** This process's own counters, next to the store's shared ones. */
+export interface InstanceCounters {
+  events_recorded: number
+  bytes_recorded: number
+  /** Events ignored: no uid, 0 bytes, or a byte count that is not a safe integer. */
+  events_ignored: number
+  /** Bytes recorded after the final flush of `close()` (lost; should stay 0). */
+  bytes_after_close: number
+  flushes: number
+  flush_failures: number
+  /** Flushes triggered early because the in-process map reached `flushMaxUids`. */
+  early_flushes: number
+  delivery_attempts: number
+  reports_delivered_here: number
+}
+
+/** The `/traffic` document (DESIGN §5): the original's shape plus `outbox` and more statistics. */
+export interface TrafficStatus {
+  worker_id: string
+  running: boolean
+  state: string
+  config: {
+    min_threshold_mb: number
+    min_bytes_threshold: number
+    report_interval_seconds: number
+    accumulator_timeout_seconds: number
+    flush_interval_seconds: number
+    report_url: string | null
+    api_key_configured: boolean
+    store: string
+  }
+  current_state: {
+    qualified_uids: number
+    pending_accumulator_uids: number
+    unflushed_uids: number
+    next_report_in_seconds: number
+  }
+  statistics: Omit<StoreCounters, 'last_error' | 'last_error_at' | 'last_success_at'> & InstanceCounters & {
+    current_qualified_uids: number
+    reports_pending: number
+  }
+  outbox: {
+    pending: number
+    pending_bytes: number
+    oldest_age_seconds: number | null
+    last_success_at: number | null
+    last_error: string | null
+    last_error_at: number | null
+  }
+  current_traffic_summary: {
+    uids: number
+    total_bytes: number
+    total_mb: number
+    qualified_bytes: number
+    pending_bytes: number
+    unflushed_bytes: number
+    top_uids: Array<{
+      uid: string
+      bytes: number
+      requests: number
+      qualified: boolean
+      file_types: Record<string, number>
+      unique_ips: number
+      unique_sessions: number
+      start_time: number
+      last_activity: number
+    }>
+  }
+}
+
+/** Inputs of {@link buildTrafficStatus}, gathered by the collector. */
+export interface StatusInputs {
+  options: Readonly<MeterOptions>
+  state: string
+  storeKind: string
+  now: number
+  nextSealAt: number | undefined
+  counters: StoreCounters
+  outbox: OutboxStats
+  summary: UsageSummary
+  instance: InstanceCounters
+  unflushedUids: number
+  unflushedBytes: number
+}
+
+/** Assemble the `/traffic` document. Holds no secret: the URL is redacted, the key only said to exist. */
+export function buildTrafficStatus (i: StatusInputs): TrafficStatus {
+  const { options: o, counters: c, summary: s } = i
+  const nextIn = i.nextSealAt === undefined ? o.reportInterval : Math.max(0, (i.nextSealAt - i.now) / 1000)
+  const { last_error: lastError, last_error_at: lastErrorAt, last_success_at: lastSuccessAt, ...shared } = c
+  const total = s.qualifiedBytes + s.pendingBytes
+  return {
+    worker_id: o.workerId,
+    running: i.state === 'running',
+    state: i.state,
+    config: {
+      min_threshold_mb: round2(o.minBytes / MIB),
+      min_bytes_threshold: o.minBytes,
+      report_interval_seconds: o.reportInterval,
+      accumulator_timeout_seconds: o.accumulatorTimeout,
+      flush_interval_seconds: o.flushInterval,
+      report_url: redactUrl(o.reportUrl),
+      api_key_configured: o.apiKey !== undefined && o.apiKey !== '',
+      store: i.storeKind
+    },
+    current_state: {
+      qualified_uids: s.qualifiedUids,
+      pending_accumulator_uids: s.pendingUids,
+      unflushed_uids: i.unflushedUids,
+      next_report_in_seconds: Math.round(nextIn * 10) / 10
+    },
+    statistics: {
+      ...shared,
+      ...i.instance,
+      current_qualified_uids: s.qualifiedUids,
+      reports_pending: i.outbox.pending
+    },
+    outbox: {
+      pending: i.outbox.pending,
+      pending_bytes: i.outbox.pendingBytes,
+      oldest_age_seconds: i.outbox.oldestCreatedAt === undefined ? null : Math.max(0, Math.round((i.now - i.outbox.oldestCreatedAt) / 100) / 10),
+      last_success_at: lastSuccessAt > 0 ? unixSeconds(lastSuccessAt) : null,
+      last_error: lastError !== '' ? lastError : null,
+      last_error_at: lastErrorAt > 0 ? unixSeconds(lastErrorAt) : null
+    },
+    current_traffic_summary: {
+      uids: s.qualifiedUids + s.pendingUids,
+      total_bytes: total,
+      total_mb: round2(total / MIB),
+      qualified_bytes: s.qualifiedBytes,
+      pending_bytes: s.pendingBytes,
+      unflushed_bytes: i.unflushedBytes,
+      top_uids: s.top.map((r) => ({
+        uid: r.uid,
+        bytes: r.bytes,
+        requests: r.requests,
+        qualified: r.qualified,
+        file_types: { ...r.fileTypes },
+        unique_ips: r.ips.length,
+        unique_sessions: r.sessions.length,
+        start_time: unixSeconds(r.startTime),
+        last_activity: unixSeconds(r.lastActivity)
+      }))
+    }
+  }
+}

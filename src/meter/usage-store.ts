@@ -1,0 +1,144 @@
+import type {
+  DiscardedUsage, OutboxEntry, RenderedReport, StoreCounters, UsageDelta, UsagePolicy, UsageRecord
+} from './types.ts'
+
+/**
+ * The port between the collector and durable state. `src/store/` implements it
+ * for `memory:`, `sqlite:` and `redis://`; one contract suite
+ * (test/store-contract.ts) holds every implementation to the same guarantees:
+ *
+ * 1. `flush` merges a whole batch atomically (all or nothing) with
+ *    {@link mergeDelta}'s rules, applying the threshold to the store's global
+ *    sums, not to one process's share.
+ * 2. `seal` atomically moves every qualified record into reports written to the
+ *    outbox (rendered by the caller's `render`, inside the same transaction),
+ *    removes those records and leaves sub-threshold ones in place. A batch
+ *    flushed after `seal` returns belongs to the next window.
+ * 3. The outbox is FIFO by `seq`; an entry's `body` never changes; `ack` removes
+ *    an entry once (a second ack of the same id returns false and counts nothing).
+ * 4. Counters change in the same atomic step as the state they describe.
+ */
+export interface UsageStore {
+  /** `memory`, `sqlite` or `redis`. */
+  readonly kind: string
+  /** The policy the store applies; fixed at construction. */
+  readonly policy: UsagePolicy
+
+  /** Merge a batch of deltas (one transaction / one round-trip). */
+  flush (deltas: readonly UsageDelta[]): Promise<FlushResult>
+  /** Discard sub-threshold records whose cycle began more than the timeout before `now`. */
+  expire (now: number): Promise<ExpireResult>
+  /**
+   * Seal the window when it is due (`now >= nextSealAt`) or when `force` is set.
+   * The first call on a fresh store only schedules the first seal at
+   * `now + intervalMs` (unless forced). Every seal schedules the next one.
+   */
+  seal (request: SealRequest): Promise<SealResult>
+  /** When the next seal is due (ms since the epoch), or undefined before the first schedule. */
+  nextSealAt (): Promise<number | undefined>
+
+  /** The oldest undelivered report. */
+  outboxHead (): Promise<OutboxEntry | undefined>
+  /** Remove a delivered report and count it as sent. Returns false when it was not pending. */
+  outboxAck (reportId: string, now: number): Promise<boolean>
+  /** Count a failed attempt for a pending report. `error` must hold no secret. */
+  outboxFail (reportId: string, error: string, now: number): Promise<void>
+  /** Pending reports, their bytes, and the oldest creation time. */
+  outboxStats (): Promise<OutboxStats>
+
+  /** Shared counters. */
+  counters (): Promise<StoreCounters>
+  /** Counts of qualified and pending uids plus the `top` records by bytes. */
+  summary (top: number): Promise<UsageSummary>
+
+  /** Every record (O(n); diagnostics and tests). */
+  records (): Promise<UsageRecord[]>
+  /** Every pending outbox entry in order (O(n); diagnostics and tests). */
+  outbox (): Promise<OutboxEntry[]>
+
+  /** Release the store. Idempotent. Later calls reject with `SM_ERR_STORE_CLOSED`. */
+  close (): Promise<void>
+}
+
+/** What one `flush` did. */
+export interface FlushResult {
+  /** Deltas merged. */
+  uids: number
+  /** Cycles started (a new record). */
+  created: number
+  /** Records that crossed the threshold in this flush. */
+  qualified: number
+  /** Expired cycles discarded because newer bytes arrived after their timeout. */
+  discarded: DiscardedUsage[]
+}
+
+/** What one `expire` did. */
+export interface ExpireResult {
+  discarded: DiscardedUsage[]
+}
+
+/** Arguments of {@link UsageStore.seal}. */
+export interface SealRequest {
+  /** The current time, ms since the epoch. */
+  now: number
+  /** Length of a window in ms; the next seal is scheduled `intervalMs` after this one. */
+  intervalMs: number
+  /** Seal even if the window is not due (graceful stop). */
+  force?: boolean | undefined
+  /**
+   * Turns the qualified records (sorted by bytes descending, then uid) into
+   * report bodies. Called inside the store's transaction; must be pure and
+   * synchronous. Not called when there is no qualified record.
+   */
+  render (records: readonly UsageRecord[], sealedAt: number): RenderedReport[]
+}
+
+/** What one `seal` did. */
+export interface SealResult {
+  /** True when the window was sealed (even with no qualified uid). */
+  sealed: boolean
+  /** Reports written to the outbox by this seal, in order. */
+  reports: OutboxEntry[]
+  /** When the next seal is due. */
+  nextSealAt: number
+}
+
+/** Outbox state for `/traffic` and `/metrics`. */
+export interface OutboxStats {
+  pending: number
+  pendingBytes: number
+  /** Creation time of the oldest pending report, or undefined when empty. */
+  oldestCreatedAt: number | undefined
+}
+
+/** The current window at a glance. */
+export interface UsageSummary {
+  qualifiedUids: number
+  pendingUids: number
+  qualifiedBytes: number
+  pendingBytes: number
+  /** Largest records first. */
+  top: UsageRecord[]
+}
+
+/** Zeroed counters, the starting point of every store. */
+export function emptyCounters (): StoreCounters {
+  return {
+    total_recorded_uids: 0,
+    reports_created: 0,
+    total_reports_sent: 0,
+    total_bytes_reported: 0,
+    reports_failed: 0,
+    accumulator_cleanups: 0,
+    bytes_discarded: 0,
+    windows_sealed: 0,
+    last_success_at: 0,
+    last_error_at: 0,
+    last_error: ''
+  }
+}
+
+/** Sort order of records inside a report and of `summary().top`. */
+export function compareRecords (a: UsageRecord, b: UsageRecord): number {
+  return b.bytes - a.bytes || (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0)
+}
