@@ -138,7 +138,7 @@ export class DeltaMap {
       return
     }
     if (first[i] === value) return
-    let rest = more.get(i)
+    const rest = more.get(i)
     if (rest === undefined) {
       if (cap > 1) more.set(i, [value])
       return

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { formatUtc, renderReports, round2, trafficDetail } from '../src/meter/index.ts'
+import type { UsageRecord } from '../src/meter/index.ts'
+
+const T = Date.UTC(2026, 10, 26, 9, 5, 7, 450) // 2026-11-26 09:05:07.450 UTC
+
+function rec (uid: string, bytes: number, extra: Partial<UsageRecord> = {}): UsageRecord {
+  return { uid, bytes, requests: 3, fileTypes: { ts: bytes }, ips: ['10.0.0.1'], sessions: [], startTime: T - 90_500, lastActivity: T - 500, qualified: true, ...extra }
+}
+
+describe('report body (DESIGN §3)', () => {
+  it('has every field of the original format with its type, rounding and date format', () => {
+    let n = 0
+    const [r] = renderReports([rec('alice', 5_000_000, { fileTypes: { ts: 4_000_000, m3u8: 1_000_000 }, ips: ['a', 'b'], sessions: ['s'] })], T, {
+      workerId: 'w-1', reportInterval: 300, minBytes: 1048576, maxUidsPerReport: 5000, newId: () => `id${++n}`
+    })
+    assert.ok(r)
+    const body = JSON.parse(r.body)
+    assert.deepEqual(body, {
+      report_id: 'id2',
+      timestamp: Math.floor(T / 1000),
+      worker_id: 'w-1',
+      report_interval_seconds: 300,
+      min_bytes_threshold: 1048576,
+      total_qualified_uids: 1,
+      traffic_details: [{
+        uid: 'alice',
+        total_bytes: 5_000_000,
+        total_mb: 4.77,
+        request_count: 3,
+        duration_seconds: 90,
+        start_time: Math.floor((T - 90_500) / 1000),
+        last_activity: Math.floor((T - 500) / 1000),
+        file_types: { ts: 4_000_000, m3u8: 1_000_000 },
+        unique_ips: 2,
+        unique_sessions: 1,
+        avg_bytes_per_request: 1666666.67,
+        bytes_per_second: 55555.56
+      }],
+      summary: {
+        total_bytes: 5_000_000,
+        total_mb: 4.77,
+        total_requests: 3,
+        avg_bytes_per_uid: 5_000_000,
+        report_generated_at: '2026-11-26 09:05:07 UTC'
+      },
+      window_id: 'id1',
+      part: 1,
+      parts: 1
+    })
+    assert.equal(r.reportId, 'id2')
+    assert.equal(r.uids, 1)
+    assert.equal(r.bytes, 5_000_000)
+  })
+
+  it('duration is at least 1 s, computed on the whole seconds shown', () => {
+    const d = trafficDetail(rec('x', 1000, { startTime: T, lastActivity: T + 200 }))
+    assert.equal(d.duration_seconds, 1)
+    assert.equal(d.bytes_per_second, 1000)
+    assert.equal(d.duration_seconds, Math.max(1, d.last_activity - d.start_time))
+  })
+
+  it('splits at TRAFFIC_REPORT_MAX_UIDS, each part with its own report_id and summary', () => {
+    let n = 0
+    const records = Array.from({ length: 7 }, (_, i) => rec(`u${i}`, 1000 * (7 - i)))
+    const parts = renderReports(records, T, { workerId: 'w', reportInterval: 300, minBytes: 0, maxUidsPerReport: 3, newId: () => `id${++n}` })
+    assert.equal(parts.length, 3)
+    const bodies = parts.map((p) => JSON.parse(p.body))
+    assert.deepEqual(bodies.map((b) => b.traffic_details.length), [3, 3, 1])
+    assert.deepEqual(bodies.map((b) => b.total_qualified_uids), [3, 3, 1])
+    assert.deepEqual(bodies.map((b) => b.summary.total_bytes), [18000, 9000, 1000])
+    assert.deepEqual(bodies.map((b) => [b.part, b.parts]), [[1, 3], [2, 3], [3, 3]])
+    assert.equal(new Set(bodies.map((b) => b.report_id)).size, 3)
+    assert.equal(new Set(bodies.map((b) => b.window_id)).size, 1)
+    assert.deepEqual(parts.map((p) => p.reportId), bodies.map((b) => b.report_id))
+  })
+
+  it('renders nothing for a window without qualified uids', () => {
+    assert.deepEqual(renderReports([], T, { workerId: 'w', reportInterval: 300, minBytes: 0, maxUidsPerReport: 3, newId: () => 'x' }), [])
+  })
+
+  it('rounds to 2 decimals and formats UTC dates', () => {
+    assert.equal(round2(1048576 * 1.5 / 1048576), 1.5)
+    assert.equal(round2(2 / 3), 0.67)
+    assert.equal(round2(0.004), 0)
+    assert.equal(formatUtc(Date.UTC(2026, 0, 2, 3, 4, 5)), '2026-01-02 03:04:05 UTC')
+  })
+})
