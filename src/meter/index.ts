@@ -9,7 +9,7 @@ export type {
 } from './types.ts'
 export { isExpired, mergeDelta, unionCapped } from './usage-record.ts'
 export type { MergeOutcome } from './usage-record.ts'
-export { compareRecords, emptyCounters } from './usage-store.ts'
+export { checkRendered, compareRecords, emptyCounters } from './usage-store.ts'
 export type {
   ExpireResult, FlushResult, OutboxStats, SealRequest, SealResult, UsageStore, UsageSummary
 } from './usage-store.ts'

@@ -48,7 +48,7 @@ export interface UsageStore {
 
   /** Shared counters. */
   counters (): Promise<StoreCounters>
-  /** Counts of qualified and pending uids plus the `top` records by bytes. */
+  /** Counts of qualified and pending uids plus the `top` (a non-negative integer) records by bytes. */
   summary (top: number): Promise<UsageSummary>
 
   /** Every record (O(n); diagnostics and tests). */
@@ -136,6 +136,29 @@ export function emptyCounters (): StoreCounters {
     last_error_at: 0,
     last_error: ''
   }
+}
+
+/**
+ * What every store checks about `render`'s output before writing it: each
+ * qualified uid is in exactly one report, and report ids are distinct. A
+ * render that dropped a uid would delete its usage without a trace.
+ * @returns `rendered`, unchanged
+ * @throws {Error} when the output does not account for every record
+ */
+export function checkRendered (records: readonly UsageRecord[], rendered: readonly RenderedReport[]): RenderedReport[] {
+  let uids = 0
+  let bytes = 0
+  for (const r of rendered) {
+    uids += r.uids
+    bytes += r.bytes
+  }
+  let expected = 0
+  for (const r of records) expected += r.bytes
+  if (uids !== records.length || bytes !== expected) {
+    throw new Error(`render accounted for ${uids} uids / ${bytes} bytes of ${records.length} uids / ${expected} bytes`)
+  }
+  if (new Set(rendered.map((r) => r.reportId)).size !== rendered.length) throw new Error('render repeated a report id')
+  return rendered.slice()
 }
 
 /** Sort order of records inside a report and of `summary().top`. */

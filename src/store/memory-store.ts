@@ -1,6 +1,6 @@
 import { StoreClosedError } from '../errors.ts'
 import {
-  compareRecords, emptyCounters, isExpired, mergeDelta
+  checkRendered, compareRecords, emptyCounters, isExpired, mergeDelta
 } from '../meter/index.ts'
 import type {
   ExpireResult, FlushResult, OutboxEntry, OutboxStats, SealRequest, SealResult, StoreCounters,
@@ -72,7 +72,10 @@ export class MemoryStore implements UsageStore {
     }
     const qualified = [...this.#records.values()].filter((r) => r.qualified).sort(compareRecords)
     // Render before touching state: a throwing render leaves the window unsealed.
-    const rendered = qualified.length > 0 ? request.render(qualified, now) : []
+    const rendered = qualified.length > 0 ? checkRendered(qualified, request.render(qualified, now)) : []
+    for (const r of rendered) {
+      if (this.#outbox.some((e) => e.reportId === r.reportId)) throw new Error(`report id ${r.reportId} is already in the outbox`)
+    }
     const reports: OutboxEntry[] = rendered.map((r) => ({
       seq: ++this.#seq,
       reportId: r.reportId,

@@ -1,0 +1,58 @@
+/**
+ * Stores behind the {@link UsageStore} port. Importable as `streammeter/store`.
+ */
+import { StoreUrlError } from '../errors.ts'
+import type { UsagePolicy, UsageStore } from '../meter/index.ts'
+import { MemoryStore } from './memory-store.ts'
+import { SqliteStore } from './sqlite-store.ts'
+
+export { MemoryStore, SqliteStore }
+
+/** Where a `STORE_URL` points, once parsed. */
+export type StoreLocation =
+  | { kind: 'memory' }
+  | { kind: 'sqlite', path: string }
+
+const FORMS = '`memory:`, `sqlite:PATH` (e.g. `sqlite:./data/streammeter.db` or `sqlite:/var/lib/streammeter.db`)'
+
+/**
+ * Parse a `STORE_URL` without opening anything, so that configuration can be
+ * validated at start.
+ * @throws {StoreUrlError} for a form this build does not know. The message
+ *   never repeats the URL past its scheme: a `redis://` URL may hold a password.
+ */
+export function parseStoreUrl (url: string): StoreLocation {
+  if (url === 'memory:') return { kind: 'memory' }
+  if (url.startsWith('sqlite:')) {
+    const path = url.slice('sqlite:'.length)
+    // `sqlite://…` means different things to different tools (SQLAlchemy's
+    // `sqlite:///x.db` is relative); refuse it rather than guess.
+    if (path.startsWith('//')) {
+      throw new StoreUrlError('STORE_URL: write sqlite:PATH without "//", e.g. sqlite:./data/streammeter.db or sqlite:/abs/streammeter.db')
+    }
+    if (path.trim() === '') throw new StoreUrlError('STORE_URL: sqlite: needs a file path, e.g. sqlite:./data/streammeter.db')
+    return { kind: 'sqlite', path }
+  }
+  if (/^rediss?:/i.test(url)) {
+    throw new StoreUrlError(`STORE_URL: the redis store is not available yet in this build; use ${FORMS}`)
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]
+  const what = scheme === undefined ? 'a value without a scheme' : `the scheme "${scheme}:"`
+  throw new StoreUrlError(`STORE_URL: ${what} names no store; use ${FORMS}`)
+}
+
+/**
+ * Open the store a `STORE_URL` names: `memory:` or `sqlite:PATH` (relative to
+ * the working directory, or absolute; parent directories are created).
+ * @throws {StoreUrlError} for an unknown or unavailable form.
+ * @throws {StoreError} when the store cannot be opened.
+ */
+export async function openStore (url: string, policy: UsagePolicy): Promise<UsageStore> {
+  const location = parseStoreUrl(url)
+  switch (location.kind) {
+    case 'memory':
+      return new MemoryStore(policy)
+    case 'sqlite':
+      return new SqliteStore(location.path, policy)
+  }
+}
