@@ -13,6 +13,19 @@ export type ErrorCode =
   | 'SM_ERR_REPORT_REJECTED'
   | 'SM_ERR_REPORT_TIMEOUT'
   | 'SM_ERR_REPORT_NETWORK'
+  | 'SM_ERR_BAD_REQUEST'
+  | 'SM_ERR_METHOD_NOT_ALLOWED'
+  | 'SM_ERR_UNAUTHORIZED'
+  | 'SM_ERR_FORBIDDEN'
+  | 'SM_ERR_BAD_SIGNATURE'
+  | 'SM_ERR_URL_EXPIRED'
+  | 'SM_ERR_NOT_FOUND'
+  | 'SM_ERR_RANGE_NOT_SATISFIABLE'
+  | 'SM_ERR_ORIGIN_UNREACHABLE'
+  | 'SM_ERR_ORIGIN_TIMEOUT'
+  | 'SM_ERR_ORIGIN_ERROR'
+  | 'SM_ERR_SHUTTING_DOWN'
+  | 'SM_ERR_INTERNAL'
 
 /** Base class: a literal `code`, the HTTP status a server would answer, and `cause` when wrapping. */
 export class StreammeterError<C extends ErrorCode = ErrorCode> extends Error {
@@ -85,4 +98,102 @@ export class ReportNetworkError extends StreammeterError<'SM_ERR_REPORT_NETWORK'
   constructor (detail: string, options?: { cause?: unknown }) {
     super('SM_ERR_REPORT_NETWORK', `report endpoint unreachable: ${detail}`, 502, options)
   }
+}
+
+/** A request the server cannot make sense of (bad encoding, NUL byte, malformed parameter). 400. */
+export class BadRequestError extends StreammeterError<'SM_ERR_BAD_REQUEST'> {
+  constructor (message: string) {
+    super('SM_ERR_BAD_REQUEST', message, 400)
+  }
+}
+
+/** Only GET and HEAD are served (and OPTIONS for CORS preflight). 405. */
+export class MethodNotAllowedError extends StreammeterError<'SM_ERR_METHOD_NOT_ALLOWED'> {
+  constructor (method: string) {
+    super('SM_ERR_METHOD_NOT_ALLOWED', `method ${method.slice(0, 16)} is not allowed`, 405)
+  }
+}
+
+/** An admin endpoint was called without the right `ADMIN_TOKEN`. 401. */
+export class UnauthorizedError extends StreammeterError<'SM_ERR_UNAUTHORIZED'> {
+  constructor () {
+    super('SM_ERR_UNAUTHORIZED', 'a valid admin bearer token is required', 401)
+  }
+}
+
+/** An admin endpoint was called from a non-loopback address while no `ADMIN_TOKEN` is set. 403. */
+export class ForbiddenError extends StreammeterError<'SM_ERR_FORBIDDEN'> {
+  constructor (message = 'admin endpoints answer loopback clients only when ADMIN_TOKEN is not set') {
+    super('SM_ERR_FORBIDDEN', message, 403)
+  }
+}
+
+/** A media request whose signature is missing or does not verify. 403. */
+export class BadSignatureError extends StreammeterError<'SM_ERR_BAD_SIGNATURE'> {
+  constructor (message = 'the URL signature is missing or invalid') {
+    super('SM_ERR_BAD_SIGNATURE', message, 403)
+  }
+}
+
+/** A media request with a valid signature whose `expires` has passed. 410. */
+export class UrlExpiredError extends StreammeterError<'SM_ERR_URL_EXPIRED'> {
+  constructor () {
+    super('SM_ERR_URL_EXPIRED', 'the signed URL has expired', 410)
+  }
+}
+
+/** The origin has no such file. 404. */
+export class NotFoundError extends StreammeterError<'SM_ERR_NOT_FOUND'> {
+  constructor (message = 'not found') {
+    super('SM_ERR_NOT_FOUND', message, 404)
+  }
+}
+
+/** The requested range lies outside the file. 416. */
+export class RangeNotSatisfiableError extends StreammeterError<'SM_ERR_RANGE_NOT_SATISFIABLE'> {
+  readonly size: number | undefined
+  constructor (size?: number) {
+    super('SM_ERR_RANGE_NOT_SATISFIABLE', 'the requested range is not satisfiable', 416)
+    this.size = size
+  }
+}
+
+/** The origin could not be reached (refused, reset, DNS). 502. The original is in `cause`, never shown. */
+export class OriginUnreachableError extends StreammeterError<'SM_ERR_ORIGIN_UNREACHABLE'> {
+  constructor (options?: { cause?: unknown }) {
+    super('SM_ERR_ORIGIN_UNREACHABLE', 'the origin could not be reached', 502, options)
+  }
+}
+
+/** The origin did not answer in time. 504. */
+export class OriginTimeoutError extends StreammeterError<'SM_ERR_ORIGIN_TIMEOUT'> {
+  constructor (options?: { cause?: unknown }) {
+    super('SM_ERR_ORIGIN_TIMEOUT', 'the origin did not answer in time', 504, options)
+  }
+}
+
+/** The origin answered with a server error or something unusable. 502. */
+export class OriginError extends StreammeterError<'SM_ERR_ORIGIN_ERROR'> {
+  constructor (message = 'the origin failed', options?: { cause?: unknown }) {
+    super('SM_ERR_ORIGIN_ERROR', message, 502, options)
+  }
+}
+
+/** The server is draining for shutdown and takes no new requests. 503. */
+export class ShuttingDownError extends StreammeterError<'SM_ERR_SHUTTING_DOWN'> {
+  constructor () {
+    super('SM_ERR_SHUTTING_DOWN', 'the server is shutting down', 503)
+  }
+}
+
+/** Anything unexpected. 500, with a generic message; the original is logged, never shown. */
+export class InternalError extends StreammeterError<'SM_ERR_INTERNAL'> {
+  constructor (options?: { cause?: unknown }) {
+    super('SM_ERR_INTERNAL', 'internal error', 500, options)
+  }
+}
+
+/** The JSON error body of DESIGN §4: `{ error: { code, message } }`. */
+export function errorBody (err: StreammeterError): { error: { code: ErrorCode, message: string } } {
+  return { error: { code: err.code, message: err.message } }
 }

@@ -409,6 +409,23 @@ export function storeContract (name: string, factory: StoreFactory): void {
         assert.deepEqual(retry.reports.map((r) => [r.reportId, r.bytes]), [['report-1', 2000]])
       })
 
+      it('a render that leaves a qualified uid out, or repeats a report id, is refused with nothing changed', async (t) => {
+        const store = await open(t)
+        await schedule(store, T0, 60_000)
+        await store.flush([delta('a', 2000), delta('b', 3000)])
+        const dropB = (records: readonly UsageRecord[]): RenderedReport[] =>
+          [{ reportId: 'only-a', body: '{}', uids: 1, bytes: records.find((r) => r.uid === 'a')?.bytes ?? 0 }]
+        await assert.rejects(store.seal({ now: T0 + 60_000, intervalMs: 60_000, render: dropB }), /render accounted for 1 uids/)
+        const twice = (): RenderedReport[] => [
+          { reportId: 'same', body: '{}', uids: 1, bytes: 3000 },
+          { reportId: 'same', body: '{}', uids: 1, bytes: 2000 }
+        ]
+        await assert.rejects(store.seal({ now: T0 + 60_000, intervalMs: 60_000, render: twice }), /repeated a report id/)
+        assert.deepEqual(byUid(await store.records()), [record('a', 2000), record('b', 3000)])
+        assert.deepEqual(await store.outbox(), [])
+        assert.equal(await store.nextSealAt(), T0 + 60_000)
+      })
+
       it('multi-part renders and successive seals append to the outbox in FIFO order', async (t) => {
         const store = await open(t)
         await schedule(store, T0, 1000)

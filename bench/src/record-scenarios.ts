@@ -117,7 +117,9 @@ export interface RoundResult {
   trackedUids: number
   /** `heapDeltaBytes / trackedUids`. */
   bytesPerUid: number
-  /** Store totals after `flush()` equal the generated totals, and nothing flushed or was ignored during the loop. */
+  /** Whether this round also flushed into the store and compared the store's totals (the last round does). */
+  storeChecked: boolean
+  /** The collector's counters (and the store's totals, when checked) equal the generated totals; nothing flushed early or was ignored. */
   ok: boolean
   /** What did not match, when `ok` is false. */
   problems: string[]

@@ -8,10 +8,18 @@ export function requireGc (): () => void {
 }
 
 /**
- * Bytes the program holds: the JS heap plus ArrayBuffer backing stores, which
- * live outside it (typed-array columns of the delta map).
+ * Bytes the program holds after a full collection: the JS heap plus the
+ * ArrayBuffer backing stores, which live outside it (the delta map's
+ * typed-array columns).
+ *
+ * Two collections, because V8 frees dead backing stores on a background
+ * sweeper after a GC and only waits for it at the start of the next one; with
+ * a single `gc()`, `arrayBuffers` may still count the previous round's
+ * columns (tens of MB at 1M uids).
  */
-export function heapBytes (): number {
+export function settledHeapBytes (gc: () => void): number {
+  gc()
+  gc()
   const m = process.memoryUsage()
   return m.heapUsed + m.arrayBuffers
 }

@@ -1,0 +1,32 @@
+/**
+ * Entry point of this package's benchmarks (STYLE §19: outside `npm test`).
+ *
+ *   npm run bench                                   every suite
+ *   node --expose-gc --import tsx src/run.ts record [scenario ...]
+ *
+ * Each suite runs its measurements in child processes of its own. Exit code 1
+ * when a correctness check failed (a missed target is reported, not fatal).
+ */
+import { runRecordSuite } from './record-suite.ts'
+
+/** Suites by name; each takes optional scenario ids and resolves false on a failed check. */
+const SUITES = new Map<string, (ids: readonly string[]) => Promise<boolean>>([
+  ['record', runRecordSuite]
+])
+
+async function main (argv: readonly string[]): Promise<number> {
+  const [name, ...ids] = argv
+  if (name !== undefined) {
+    const suite = SUITES.get(name)
+    if (suite === undefined) {
+      process.stderr.write(`unknown suite ${name} (have ${[...SUITES.keys()].join(', ')})\n`)
+      return 2
+    }
+    return (await suite(ids)) ? 0 : 1
+  }
+  let ok = true
+  for (const suite of SUITES.values()) ok = (await suite([])) && ok
+  return ok ? 0 : 1
+}
+
+process.exitCode = await main(process.argv.slice(2))

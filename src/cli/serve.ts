@@ -1,0 +1,87 @@
+import { CONFIG_DEFAULTS, SECRET_SETTINGS, SETTING_NAMES, flagOf, loadConfig, settingHelp } from '../config/index.ts'
+import type { Config, Env } from '../config/index.ts'
+import { startServer } from '../server/index.ts'
+import { wantsHelp } from './args.ts'
+import { errorText } from './error-text.ts'
+import type { CliContext } from './context.ts'
+import { watchStopSignals } from './stop-signals.ts'
+
+/** What the serve verb needs of a started server. */
+export interface RunningServerLike {
+  /** Where it listens, for the startup line. */
+  readonly address: string
+  /** Graceful stop (DESIGN §2); called once. */
+  close (): Promise<void>
+}
+
+/** The contract of `src/server/index.ts`'s `startServer`, checked where it is used below. */
+export type StartServer = (config: Config) => Promise<RunningServerLike>
+
+/** The real server; tests pass their own `StartServer` to {@link runServe}. */
+export const defaultStartServer: StartServer = startServer
+
+/** `streammeter serve --help`: every setting as a flag, from the schema. */
+export function serveHelp (): string {
+  const lines = SETTING_NAMES.map((name) => {
+    const fallback = (CONFIG_DEFAULTS as Readonly<Record<string, unknown>>)[name]
+    const shown = fallback === undefined || SECRET_SETTINGS.has(name)
+      ? ''
+      : `, default ${Array.isArray(fallback) ? fallback.join(',') || 'none' : String(fallback)}`
+    return `  ${flagOf(name)} (${name}${shown})\n      ${settingHelp(name)}`
+  })
+  return `Usage: streammeter serve [flags]
+
+Runs the proxy. Every setting is a flag here and an environment variable
+(also read from .env in the working directory); flags win over the
+environment, which wins over .env. Durations are seconds, sizes bytes.
+Without ORIGIN_ROOT or ORIGIN_URL the bundled demo media is served.
+
+Flags:
+${lines.join('\n')}
+  -h, --help
+      this help
+
+Exit status: 0 stopped cleanly, 1 failed, 2 invalid configuration.
+See docs/configuration.md.
+`
+}
+
+/**
+ * `streammeter serve`: load the configuration (a {@link ConfigError} escapes
+ * to main, exit 2), start the server, run until SIGTERM/SIGINT, close it.
+ * @returns 0 after a clean stop, 1 when starting or stopping failed
+ */
+export async function runServe (argv: readonly string[], env: Env, ctx: CliContext, start: StartServer = defaultStartServer): Promise<number> {
+  if (wantsHelp(argv)) {
+    ctx.stdout.write(serveHelp())
+    return 0
+  }
+  const config = loadConfig({ env, argv, cwd: ctx.cwd })
+  if (config.origin.kind === 'demo') {
+    ctx.stderr.write(`streammeter serve: no ORIGIN_ROOT or ORIGIN_URL set; serving the bundled demo media from ${config.origin.root}\n`)
+  }
+  // Installed before starting, so that a signal during start-up stops the
+  // server as soon as it is up rather than killing a half-open store.
+  const stop = watchStopSignals('serve', ctx)
+  try {
+    let server: RunningServerLike
+    try {
+      server = await start(config)
+    } catch (err) {
+      ctx.stderr.write(`streammeter serve: could not start: ${errorText(err)}\n`)
+      return 1
+    }
+    ctx.stderr.write(`streammeter serve: listening on ${server.address}\n`)
+    await stop.requested
+    try {
+      await server.close()
+    } catch (err) {
+      ctx.stderr.write(`streammeter serve: stopping failed: ${errorText(err)}\n`)
+      return 1
+    }
+    ctx.stderr.write('streammeter serve: stopped\n')
+    return 0
+  } finally {
+    stop.dispose()
+  }
+}

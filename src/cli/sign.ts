@@ -1,0 +1,90 @@
+import { ConfigError } from '../errors.ts'
+import { readSetting } from '../config/index.ts'
+import type { Env } from '../config/index.ts'
+import { signToken } from '../server/url-signer.ts'
+import { parseFlags, wantsHelp } from './args.ts'
+import type { CliContext } from './context.ts'
+
+/** What {@link signedPath} signs. */
+export interface SignedPathOptions {
+  secret: string
+  uid: string
+  /** The path as on the origin, not URL-encoded, with or without its leading `/`. */
+  path: string
+  /** Unix seconds. */
+  expires: number
+}
+
+/** Seconds a signed URL stays valid unless `--ttl` says otherwise. */
+export const DEFAULT_TTL = 3600 // seconds (1 hour)
+
+export const SIGN_HELP = `Usage: streammeter sign --uid U --path /p [--ttl ${DEFAULT_TTL}] [--secret S]
+
+Prints a signed URL path and query for the proxy:
+  /p?uid=U&expires=E&token=T
+T = HMAC-SHA256(secret, "U:P:E") in lowercase hex, P = the path without its
+leading "/", E = now + ttl in unix seconds.
+
+Flags:
+  --uid U        user the bytes are billed to (no ":")
+  --path /p      file path as on the origin, NOT URL-encoded ("/a b.mp4");
+                 each segment is percent-encoded in the output
+  --ttl SECONDS  validity, a positive integer [default: ${DEFAULT_TTL}]
+  --secret S     signing secret [default: SIGNING_SECRET from the environment
+                 or .env]; prefer the variable: flags show in the process list
+  -h, --help     this help
+
+Exit status: 0 printed, 2 bad usage or no secret.
+`
+
+const SPEC = {
+  uid: { type: 'string' },
+  path: { type: 'string' },
+  ttl: { type: 'string' },
+  secret: { type: 'string' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+/**
+ * The signed path and query for `options`: each path segment
+ * percent-encoded, then `?uid=…&expires=…&token=…`. The token is
+ * `signToken` of the server's own signer, over the decoded path, so what the
+ * server checks and what this prints cannot drift apart.
+ * @throws {ConfigError} naming the flag for a uid or path no request could carry
+ */
+export function signedPath (options: SignedPathOptions): string {
+  const { secret, uid, expires } = options
+  if (uid.includes(':')) throw new ConfigError('--uid', 'must not contain ":" (it separates the signed fields)')
+  const path = options.path.startsWith('/') ? options.path.slice(1) : options.path
+  const segments = path.split('/')
+  // The server refuses these paths (and clients normalise dot segments
+  // away, changing what was signed), so a URL for one would never work.
+  if (path === '' || segments.some((s) => s === '' || s === '.' || s === '..') || /[\0\\]/.test(path)) {
+    throw new ConfigError('--path', 'must be a file path such as /videos/a.m3u8 (no empty, "." or ".." segments, no backslash or NUL)')
+  }
+  const token = signToken(secret, uid, path, expires)
+  return `/${segments.map(encodeURIComponent).join('/')}?uid=${encodeURIComponent(uid)}&expires=${expires}&token=${token}`
+}
+
+/** `streammeter sign`: prints one signed path. @throws {ConfigError} for bad usage (exit 2) */
+export function runSign (argv: readonly string[], env: Env, ctx: CliContext): number {
+  if (wantsHelp(argv)) {
+    ctx.stdout.write(SIGN_HELP)
+    return 0
+  }
+  const flags = parseFlags('sign', argv, SPEC)
+  if (flags.uid === undefined) throw new ConfigError('--uid', 'is required; see streammeter sign --help')
+  if (flags.path === undefined) throw new ConfigError('--path', 'is required; see streammeter sign --help')
+  let ttl = DEFAULT_TTL
+  if (flags.ttl !== undefined) {
+    ttl = /^\d+$/.test(flags.ttl) ? Number(flags.ttl) : NaN
+    if (!Number.isSafeInteger(ttl) || ttl < 1) throw new ConfigError('--ttl', `must be a positive whole number of seconds, got ${JSON.stringify(flags.ttl)}`)
+  }
+  const secret = flags.secret ?? readSetting('SIGNING_SECRET', { env, cwd: ctx.cwd })
+  if (secret === undefined) {
+    throw new ConfigError('SIGNING_SECRET', 'is not set: pass --secret or set SIGNING_SECRET (in the environment or .env)')
+  }
+  const expires = Math.floor(ctx.now() / 1000) + ttl
+  ctx.stdout.write(signedPath({ secret, uid: flags.uid, path: flags.path, expires }) + '\n')
+  return 0
+}

@@ -1,0 +1,391 @@
+import { BlockList, isIP } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { z } from 'zod'
+import { StoreUrlError } from '../errors.ts'
+import { METER_DEFAULTS, redactUrl } from '../meter/index.ts'
+import type { MeterOptions } from '../meter/index.ts'
+import { parseStoreUrl } from '../store/index.ts'
+
+/**
+ * The one configuration schema (DESIGN §6). Its input is the settings as
+ * strings, keyed by environment variable name (the name every message, flag
+ * and doc uses); its output is the resolved {@link Config}. Sources, flags,
+ * paths and freezing are load.ts's job; this file only says what a valid
+ * value is.
+ */
+
+/** pino's levels, `silent` included. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+/** Every default in one place, with units. Keys are the environment variable names. */
+export const CONFIG_DEFAULTS = Object.freeze({
+  PORT: 8080, // TCP port; 0 takes a free one
+  HOST: '::', // every interface, IPv6 and (dual-stack) IPv4
+  ORIGIN_ROOT: undefined, // directory; with neither ORIGIN_ROOT nor ORIGIN_URL: the bundled demo media
+  ORIGIN_URL: undefined, // http(s) base URL
+  ORIGIN_TIMEOUT: 10, // seconds for the origin to answer with headers, then 504
+  STORE_URL: 'sqlite:./data/streammeter.db', // relative to the working directory
+  STORE_PREFIX: 'streammeter', // key prefix in a shared (redis) store
+  SIGNING_SECRET: undefined, // without it the `uid` parameter is trusted (development only)
+  TRUSTED_PROXIES: Object.freeze([]) as readonly string[], // CIDRs or addresses
+  CORS_ORIGINS: Object.freeze(['*']) as readonly string[], // any origin, never with credentials
+  ADMIN_TOKEN: undefined, // without it admin endpoints answer loopback clients only
+  TRAFFIC_COLLECTOR_ENABLED: true,
+  TRAFFIC_REPORT_URL: undefined, // without it reports wait in the outbox
+  TRAFFIC_API_KEY: undefined,
+  TRAFFIC_MIN_BYTES: METER_DEFAULTS.minBytes, // bytes (1 MiB)
+  TRAFFIC_REPORT_INTERVAL: METER_DEFAULTS.reportInterval, // seconds (5 min)
+  TRAFFIC_ACCUMULATOR_TIMEOUT: METER_DEFAULTS.accumulatorTimeout, // seconds (10 min)
+  TRAFFIC_FLUSH_INTERVAL: METER_DEFAULTS.flushInterval, // seconds
+  TRAFFIC_MAX_IPS: METER_DEFAULTS.maxIps, // addresses per uid and cycle
+  TRAFFIC_MAX_SESSIONS: METER_DEFAULTS.maxSessions, // session ids per uid and cycle
+  TRAFFIC_REPORT_MAX_UIDS: METER_DEFAULTS.reportMaxUids, // uids per report part
+  TRAFFIC_REPORT_TIMEOUT: METER_DEFAULTS.reportTimeout, // seconds per delivery attempt
+  TRAFFIC_FLUSH_MAX_UIDS: METER_DEFAULTS.flushMaxUids, // uids in process memory before an early flush
+  SHUTDOWN_GRACE: 30, // seconds for in-flight streams and the last delivery
+  LOG_LEVEL: 'info' as (typeof LOG_LEVELS)[number],
+  WORKERS: 1 // processes; 0 = one per CPU core
+})
+
+/**
+ * The bundled demo media, served when no origin is set. Two levels above this
+ * file both in `src/config/` and in `dist/config/`.
+ */
+export const DEMO_MEDIA_ROOT: string = fileURLToPath(new URL('../../examples/media', import.meta.url))
+
+/**
+ * What a parser returns for a bad value: the reason, phrased to follow
+ * `NAME: `, and whether it already quotes the offending part (a list item),
+ * so that the loader does not repeat the whole value.
+ */
+class Invalid {
+  readonly reason: string
+  readonly quotes: boolean
+  constructor (reason: string, quotes = false) {
+    this.reason = reason
+    this.quotes = quotes
+  }
+}
+
+/** A setting read from its string form by `parse`. */
+function setting<T> (parse: (raw: string) => T | Invalid) {
+  return z.string().transform((raw, ctx): T => {
+    const value = parse(raw)
+    if (value instanceof Invalid) {
+      ctx.addIssue({ code: 'custom', message: value.reason, params: { quotes: value.quotes } })
+      return z.NEVER
+    }
+    return value
+  })
+}
+
+const DECIMAL = /^(?:\d+(?:\.\d*)?|\.\d+)$/
+const DIGITS = /^\d+$/
+
+/** Seconds: any positive decimal, so that tests can run 1–2 s windows. */
+const seconds = () => setting((s) => {
+  const n = DECIMAL.test(s) ? Number(s) : NaN
+  return Number.isFinite(n) && n > 0 ? n : new Invalid('must be a positive number of seconds (decimals allowed), e.g. 300 or 1.5')
+})
+
+const integer = (min: number, max: number, what: string) => setting((s) => {
+  const n = DIGITS.test(s) ? Number(s) : NaN
+  return Number.isSafeInteger(n) && n >= min && n <= max ? n : new Invalid(`must be ${what}`)
+})
+
+const BOOLEANS: Readonly<Record<string, boolean>> = { true: true, false: false, 1: true, 0: false, yes: true, no: false }
+const boolean = () => setting((s) => BOOLEANS[s.toLowerCase()] ?? new Invalid('must be true or false (also 1/0, yes/no)'))
+
+/**
+ * A secret as given (never trimmed: it must equal what the other side
+ * holds). Surrounding whitespace or a control character is refused because it
+ * is always a paste or quoting mistake that would fail every check silently;
+ * the reason never repeats the value.
+ */
+const secret = () => setting((s) => {
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(s)) return new Invalid('must not contain control characters (a pasted newline?)')
+  if (s.trim() !== s) return new Invalid('must not begin or end with whitespace')
+  return s
+})
+
+/** An absolute http(s) URL. The reason never repeats the value: a URL may carry credentials. */
+function httpUrl (s: string, base: boolean): string | Invalid {
+  let url: URL
+  try {
+    url = new URL(s)
+  } catch {
+    return new Invalid('must be an absolute http:// or https:// URL')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return new Invalid('must be an absolute http:// or https:// URL')
+  if (base && (url.search !== '' || url.hash !== '')) return new Invalid('must be a base URL without a query or fragment')
+  return s
+}
+
+function storeUrl (s: string): string | Invalid {
+  // Redis arrives later; the schema already accepts it so that configurations
+  // can be written now, and openStore() refuses it with a clear message.
+  if (/^rediss?:\/\//i.test(s)) {
+    try {
+      const url = new URL(s)
+      if (url.hostname === '') return new Invalid('a redis URL needs a host, e.g. redis://127.0.0.1:6379/0')
+    } catch {
+      return new Invalid('is not a valid redis:// URL')
+    }
+    return s
+  }
+  try {
+    parseStoreUrl(s)
+  } catch (err) {
+    // parseStoreUrl's messages never repeat a URL past its scheme.
+    if (err instanceof StoreUrlError) return new Invalid(err.message.replace(/^STORE_URL: /, ''))
+    throw err
+  }
+  return s
+}
+
+/** An address (`10.0.0.1`, `::1`) or a CIDR (`10.0.0.0/8`, `fd00::/8`), as `BlockList` accepts it. */
+function proxyEntry (s: string): string | Invalid {
+  const bad = new Invalid(`"${s}" is not an IP address or CIDR, e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8`, true)
+  const [address = '', bits, extra] = s.split('/')
+  const family = isIP(address)
+  if (family === 0 || extra !== undefined) return bad
+  const type = family === 4 ? 'ipv4' : 'ipv6'
+  try {
+    if (bits === undefined) {
+      new BlockList().addAddress(address, type)
+      return address
+    }
+    const prefix = DIGITS.test(bits) ? Number(bits) : NaN
+    if (!(prefix <= (family === 4 ? 32 : 128))) return bad
+    new BlockList().addSubnet(address, prefix, type)
+    return `${address}/${prefix}`
+  } catch {
+    return bad
+  }
+}
+
+/** A comma-separated list; blank items are skipped. */
+function list<T> (s: string, item: (s: string) => T | Invalid): T[] | Invalid {
+  const out: T[] = []
+  for (const part of s.split(',')) {
+    const trimmed = part.trim()
+    if (trimmed === '') continue
+    const value = item(trimmed)
+    if (value instanceof Invalid) return value
+    out.push(value)
+  }
+  return out
+}
+
+function corsOrigin (s: string): string | Invalid {
+  if (s === '*') return s
+  const url = URL.canParse(s) ? new URL(s) : undefined
+  // An Origin header is scheme://host[:port]; a path, query or credentials
+  // here is a mistake that would silently match nothing.
+  const isOrigin = url !== undefined && (url.protocol === 'http:' || url.protocol === 'https:') &&
+    url.pathname === '/' && !/^[a-z][a-z0-9+.-]*:\/\/[^/]*\/./i.test(s) && url.search === '' && url.hash === '' &&
+    url.username === '' && url.password === ''
+  if (!isOrigin) return new Invalid(`"${s}" is not an origin (scheme://host[:port], no path), e.g. https://player.example.com`, true)
+  return url.origin
+}
+
+const D = CONFIG_DEFAULTS
+
+/** The settings: environment variable name → validator, default and one line of help. */
+const settingsShape = {
+  PORT: integer(0, 65535, 'a TCP port number (0–65535)').default(D.PORT)
+    .describe('TCP port to listen on (0 takes a free port)'),
+  HOST: setting((s) => isIP(s) !== 0 || /^[A-Za-z0-9.-]+$/.test(s) ? s : new Invalid('must be an IP address or a host name')).default(D.HOST)
+    .describe('address to listen on'),
+  ORIGIN_ROOT: setting((s) => s).optional()
+    .describe('directory to serve media from (relative to the working directory)'),
+  ORIGIN_URL: setting((s) => httpUrl(s, true)).optional()
+    .describe('http(s) base URL to proxy media from (instead of ORIGIN_ROOT)'),
+  ORIGIN_TIMEOUT: seconds().default(D.ORIGIN_TIMEOUT)
+    .describe('seconds the origin may take to answer with headers before a 504'),
+  STORE_URL: setting(storeUrl).default(D.STORE_URL)
+    .describe('where usage and undelivered reports live: memory:, sqlite:PATH or redis://…'),
+  STORE_PREFIX: setting((s) => /^[A-Za-z0-9:_.-]+$/.test(s) ? s : new Invalid('must be letters, digits and : _ . - only')).default(D.STORE_PREFIX)
+    .describe('key prefix in a shared store'),
+  SIGNING_SECRET: secret().optional()
+    .describe('HMAC secret for signed URLs; when set every media request must be signed'),
+  TRUSTED_PROXIES: setting((s) => list(s, proxyEntry)).default(D.TRUSTED_PROXIES as string[])
+    .describe('comma-separated CIDRs or addresses whose X-Forwarded-For is believed'),
+  CORS_ORIGINS: setting((s) => {
+    const origins = list(s, corsOrigin)
+    if (origins instanceof Invalid) return origins
+    if (origins.length === 0) return new Invalid('must be * or a comma-separated list of origins')
+    if (origins.includes('*') && origins.length > 1) return new Invalid('* allows every origin: use it alone')
+    return origins
+  }).default(D.CORS_ORIGINS as string[])
+    .describe('comma-separated origins allowed to read media from a browser, or *'),
+  ADMIN_TOKEN: secret().optional()
+    .describe('bearer token for the admin endpoints; without it they answer loopback only'),
+  TRAFFIC_COLLECTOR_ENABLED: boolean().default(D.TRAFFIC_COLLECTOR_ENABLED)
+    .describe('meter and report traffic'),
+  TRAFFIC_REPORT_URL: setting((s) => httpUrl(s, false)).optional()
+    .describe('where usage reports are POSTed'),
+  TRAFFIC_API_KEY: secret().optional()
+    .describe('sent to TRAFFIC_REPORT_URL as Authorization: Bearer'),
+  TRAFFIC_MIN_BYTES: integer(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer (bytes)').default(D.TRAFFIC_MIN_BYTES)
+    .describe('bytes a uid must reach in a cycle to be reported; 0 reports every byte'),
+  TRAFFIC_REPORT_INTERVAL: seconds().default(D.TRAFFIC_REPORT_INTERVAL)
+    .describe('seconds between report windows'),
+  TRAFFIC_ACCUMULATOR_TIMEOUT: seconds().default(D.TRAFFIC_ACCUMULATOR_TIMEOUT)
+    .describe('seconds after which sub-threshold usage is discarded (and counted)'),
+  TRAFFIC_FLUSH_INTERVAL: seconds().default(D.TRAFFIC_FLUSH_INTERVAL)
+    .describe('seconds between flushes of usage to the store (what a crash can lose)'),
+  TRAFFIC_MAX_IPS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_MAX_IPS)
+    .describe('distinct client IPs kept per uid and cycle'),
+  TRAFFIC_MAX_SESSIONS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_MAX_SESSIONS)
+    .describe('distinct session ids kept per uid and cycle'),
+  TRAFFIC_REPORT_MAX_UIDS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_REPORT_MAX_UIDS)
+    .describe('uids per report; larger windows are split into parts'),
+  TRAFFIC_REPORT_TIMEOUT: seconds().default(D.TRAFFIC_REPORT_TIMEOUT)
+    .describe('seconds one delivery attempt may take'),
+  TRAFFIC_FLUSH_MAX_UIDS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_FLUSH_MAX_UIDS)
+    .describe('distinct uids held in memory before an early flush'),
+  SHUTDOWN_GRACE: seconds().default(D.SHUTDOWN_GRACE)
+    .describe('seconds a graceful stop waits for streams and the last delivery'),
+  LOG_LEVEL: setting((s) => {
+    const level = LOG_LEVELS.find((l) => l === s.toLowerCase())
+    return level ?? new Invalid(`must be one of ${LOG_LEVELS.join(', ')}`)
+  }).default(D.LOG_LEVEL)
+    .describe(`log level: ${LOG_LEVELS.join(', ')}`),
+  WORKERS: integer(0, 1024, 'a non-negative integer (0 = one per CPU core)').default(D.WORKERS)
+    .describe('server processes (0 = one per CPU core)')
+}
+
+/** Name of a setting: its environment variable. */
+export type SettingName = keyof typeof settingsShape
+
+/** Every setting, in documentation order. */
+export const SETTING_NAMES: readonly SettingName[] = Object.freeze(Object.keys(settingsShape) as SettingName[])
+
+/** Settings whose values are never shown: not in messages, not in {@link describeConfig}. */
+export const SECRET_SETTINGS: ReadonlySet<SettingName> = new Set<SettingName>(['SIGNING_SECRET', 'TRAFFIC_API_KEY', 'ADMIN_TOKEN'])
+
+/** Settings whose bad values are not repeated in messages (URLs may carry credentials). */
+export const UNECHOED_SETTINGS: ReadonlySet<SettingName> = new Set<SettingName>([...SECRET_SETTINGS, 'STORE_URL', 'ORIGIN_URL', 'TRAFFIC_REPORT_URL'])
+
+/** Settings that are true/false (a bare `--flag` means true). */
+export const BOOLEAN_SETTINGS: ReadonlySet<SettingName> = new Set<SettingName>(['TRAFFIC_COLLECTOR_ENABLED'])
+
+/** The one-line help of a setting. */
+export function settingHelp (name: SettingName): string {
+  return settingsShape[name].description ?? ''
+}
+
+/** The `streammeter serve` flag of a setting: `TRAFFIC_MIN_BYTES` → `--traffic-min-bytes`. */
+export function flagOf (name: SettingName): string {
+  return '--' + name.toLowerCase().replaceAll('_', '-')
+}
+
+/** Where media comes from. `demo` is the bundled `examples/media`, used when no origin is set. */
+export type OriginConfig =
+  | { readonly kind: 'demo', readonly root: string }
+  | { readonly kind: 'fs', readonly root: string }
+  | { readonly kind: 'http', readonly url: string }
+
+/**
+ * The schema: settings as strings (unset = absent) → resolved configuration.
+ * Keys of the result are the camelCased variable names, except that
+ * `ORIGIN_ROOT`/`ORIGIN_URL` become `origin`.
+ */
+export const configSchema = z.strictObject(settingsShape)
+  .superRefine((s, ctx) => {
+    if (s.ORIGIN_ROOT !== undefined && s.ORIGIN_URL !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['ORIGIN_URL'], message: 'set either ORIGIN_ROOT or ORIGIN_URL, not both' })
+    }
+  })
+  .transform((s) => ({
+    port: s.PORT,
+    host: s.HOST,
+    origin: (s.ORIGIN_URL !== undefined
+      ? { kind: 'http', url: s.ORIGIN_URL }
+      : s.ORIGIN_ROOT !== undefined ? { kind: 'fs', root: s.ORIGIN_ROOT } : { kind: 'demo', root: DEMO_MEDIA_ROOT }) as OriginConfig,
+    originTimeout: s.ORIGIN_TIMEOUT,
+    storeUrl: s.STORE_URL,
+    storePrefix: s.STORE_PREFIX,
+    signingSecret: s.SIGNING_SECRET,
+    trustedProxies: s.TRUSTED_PROXIES as readonly string[],
+    corsOrigins: s.CORS_ORIGINS as readonly string[],
+    adminToken: s.ADMIN_TOKEN,
+    trafficCollectorEnabled: s.TRAFFIC_COLLECTOR_ENABLED,
+    trafficReportUrl: s.TRAFFIC_REPORT_URL,
+    trafficApiKey: s.TRAFFIC_API_KEY,
+    trafficMinBytes: s.TRAFFIC_MIN_BYTES,
+    trafficReportInterval: s.TRAFFIC_REPORT_INTERVAL,
+    trafficAccumulatorTimeout: s.TRAFFIC_ACCUMULATOR_TIMEOUT,
+    trafficFlushInterval: s.TRAFFIC_FLUSH_INTERVAL,
+    trafficMaxIps: s.TRAFFIC_MAX_IPS,
+    trafficMaxSessions: s.TRAFFIC_MAX_SESSIONS,
+    trafficReportMaxUids: s.TRAFFIC_REPORT_MAX_UIDS,
+    trafficReportTimeout: s.TRAFFIC_REPORT_TIMEOUT,
+    trafficFlushMaxUids: s.TRAFFIC_FLUSH_MAX_UIDS,
+    shutdownGrace: s.SHUTDOWN_GRACE,
+    logLevel: s.LOG_LEVEL,
+    workers: s.WORKERS
+  }))
+
+/** The settings as the schema takes them: strings by variable name. */
+export type ConfigInput = z.input<typeof configSchema>
+
+/**
+ * The resolved, deep-frozen configuration (from `loadConfig`). Durations in
+ * seconds, sizes in bytes, paths absolute.
+ */
+export type Config = Readonly<z.infer<typeof configSchema>>
+
+/** The metering library's options for `config` (retry timing and worker id keep their defaults). */
+export function toMeterOptions (config: Config): MeterOptions {
+  return {
+    ...METER_DEFAULTS,
+    minBytes: config.trafficMinBytes,
+    reportInterval: config.trafficReportInterval,
+    accumulatorTimeout: config.trafficAccumulatorTimeout,
+    flushInterval: config.trafficFlushInterval,
+    maxIps: config.trafficMaxIps,
+    maxSessions: config.trafficMaxSessions,
+    reportMaxUids: config.trafficReportMaxUids,
+    reportUrl: config.trafficReportUrl,
+    apiKey: config.trafficApiKey,
+    reportTimeout: config.trafficReportTimeout,
+    flushMaxUids: config.trafficFlushMaxUids
+  }
+}
+
+const REDACTED = '[redacted]'
+
+/** A store URL with any password and query replaced (redis URLs may hold one in either). */
+export function redactStoreUrl (url: string): string {
+  if (!/^rediss?:\/\//i.test(url)) return url
+  try {
+    const u = new URL(url)
+    const user = u.username === '' && u.password === '' ? '' : `${u.username}${u.password === '' ? '' : ':' + REDACTED}@`
+    return `${u.protocol}//${user}${u.host}${u.pathname}${u.search === '' ? '' : '?…'}`
+  } catch {
+    return '(invalid)'
+  }
+}
+
+/**
+ * `config` as a plain object for the startup log: secrets replaced by
+ * `[redacted]` (or null when unset), URLs without credentials or query.
+ */
+export function describeConfig (config: Config): Record<string, unknown> {
+  const secretShown = (v: string | undefined): string | null => v === undefined ? null : REDACTED
+  const { origin } = config
+  return {
+    ...config,
+    origin: origin.kind === 'http' ? { kind: 'http', url: redactUrl(origin.url) } : { ...origin },
+    storeUrl: redactStoreUrl(config.storeUrl),
+    signingSecret: secretShown(config.signingSecret),
+    trustedProxies: [...config.trustedProxies],
+    corsOrigins: [...config.corsOrigins],
+    adminToken: secretShown(config.adminToken),
+    trafficReportUrl: redactUrl(config.trafficReportUrl),
+    trafficApiKey: secretShown(config.trafficApiKey)
+  }
+}

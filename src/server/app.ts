@@ -1,0 +1,216 @@
+import Fastify, { LogController } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import {
+  BadRequestError, MethodNotAllowedError, NotFoundError, ShuttingDownError
+} from '../errors.ts'
+import type { TrafficCollector, UsageStore } from '../meter/index.ts'
+import { VERSION } from '../version.ts'
+import { AdminAuth } from './admin-auth.ts'
+import { registerAdminRoutes } from './admin-routes.ts'
+import { ClientIpResolver } from './client-ip.ts'
+import { CorsPolicy } from './cors.ts'
+import { sendError } from './error-reply.ts'
+import { InstrumentedStore } from './instrumented-store.ts'
+import { serveMedia } from './media-route.ts'
+import type { MediaContext } from './media-route.ts'
+import { ServerMetrics } from './metrics.ts'
+import type { Origin } from './origin.ts'
+import { TransferRegistry } from './transfers.ts'
+
+/** Everything the HTTP server is built from. The app owns them and closes them in order. */
+export interface AppOptions {
+  origin: Origin
+  store: UsageStore
+  /** Built over `store`; undefined when `TRAFFIC_COLLECTOR_ENABLED=false`. */
+  collector: (store: UsageStore) => TrafficCollector | undefined
+  /** `SIGNING_SECRET`; without it the `uid` parameter is trusted. */
+  signingSecret?: string | undefined
+  /** `TRUSTED_PROXIES` as CIDRs or addresses. @default [] */
+  trustedProxies?: readonly string[] | undefined
+  /** `CORS_ORIGINS`. @default ['*'] */
+  corsOrigins?: readonly string[] | undefined
+  /** `ADMIN_TOKEN`; without it admin endpoints answer loopback clients only. */
+  adminToken?: string | undefined
+  /** `SHUTDOWN_GRACE` in seconds. @default 30 */
+  shutdownGrace?: number | undefined
+  /** A pino logger (Fastify's `loggerInstance`). @default silent */
+  logger?: FastifyBaseLogger | undefined
+  /** `worker_id` shown by `/health`. */
+  workerId?: string | undefined
+}
+
+/** The built server, not yet listening. */
+export interface App {
+  readonly fastify: FastifyInstance
+  readonly collector: TrafficCollector | undefined
+  readonly store: UsageStore
+  readonly metrics: ServerMetrics
+  readonly transfers: TransferRegistry
+  /** `running` until `close()` is called. */
+  readonly state: AppState
+  /**
+   * Resolves when no media request is in flight. A response is metered when
+   * it closes, which can be a moment after the client has read its last byte.
+   */
+  idle (): Promise<void>
+  /**
+   * Graceful stop in DESIGN §2's order: stop accepting (503 for requests on
+   * open connections) → let streams finish within the grace (then cut them) →
+   * record them → flush → seal → deliver within what is left → close the
+   * store and the origin. Idempotent.
+   */
+  close (): Promise<void>
+}
+
+/** Life of the server; changed in one place. */
+export type AppState = 'running' | 'closing' | 'closed'
+
+/** Paths the server answers itself; never proxied. */
+export const ADMIN_PATHS = ['/health', '/traffic', '/active-transfers', '/metrics', '/monitor'] as const
+
+/** Build the Fastify app with the media route and the admin endpoints. */
+export function buildApp (options: AppOptions): App {
+  const graceMs = Math.round((options.shutdownGrace ?? 30) * 1000)
+  const transfers = new TransferRegistry()
+  const fastify = Fastify({
+    ...(options.logger !== undefined ? { loggerInstance: options.logger } : { logger: false }),
+    // Request lines carry signed URLs: the route logs what it needs, redacted.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: false,
+    exposeHeadRoutes: false,
+    bodyLimit: 1024,
+    routerOptions: { maxParamLength: 4096 },
+    // A malformed URL or a framework-level failure is a client error with our JSON shape.
+    frameworkErrors: (err, _req, reply) => {
+      reply.hijack()
+      sendError(reply.raw, new BadRequestError(err.code === 'FST_ERR_BAD_URL' ? 'malformed URL' : 'malformed request'))
+    }
+  })
+  const metrics = new ServerMetrics(transfers)
+  const store = new InstrumentedStore(options.store, metrics.storeLatency)
+  const collector = options.collector(store)
+  if (collector !== undefined) metrics.watch(collector)
+  const ctx: MediaContext = {
+    origin: options.origin,
+    collector,
+    signingSecret: options.signingSecret,
+    ips: new ClientIpResolver([...(options.trustedProxies ?? [])]),
+    cors: new CorsPolicy(options.corsOrigins ?? ['*']),
+    transfers,
+    metrics,
+    now: Date.now
+  }
+
+  let state: AppState = 'running'
+  const setState = (next: AppState): void => { state = next }
+  let inflight = 0
+  let idleWaiters: Array<() => void> = []
+  const requestDone = (): void => {
+    if (--inflight === 0) for (const w of idleWaiters.splice(0)) w()
+  }
+  const allDone = (): Promise<void> => inflight === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve))
+
+  fastify.addHook('onRequest', (req, reply, done) => {
+    if (state === 'running') return done()
+    reply.header('connection', 'close')
+    sendError(reply.raw, new ShuttingDownError())
+    reply.hijack()
+  })
+
+  registerAdminRoutes(fastify, {
+    auth: new AdminAuth(options.adminToken),
+    collector,
+    store,
+    metrics,
+    transfers,
+    version: VERSION,
+    workerId: options.workerId ?? collector?.options.workerId ?? `pid-${process.pid}`,
+    state: () => state
+  })
+
+  fastify.route({
+    method: ['GET', 'HEAD'],
+    url: '/*',
+    handler: (req, reply) => {
+      reply.hijack()
+      inflight++
+      serveMedia(req.raw, reply.raw, ctx).catch((err: unknown) => {
+        req.log.error({ err }, 'media route failed')
+      }).finally(requestDone)
+    }
+  })
+  fastify.route({
+    method: 'OPTIONS',
+    url: '/*',
+    handler: (req, reply) => {
+      reply.hijack()
+      ctx.cors.preflight(req.raw, reply.raw)
+    }
+  })
+  fastify.setNotFoundHandler((req, reply) => {
+    reply.hijack()
+    const m = req.raw.method ?? ''
+    const err = m !== 'GET' && m !== 'HEAD' && m !== 'OPTIONS'
+      ? new MethodNotAllowedError(m)
+      : (req.raw.url ?? '').startsWith('/') ? new NotFoundError() : new BadRequestError('request target must be a path')
+    if (err instanceof MethodNotAllowedError) reply.raw.setHeader('allow', 'GET, HEAD, OPTIONS')
+    sendError(reply.raw, err)
+  })
+  fastify.setErrorHandler((err, req, reply) => {
+    reply.hijack()
+    // Fastify's own 4xx (a body on OPTIONS, an unsupported content type…)
+    // are client errors in our shape; anything else is logged and hidden.
+    const status = (err as { statusCode?: unknown }).statusCode
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      sendError(reply.raw, new BadRequestError('request not accepted'))
+      return
+    }
+    req.log.error({ err }, 'request failed')
+    sendError(reply.raw, err)
+  })
+
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      const deadline = Date.now() + graceMs
+      setState('closing')
+      const log = fastify.log
+      // Stops listening and closes idle keep-alive connections; resolves once
+      // every connection has ended.
+      const serverClosed = fastify.close()
+      const drained = await Promise.race([allDone().then(() => true), sleep(deadline - Date.now()).then(() => false)])
+      if (!drained) {
+        log.warn({ transfers: transfers.size }, 'shutdown grace over: cutting the remaining transfers')
+        fastify.server.closeAllConnections()
+        await allDone() // aborted responses record what their sockets took
+      }
+      fastify.server.closeAllConnections()
+      await serverClosed
+      try {
+        // Flush → seal → deliver within what is left of the grace (at least 1 s).
+        await collector?.close({ grace: Math.max(1, (deadline - Date.now()) / 1000) })
+      } finally {
+        await store.close().catch((err: unknown) => log.error({ err }, 'closing the store failed'))
+        await options.origin.close().catch((err: unknown) => log.error({ err }, 'closing the origin failed'))
+        idleWaiters = []
+        setState('closed')
+      }
+    })()
+    return closing
+  }
+
+  return {
+    fastify,
+    collector,
+    store,
+    metrics,
+    transfers,
+    get state () { return state },
+    idle: allDone,
+    close
+  }
+}
+
+function sleep (ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)).unref())
+}

@@ -1,0 +1,45 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+
+const EXPOSE = 'Content-Length, Content-Range, Accept-Ranges'
+const ALLOW_HEADERS = 'Range, If-None-Match, If-Modified-Since, If-Range, X-Session-ID'
+
+/**
+ * CORS for browser players (DESIGN §4): `Access-Control-Allow-Origin` from
+ * `CORS_ORIGINS` (`*` by default; never with credentials), exposing the
+ * headers a player needs for ranged reads. Written by hand: three headers on
+ * the raw response of a hijacked media route.
+ */
+export class CorsPolicy {
+  readonly #any: boolean
+  readonly #origins: ReadonlySet<string>
+
+  /** @param origins `['*']` or exact origins such as `https://player.example` */
+  constructor (origins: readonly string[]) {
+    this.#any = origins.includes('*')
+    this.#origins = new Set(origins.map((o) => o.toLowerCase()))
+  }
+
+  /** Set the CORS response headers for `req`'s Origin, if allowed. */
+  apply (req: IncomingMessage, res: ServerResponse): void {
+    if (this.#any) {
+      res.setHeader('access-control-allow-origin', '*')
+    } else {
+      res.setHeader('vary', 'Origin')
+      const origin = req.headers.origin
+      if (origin === undefined || !this.#origins.has(origin.toLowerCase())) return
+      res.setHeader('access-control-allow-origin', origin)
+    }
+    res.setHeader('access-control-expose-headers', EXPOSE)
+  }
+
+  /** Answer a preflight (OPTIONS) request: 204 with the allowed methods and headers. */
+  preflight (req: IncomingMessage, res: ServerResponse): void {
+    this.apply(req, res)
+    res.statusCode = 204
+    res.setHeader('access-control-allow-methods', 'GET, HEAD, OPTIONS')
+    res.setHeader('access-control-allow-headers', ALLOW_HEADERS)
+    res.setHeader('access-control-max-age', '600')
+    res.setHeader('content-length', '0')
+    res.end()
+  }
+}

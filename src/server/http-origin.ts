@@ -1,0 +1,282 @@
+import { Pool, errors } from 'undici'
+import type { Dispatcher } from 'undici'
+import {
+  ConfigError, NotFoundError, OriginError, OriginTimeoutError, OriginUnreachableError, RangeNotSatisfiableError,
+  ShuttingDownError, StreammeterError
+} from '../errors.ts'
+import { VERSION } from '../version.ts'
+import { isMultiRange, parseContentRange } from './byte-range.ts'
+import { cacheControlFor, contentTypeOf, fileTypeOf } from './media-types.ts'
+import type { Origin, OriginRequest, OriginResponse } from './origin.ts'
+
+/** Settings of {@link HttpOrigin}. */
+export interface HttpOriginOptions {
+  /**
+   * `ORIGIN_URL`: the http(s) base URL. A request for `a/b.ts` goes to
+   * `<base path>/a/b.ts`, the base path taken as a directory whether or not
+   * it ends in `/`. A query on the base URL is sent with every request (an
+   * origin access key, say); the client's query never is. User info becomes
+   * `Authorization: Basic`.
+   */
+  baseUrl: string
+  /**
+   * Seconds from the start of a fetch to the origin's response headers,
+   * waiting for a pooled connection and connecting included; past it, 504.
+   */
+  timeout: number
+  /** Most connections kept open to the origin; unlimited, since a long MP4 download holds one for its whole length. @default unlimited */
+  connections?: number | undefined
+  /**
+   * Seconds the origin may go silent in the middle of a body. Time the body
+   * sits paused because the client reads slowly does not count (undici
+   * stops the timer while paused), so a player with a full buffer is safe.
+   * @default 30
+   */
+  bodyTimeout?: number | undefined
+}
+
+/** Response headers passed on (see {@link OriginResponse.headers}). */
+const PASSED = new Set(['content-type', 'content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges', 'cache-control', 'content-encoding', 'vary', 'expires'])
+/** Of those, the ones defined as comma-separated lists: duplicates may be joined (RFC 9110 §5.3). */
+const LISTS = new Set(['accept-ranges', 'cache-control', 'content-encoding', 'vary'])
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1), plus `proxy-connection` and
+ * `keep-alive` from older practice. They describe one connection and are
+ * never forwarded, nor is any field the `Connection` header names.
+ */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+/** Request fields forwarded unless the fetch is `whole`. */
+const CONDITIONAL = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const
+/** Network failures that mean "could not reach it" (502) rather than "it failed" (502 too, different code). */
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'EPIPE',
+  'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'
+])
+
+/**
+ * Fetches from an HTTP(S) origin (`ORIGIN_URL`, DESIGN §4) over a keep-alive
+ * undici pool. Range and conditional headers are forwarded and the origin's
+ * status is mapped: 200/206/304 pass, 404/410 → NotFoundError, 416 →
+ * RangeNotSatisfiableError, anything else → OriginError; network failures
+ * → OriginUnreachableError or OriginTimeoutError. The origin's own message
+ * never reaches an error message: the original goes in `cause`.
+ *
+ * HEAD goes to the origin as HEAD. undici closes the connection after one
+ * (undici#258: some servers send a body anyway, which would poison the next
+ * response); players rarely send HEAD, so that safety is kept.
+ *
+ * `If-Match` and `If-Unmodified-Since` are not forwarded: they answer 412,
+ * which has no error of its own yet, and a client that sent them is best
+ * served by the current representation.
+ */
+export class HttpOrigin implements Origin {
+  readonly kind = 'http'
+  readonly #pool: Pool
+  readonly #basePath: string
+  readonly #baseQuery: string
+  readonly #authorization: string | undefined
+  readonly #timeoutMs: number
+  #closing: Promise<void> | undefined
+
+  constructor (options: HttpOriginOptions) {
+    let base: URL
+    try {
+      base = new URL(options.baseUrl)
+    } catch {
+      throw new ConfigError('ORIGIN_URL', 'is not a URL')
+    }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ConfigError('ORIGIN_URL', 'must be an http or https URL')
+    this.#basePath = base.pathname.endsWith('/') ? base.pathname : base.pathname + '/'
+    this.#baseQuery = base.search
+    this.#authorization = base.username !== '' || base.password !== ''
+      ? 'Basic ' + Buffer.from(`${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`).toString('base64')
+      : undefined
+    this.#timeoutMs = Math.max(1, Math.round(options.timeout * 1000))
+    this.#pool = new Pool(base.origin, {
+      connections: options.connections ?? null,
+      // Backstops: the deadline in fetch() covers queueing, connecting and headers together.
+      connectTimeout: this.#timeoutMs,
+      headersTimeout: this.#timeoutMs,
+      bodyTimeout: Math.max(1, Math.round((options.bodyTimeout ?? 30) * 1000)),
+      keepAliveTimeout: 4_000
+    })
+  }
+
+  /**
+   * {@inheritDoc Origin.fetch}
+   * When `signal` aborts, the origin request is aborted (its socket closed)
+   * and, before the headers, this rejects with `signal.reason`.
+   */
+  async fetch (request: OriginRequest): Promise<OriginResponse> {
+    if (this.#closing !== undefined) throw new ShuttingDownError()
+    const client = request.signal
+    client?.throwIfAborted()
+    const whole = request.whole === true
+    const headers = this.#requestHeaders(request, whole)
+
+    // One controller for undici: aborted by the client going away (for the
+    // whole life of the body) or by the deadline (until the headers).
+    const controller = new AbortController()
+    let timedOut = false
+    const deadline = setTimeout(() => {
+      timedOut = true
+      controller.abort(new OriginTimeoutError())
+    }, this.#timeoutMs)
+    const onAbort = (): void => controller.abort(client?.reason)
+    client?.addEventListener('abort', onAbort, { once: true })
+    const unlink = (): void => client?.removeEventListener('abort', onAbort)
+
+    let res: Dispatcher.ResponseData
+    try {
+      res = await this.#pool.request({
+        path: this.#basePath + request.path.split('/').map(encodeURIComponent).join('/') + this.#baseQuery,
+        method: request.method,
+        headers,
+        signal: controller.signal
+      })
+    } catch (err) {
+      unlink()
+      if (client?.aborted === true) throw client.reason
+      throw classify(err, timedOut, this.#closing !== undefined)
+    } finally {
+      clearTimeout(deadline)
+    }
+
+    // Read and drop what body there is (none for HEAD and 304, a short one
+    // for an error) before answering: only then is the connection back in
+    // the pool for the next request. Bounded by the size limit, bodyTimeout
+    // and the client's signal, which stays linked until then.
+    const drain = async (): Promise<void> => {
+      await res.body.dump({ limit: 64 * 1024 }).catch(() => {})
+      unlink()
+    }
+    let answer: OriginResponse
+    try {
+      answer = this.#answer(request, res, headers)
+    } catch (err) {
+      await drain()
+      throw err
+    }
+    if (answer.body === null) await drain()
+    else answer.body.once('close', unlink)
+    return answer
+  }
+
+  /** Close the pool once in-flight requests are done. Idempotent. */
+  async close (): Promise<void> {
+    this.#closing ??= this.#pool.close()
+    await this.#closing
+  }
+
+  #requestHeaders (request: OriginRequest, whole: boolean): Record<string, string> {
+    const h = request.headers
+    // Identity only: bytes are metered as sent and playlists are rewritten,
+    // both of which need the plain representation; a range of a gzip
+    // representation would be a range of other bytes (RFC 9110 §8.4.1); and
+    // media segments are compressed already.
+    const out: Record<string, string> = {
+      'accept-encoding': 'identity',
+      'user-agent': h['user-agent'] ?? `streammeter/${VERSION}`
+    }
+    if (this.#authorization !== undefined) out.authorization = this.#authorization
+    if (!whole) {
+      for (const name of CONDITIONAL) {
+        const value = h[name]
+        if (value !== undefined) out[name] = value
+      }
+      if (isMultiRange(out.range)) {
+        delete out.range
+        delete out['if-range']
+      }
+    }
+    return out
+  }
+
+  #answer (request: OriginRequest, res: Dispatcher.ResponseData, sent: Record<string, string>): OriginResponse {
+    const status = res.statusCode
+    const ranged = sent.range !== undefined
+    const conditional = sent['if-none-match'] !== undefined || sent['if-modified-since'] !== undefined
+    if (status === 404 || status === 410) throw new NotFoundError()
+    if (status === 416 && ranged) {
+      const cr = parseContentRange(first(res.headers['content-range']))
+      throw new RangeNotSatisfiableError(cr?.kind === 'unsatisfied' ? cr.size : undefined)
+    }
+    // A 206 we did not ask for, or a 304 to an unconditional request, would
+    // be passed on as a lie: the client would take a part for the whole.
+    const usable = status === 200 || (status === 206 && ranged) || (status === 304 && conditional)
+    if (!usable) throw new OriginError(undefined, { cause: new OriginStatus(status) })
+
+    const headers = passedHeaders(res.headers)
+    headers['content-type'] ??= contentTypeOf(request.path)
+    // Without Cache-Control a browser may cache heuristically (RFC 9111
+    // §4.2.2), which would freeze a live playlist: fill in ours.
+    headers['cache-control'] ??= cacheControlFor(fileTypeOf(request.path))
+    if (status === 304) {
+      delete headers['content-length']
+      delete headers['content-type']
+      return { status, headers, body: null, length: 0 }
+    }
+    const declared = headers['content-length']
+    const length = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined
+    if (request.method === 'HEAD') return { status, headers, body: null, length }
+    return { status, headers, body: res.body, length }
+  }
+}
+
+/** The `cause` of an OriginError for an unusable status: the status only, never the body. */
+class OriginStatus extends Error {
+  readonly statusCode: number
+  constructor (statusCode: number) {
+    super(`origin answered HTTP ${statusCode}`)
+    this.name = 'OriginStatus'
+    this.statusCode = statusCode
+  }
+}
+
+function first (value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value
+}
+
+/** Connection-named fields, lower-case (RFC 9110 §7.6.1). */
+function connectionOptions (value: string | string[] | undefined): Set<string> {
+  const names = new Set<string>()
+  for (const v of Array.isArray(value) ? value : value === undefined ? [] : [value]) {
+    for (const token of v.split(',')) names.add(token.trim().toLowerCase())
+  }
+  return names
+}
+
+/** The response fields passed on: listed in {@link PASSED}, not hop-by-hop, duplicates resolved. */
+function passedHeaders (raw: Record<string, string | string[] | undefined>): Record<string, string> {
+  const named = connectionOptions(raw.connection)
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(raw)) {
+    if (value === undefined || !PASSED.has(name) || HOP_BY_HOP.has(name) || named.has(name)) continue
+    if (!Array.isArray(value)) {
+      out[name] = value
+    } else if (LISTS.has(name)) {
+      out[name] = value.join(', ')
+    } else if (new Set(value).size === 1) {
+      out[name] = value[0] as string
+    } else {
+      // Two different Content-Length or ETag values: no way to know which is true.
+      throw new OriginError(undefined, { cause: new Error(`origin sent conflicting ${name} fields`) })
+    }
+  }
+  return out
+}
+
+/** Map an undici/network failure to a gateway error; the original stays in `cause`. */
+function classify (err: unknown, timedOut: boolean, closing: boolean): StreammeterError {
+  if (err instanceof StreammeterError) return err
+  if (timedOut || err instanceof errors.HeadersTimeoutError || err instanceof errors.ConnectTimeoutError) {
+    return new OriginTimeoutError({ cause: err })
+  }
+  if (closing || err instanceof errors.ClientClosedError || err instanceof errors.ClientDestroyedError) return new ShuttingDownError()
+  for (let e = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (code === 'ETIMEDOUT') return new OriginTimeoutError({ cause: err })
+    if (typeof code === 'string' && UNREACHABLE_CODES.has(code)) return new OriginUnreachableError({ cause: err })
+  }
+  return new OriginError(undefined, { cause: err })
+}

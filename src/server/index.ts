@@ -1,0 +1,96 @@
+/**
+ * The streammeter server: `startServer(config)` wires the origin, the store,
+ * the collector and the HTTP app, and listens.
+ */
+import type { Logger } from 'pino'
+import type { Config } from '../config/index.ts'
+import { describeConfig, toMeterOptions } from '../config/index.ts'
+import { TrafficCollector, policyOf, resolveMeterOptions } from '../meter/index.ts'
+import type { MeterLogger } from '../meter/index.ts'
+import { openStore } from '../store/index.ts'
+import { buildApp } from './app.ts'
+import type { App } from './app.ts'
+import { FsOrigin } from './fs-origin.ts'
+import { HttpOrigin } from './http-origin.ts'
+import { createLogger } from './logger.ts'
+import type { Origin } from './origin.ts'
+import { signedQuery } from './url-signer.ts'
+
+export { ADMIN_PATHS, buildApp } from './app.ts'
+export type { App, AppOptions, AppState } from './app.ts'
+export { FsOrigin } from './fs-origin.ts'
+export { HttpOrigin } from './http-origin.ts'
+export type { Origin, OriginRequest, OriginResponse } from './origin.ts'
+export { createLogger } from './logger.ts'
+
+/** A listening server. */
+export interface RunningServer {
+  /** `http://host:port` it listens on. */
+  readonly address: string
+  readonly port: number
+  readonly app: App
+  /** Graceful stop (DESIGN §2 order). Idempotent. */
+  close (): Promise<void>
+}
+
+/** The uid the demo links are signed for. */
+export const DEMO_UID = 'demo'
+
+/**
+ * Open the store, build the app, start the collector and listen.
+ * @throws when the store cannot be opened or the port cannot be bound (everything opened is closed again)
+ */
+export async function startServer (config: Config, options: { logger?: Logger } = {}): Promise<RunningServer> {
+  const logger = options.logger ?? createLogger(config.logLevel)
+  const meter = resolveMeterOptions(toMeterOptions(config))
+  const origin: Origin = config.origin.kind === 'http'
+    ? new HttpOrigin({ baseUrl: config.origin.url, timeout: config.originTimeout })
+    : new FsOrigin(config.origin.root)
+  let store
+  try {
+    store = await openStore(config.storeUrl, policyOf(meter))
+  } catch (err) {
+    await origin.close()
+    throw err
+  }
+  const app = buildApp({
+    origin,
+    store,
+    collector: (s) => config.trafficCollectorEnabled
+      ? new TrafficCollector(meter, { store: s, logger: logger as unknown as MeterLogger })
+      : undefined,
+    signingSecret: config.signingSecret,
+    trustedProxies: config.trustedProxies,
+    corsOrigins: config.corsOrigins,
+    adminToken: config.adminToken,
+    shutdownGrace: config.shutdownGrace,
+    logger,
+    workerId: meter.workerId
+  })
+  try {
+    await app.fastify.listen({ port: config.port, host: config.host })
+  } catch (err) {
+    await app.close()
+    throw err
+  }
+  app.collector?.start()
+  const addr = app.fastify.server.address()
+  const port = typeof addr === 'object' && addr !== null ? addr.port : config.port
+  const host = config.host === '::' || config.host === '0.0.0.0' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host
+  const address = `http://${host}:${port}`
+  logger.info({ config: describeConfig(config) }, 'streammeter started')
+  if (config.signingSecret === undefined) {
+    logger.warn({}, 'SIGNING_SECRET is not set: the uid query parameter is trusted as-is (development only)')
+  }
+  if (config.origin.kind === 'demo') {
+    logger.info({ url: `${address}/${demoPlaylistTarget(config)}` }, 'serving the bundled demo media; play this URL')
+  }
+  return { address, port, app, close: () => app.close() }
+}
+
+/** `master.m3u8?…` for the demo uid: signed for an hour when a secret is set. */
+export function demoPlaylistTarget (config: Pick<Config, 'signingSecret'>, now = Date.now()): string {
+  const path = 'master.m3u8'
+  if (config.signingSecret === undefined) return `${path}?uid=${DEMO_UID}`
+  return `${path}?${signedQuery({ secret: config.signingSecret, uid: DEMO_UID, path, expires: Math.floor(now / 1000) + 3600 })}`
+}

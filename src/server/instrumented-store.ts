@@ -1,0 +1,55 @@
+import type { Histogram } from 'prom-client'
+import type {
+  ExpireResult, FlushResult, OutboxEntry, OutboxStats, SealRequest, SealResult, StoreCounters,
+  UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
+} from '../meter/index.ts'
+
+/**
+ * A {@link UsageStore} that times every operation into a histogram (store
+ * latency on `/metrics`) and remembers the last failure for `/health`.
+ */
+export class InstrumentedStore implements UsageStore {
+  readonly #inner: UsageStore
+  readonly #latency: Histogram<'operation'>
+  /** Last operation failure, ms since the epoch (0 = none since the last success). */
+  failingSince = 0
+  lastError: string | undefined
+
+  constructor (inner: UsageStore, latency: Histogram<'operation'>) {
+    this.#inner = inner
+    this.#latency = latency
+  }
+
+  get kind (): string { return this.#inner.kind }
+  get policy (): UsagePolicy { return this.#inner.policy }
+
+  flush (deltas: readonly UsageDelta[]): Promise<FlushResult> { return this.#time('flush', () => this.#inner.flush(deltas)) }
+  expire (now: number): Promise<ExpireResult> { return this.#time('expire', () => this.#inner.expire(now)) }
+  seal (request: SealRequest): Promise<SealResult> { return this.#time('seal', () => this.#inner.seal(request)) }
+  nextSealAt (): Promise<number | undefined> { return this.#time('next_seal_at', () => this.#inner.nextSealAt()) }
+  outboxHead (): Promise<OutboxEntry | undefined> { return this.#time('outbox_head', () => this.#inner.outboxHead()) }
+  outboxAck (reportId: string, now: number): Promise<boolean> { return this.#time('outbox_ack', () => this.#inner.outboxAck(reportId, now)) }
+  outboxFail (reportId: string, error: string, now: number): Promise<void> { return this.#time('outbox_fail', () => this.#inner.outboxFail(reportId, error, now)) }
+  outboxStats (): Promise<OutboxStats> { return this.#time('outbox_stats', () => this.#inner.outboxStats()) }
+  counters (): Promise<StoreCounters> { return this.#time('counters', () => this.#inner.counters()) }
+  summary (top: number): Promise<UsageSummary> { return this.#time('summary', () => this.#inner.summary(top)) }
+  records (): Promise<UsageRecord[]> { return this.#inner.records() }
+  outbox (): Promise<OutboxEntry[]> { return this.#inner.outbox() }
+  close (): Promise<void> { return this.#inner.close() }
+
+  async #time<T> (operation: string, fn: () => Promise<T>): Promise<T> {
+    const end = this.#latency.startTimer({ operation })
+    try {
+      const result = await fn()
+      this.failingSince = 0
+      this.lastError = undefined
+      return result
+    } catch (err) {
+      if (this.failingSince === 0) this.failingSince = Date.now()
+      this.lastError = err instanceof Error ? err.message : String(err)
+      throw err
+    } finally {
+      end()
+    }
+  }
+}

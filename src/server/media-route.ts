@@ -1,0 +1,235 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { once } from 'node:events'
+import { Readable } from 'node:stream'
+import { BadRequestError, BadSignatureError, StreammeterError, UrlExpiredError } from '../errors.ts'
+import type { FileType, TrafficCollector } from '../meter/index.ts'
+import type { ClientIpResolver } from './client-ip.ts'
+import type { CorsPolicy } from './cors.ts'
+import { sendError } from './error-reply.ts'
+import { fileTypeOf } from './media-types.ts'
+import type { ServerMetrics } from './metrics.ts'
+import type { ForwardedHeaders, Origin, OriginResponse } from './origin.ts'
+import { isPlaylistPath, rewritePlaylist } from './playlist-rewriter.ts'
+import { parseMediaPath, splitTarget } from './request-path.ts'
+import { sessionIdOf } from './session-id.ts'
+import { streamBody } from './stream-body.ts'
+import type { TransferRegistry } from './transfers.ts'
+import { checkSignedRequest, signedQuery } from './url-signer.ts'
+
+/** Longest accepted `uid`. */
+const MAX_UID_LENGTH = 256
+/** Largest playlist rewritten in memory; a bigger one is refused rather than buffered. */
+const MAX_PLAYLIST_BYTES = 8 * 1024 * 1024
+
+/** What the media handler needs. */
+export interface MediaContext {
+  origin: Origin
+  collector: TrafficCollector | undefined
+  signingSecret: string | undefined
+  ips: ClientIpResolver
+  cors: CorsPolicy
+  transfers: TransferRegistry
+  metrics: ServerMetrics
+  now: () => number
+}
+
+/** Who is asking, once the URL checked out. */
+interface Identity {
+  path: string
+  uid: string | undefined
+  expires: number | undefined
+  sessionId: string | undefined
+  ip: string
+  fileType: FileType
+}
+
+/**
+ * GET/HEAD of a media file (DESIGN §4): check the URL, fetch from the origin,
+ * stream to the client counting bytes in write callbacks, record one traffic
+ * event when the response closes. Works on the raw request/response: the
+ * body is written by hand so that every byte is counted as the socket takes it.
+ */
+export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx: MediaContext): Promise<void> {
+  const method = req.method === 'HEAD' ? 'HEAD' : 'GET'
+  const started = ctx.now()
+  let fileType: FileType = 'default'
+  let status = 500
+  let bytes = 0
+  try {
+    const who = identify(req, ctx)
+    fileType = who.fileType
+    const playlist = who.uid !== undefined && isPlaylistPath(who.path)
+    const controller = new AbortController()
+    const onClose = (): void => { if (!res.writableFinished) controller.abort() }
+    res.once('close', onClose)
+    let answer: OriginResponse
+    try {
+      answer = await ctx.origin.fetch({
+        path: who.path,
+        method,
+        headers: forwardedHeaders(req),
+        whole: playlist,
+        signal: controller.signal
+      })
+    } finally {
+      res.off('close', onClose)
+    }
+    if (res.destroyed) {
+      answer.body?.destroy()
+      return
+    }
+    if (playlist && answer.status === 200) {
+      answer = await rewritten(answer, who, req, ctx)
+    }
+    status = answer.status
+    bytes = await send(res, answer, who, req, ctx)
+  } catch (err) {
+    const e = err instanceof StreammeterError ? err : undefined
+    status = e?.statusCode ?? 500
+    if (!res.headersSent) {
+      ctx.cors.apply(req, res)
+      sendError(res, err)
+    } else if (!res.destroyed) {
+      res.destroy()
+    }
+  } finally {
+    ctx.metrics.observeRequest(method, status, fileType, bytes, ctx.now() - started)
+  }
+}
+
+function identify (req: IncomingMessage, ctx: MediaContext): Identity {
+  const { rawPath, rawQuery } = splitTarget(req.url ?? '/')
+  const path = parseMediaPath(rawPath)
+  const query = new URLSearchParams(rawQuery)
+  const uid = nonEmpty(query.get('uid'))
+  if (uid !== undefined && uid.length > MAX_UID_LENGTH) throw new BadRequestError(`uid longer than ${MAX_UID_LENGTH} characters`)
+  const expiresRaw = nonEmpty(query.get('expires'))
+  let expires: number | undefined
+  if (ctx.signingSecret !== undefined) {
+    const verdict = checkSignedRequest({
+      secret: ctx.signingSecret,
+      uid,
+      path,
+      expires: expiresRaw,
+      token: nonEmpty(query.get('token')),
+      now: Math.floor(ctx.now() / 1000)
+    })
+    if (verdict === 'bad') throw new BadSignatureError()
+    if (verdict === 'expired') throw new UrlExpiredError()
+    expires = Number(expiresRaw)
+  } else if (expiresRaw !== undefined && /^\d{1,12}$/.test(expiresRaw)) {
+    expires = Number(expiresRaw)
+  }
+  return {
+    path,
+    uid,
+    expires,
+    sessionId: sessionIdOf(req.headers, nonEmpty(query.get('sid'))),
+    ip: ctx.ips.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
+    fileType: fileTypeOf(path)
+  }
+}
+
+function nonEmpty (v: string | null): string | undefined {
+  return v === null || v === '' ? undefined : v
+}
+
+function forwardedHeaders (req: IncomingMessage): ForwardedHeaders {
+  const h = req.headers
+  return {
+    range: one(h.range),
+    'if-range': one(h['if-range']),
+    'if-none-match': one(h['if-none-match']),
+    'if-modified-since': one(h['if-modified-since']),
+    'if-match': one(h['if-match']),
+    'if-unmodified-since': one(h['if-unmodified-since']),
+    'user-agent': one(h['user-agent'])
+  }
+}
+
+function one (v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v
+}
+
+/** Read the whole playlist (bounded), rewrite its URIs, answer 200 in full with a recomputed length. */
+async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMessage, ctx: MediaContext): Promise<OriginResponse> {
+  let text = ''
+  if (answer.body !== null) {
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+      size += chunk.length
+      if (size > MAX_PLAYLIST_BYTES) {
+        answer.body.destroy()
+        throw new BadRequestError('playlist too large to rewrite')
+      }
+      chunks.push(chunk)
+    }
+    text = Buffer.concat(chunks).toString('utf8')
+  }
+  const host = (req.headers.host ?? '').toLowerCase()
+  const secret = ctx.signingSecret
+  const uid = who.uid as string
+  const body = Buffer.from(rewritePlaylist(text, {
+    playlistPath: who.path,
+    ownHosts: new Set(host === '' ? [] : [host]),
+    queryFor: (childPath: string) => secret !== undefined && who.expires !== undefined
+      ? signedQuery({ secret, uid, path: childPath, expires: who.expires, sid: who.sessionId })
+      : unsignedQuery(uid, who.expires, who.sessionId)
+  }), 'utf8')
+  const headers = { ...answer.headers }
+  delete headers['content-range']
+  delete headers.etag // the rewritten body differs per uid: the origin's validator does not describe it
+  delete headers['last-modified']
+  delete headers['content-encoding']
+  headers['content-length'] = String(body.length)
+  return { status: 200, headers, body: Readable.from([body]), length: body.length }
+}
+
+function unsignedQuery (uid: string, expires: number | undefined, sid: string | undefined): string {
+  const q = new URLSearchParams({ uid })
+  if (expires !== undefined) q.set('expires', String(expires))
+  if (sid !== undefined) q.set('sid', sid)
+  return q.toString()
+}
+
+/** Write the answer; returns the body bytes the socket took. Records one traffic event. */
+async function send (res: ServerResponse, answer: OriginResponse, who: Identity, req: IncomingMessage, ctx: MediaContext): Promise<number> {
+  res.statusCode = answer.status
+  for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value)
+  ctx.cors.apply(req, res)
+  if (answer.body === null || req.method === 'HEAD' || answer.status === 304) {
+    answer.body?.destroy()
+    res.end()
+    return 0 // HEAD and 304 count 0 (DESIGN §2)
+  }
+  const transfer = ctx.transfers.open({
+    uid: who.uid,
+    path: '/' + who.path,
+    fileType: who.fileType,
+    ip: who.ip,
+    sessionId: who.sessionId,
+    startedAt: ctx.now(),
+    total: answer.length
+  })
+  try {
+    await streamBody(answer.body, res, transfer)
+    if (!res.closed) await once(res, 'close')
+    // Write callbacks of the last chunks of an aborted response run on the
+    // next turn; count them before recording.
+    await new Promise((resolve) => setImmediate(resolve))
+  } finally {
+    ctx.transfers.close(transfer)
+  }
+  if (who.uid !== undefined && transfer.bytes > 0 && ctx.collector !== undefined) {
+    ctx.collector.record({
+      uid: who.uid,
+      bytes: transfer.bytes,
+      fileType: who.fileType,
+      ip: who.ip,
+      sessionId: who.sessionId,
+      time: ctx.now()
+    })
+  }
+  return transfer.bytes
+}

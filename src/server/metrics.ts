@@ -1,0 +1,89 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { TrafficCollector } from '../meter/index.ts'
+import type { TransferRegistry } from './transfers.ts'
+
+/**
+ * `/metrics` (Prometheus text, prom-client). One registry per server so that
+ * several servers in one process (tests) do not share series. Request and
+ * byte counters are updated per response; outbox and window figures are read
+ * from the collector at scrape time.
+ */
+export class ServerMetrics {
+  readonly registry = new Registry()
+  readonly #requests: Counter<'method' | 'status' | 'file_type'>
+  readonly #bytes: Counter<'file_type'>
+  readonly #duration: Histogram<'file_type'>
+  readonly storeLatency: Histogram<'operation'>
+
+  constructor (transfers: TransferRegistry) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry, prefix: 'streammeter_' })
+    this.#requests = new Counter({
+      name: 'streammeter_requests_total',
+      help: 'Media requests answered, by method, status and file type',
+      labelNames: ['method', 'status', 'file_type'],
+      registers
+    })
+    this.#bytes = new Counter({
+      name: 'streammeter_bytes_sent_total',
+      help: 'Body bytes the client sockets took, by file type',
+      labelNames: ['file_type'],
+      registers
+    })
+    this.#duration = new Histogram({
+      name: 'streammeter_request_duration_seconds',
+      help: 'Time from request to the end of the response',
+      labelNames: ['file_type'],
+      buckets: [0.005, 0.02, 0.1, 0.5, 2, 10, 60],
+      registers
+    })
+    this.storeLatency = new Histogram({
+      name: 'streammeter_store_operation_seconds',
+      help: 'Latency of store operations (flush, seal, outbox…)',
+      labelNames: ['operation'],
+      buckets: [0.0005, 0.002, 0.01, 0.05, 0.2, 1, 5],
+      registers
+    })
+    this.registry.registerMetric(new Gauge({
+      name: 'streammeter_active_transfers',
+      help: 'Responses being streamed now',
+      registers: [],
+      collect () { this.set(transfers.size) }
+    }))
+  }
+
+  /** Export the collector's window and outbox figures, read at scrape time. */
+  watch (collector: TrafficCollector): void {
+    const gauge = (name: string, help: string, pick: (s: Awaited<ReturnType<TrafficCollector['status']>>) => number | null): void => {
+      this.registry.registerMetric(new Gauge({
+        name,
+        help,
+        registers: [],
+        async collect () {
+          const value = pick(await collector.status(0))
+          if (value === null) this.reset()
+          else this.set(value)
+        }
+      }))
+    }
+    gauge('streammeter_outbox_pending_reports', 'Reports waiting for delivery', (s) => s.outbox.pending)
+    gauge('streammeter_outbox_pending_bytes', 'Bytes in reports waiting for delivery', (s) => s.outbox.pending_bytes)
+    gauge('streammeter_outbox_oldest_age_seconds', 'Age of the oldest undelivered report', (s) => s.outbox.oldest_age_seconds ?? 0)
+    gauge('streammeter_report_last_success_timestamp_seconds', 'Unix time of the last accepted report (0 = never)', (s) => s.outbox.last_success_at ?? 0)
+    gauge('streammeter_reports_sent', 'Reports accepted by the endpoint (all instances sharing the store)', (s) => s.statistics.total_reports_sent)
+    gauge('streammeter_reports_failed', 'Failed delivery attempts (all instances sharing the store)', (s) => s.statistics.reports_failed)
+    gauge('streammeter_bytes_reported', 'Bytes in accepted reports (all instances sharing the store)', (s) => s.statistics.total_bytes_reported)
+    gauge('streammeter_bytes_discarded', 'Sub-threshold bytes discarded by expiry', (s) => s.statistics.bytes_discarded)
+    gauge('streammeter_qualified_uids', 'Uids over the threshold in the current window', (s) => s.current_state.qualified_uids)
+    gauge('streammeter_pending_accumulator_uids', 'Uids below the threshold in the current window', (s) => s.current_state.pending_accumulator_uids)
+    gauge('streammeter_unflushed_uids', 'Uids recorded in this process and not yet flushed', (s) => s.current_state.unflushed_uids)
+    gauge('streammeter_next_report_in_seconds', 'Time to the next window seal', (s) => s.current_state.next_report_in_seconds)
+  }
+
+  /** Count one answered media request. */
+  observeRequest (method: string, status: number, fileType: string, bytes: number, ms: number): void {
+    this.#requests.inc({ method, status: String(status), file_type: fileType })
+    if (bytes > 0) this.#bytes.inc({ file_type: fileType }, bytes)
+    this.#duration.observe({ file_type: fileType }, ms / 1000)
+  }
+}

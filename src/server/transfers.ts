@@ -1,0 +1,92 @@
+import type { FileType } from '../meter/index.ts'
+
+/** One response being streamed, as `/active-transfers` shows it. */
+export interface Transfer {
+  readonly id: number
+  readonly uid: string | undefined
+  readonly path: string
+  readonly fileType: FileType
+  readonly ip: string
+  readonly sessionId: string | undefined
+  /** ms since the epoch. */
+  readonly startedAt: number
+  /** Body bytes the socket has taken so far (write callbacks). */
+  bytes: number
+  /** Body bytes this response will have, when known. */
+  total: number | undefined
+}
+
+/** The `/active-transfers` view of one transfer. */
+export interface TransferView {
+  id: number
+  uid: string | null
+  path: string
+  file_type: FileType
+  ip: string
+  session_id: string | null
+  started_at: number
+  duration_seconds: number
+  bytes: number
+  total_bytes: number | null
+  /** Bytes per second since the start. */
+  speed: number
+  /** 0..1, or null when the length is unknown. */
+  progress: number | null
+}
+
+/**
+ * Responses in flight. The media route adds one when it starts writing a
+ * body and removes it when the response closes; shutdown waits on `size`.
+ */
+export class TransferRegistry {
+  #next = 0
+  #live = new Map<number, Transfer>()
+  #idle: Array<() => void> = []
+
+  /** Number of transfers in flight. */
+  get size (): number {
+    return this.#live.size
+  }
+
+  /** Register a new transfer. */
+  open (t: Omit<Transfer, 'id' | 'bytes'>): Transfer {
+    const transfer: Transfer = { ...t, id: ++this.#next, bytes: 0 }
+    this.#live.set(transfer.id, transfer)
+    return transfer
+  }
+
+  /** Remove a finished or aborted transfer. */
+  close (transfer: Transfer): void {
+    this.#live.delete(transfer.id)
+    if (this.#live.size === 0) for (const resolve of this.#idle.splice(0)) resolve()
+  }
+
+  /** Resolves when no transfer is in flight. */
+  idle (): Promise<void> {
+    if (this.#live.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.push(resolve))
+  }
+
+  /** Snapshot for `/active-transfers`, largest first. */
+  list (now: number, limit = 500): TransferView[] {
+    const out: TransferView[] = []
+    for (const t of this.#live.values()) {
+      const seconds = Math.max(0.001, (now - t.startedAt) / 1000)
+      out.push({
+        id: t.id,
+        uid: t.uid ?? null,
+        path: t.path,
+        file_type: t.fileType,
+        ip: t.ip,
+        session_id: t.sessionId ?? null,
+        started_at: Math.floor(t.startedAt / 1000),
+        duration_seconds: Math.round(seconds * 10) / 10,
+        bytes: t.bytes,
+        total_bytes: t.total ?? null,
+        speed: Math.round(t.bytes / seconds),
+        progress: t.total !== undefined && t.total > 0 ? Math.round((t.bytes / t.total) * 1000) / 1000 : null
+      })
+    }
+    return out.sort((a, b) => b.bytes - a.bytes).slice(0, limit)
+  }
+}
