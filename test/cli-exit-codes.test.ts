@@ -187,6 +187,16 @@ describe('serve', () => {
     assert.match(r.err, /streammeter serve: could not start: listen EADDRINUSE: address already in use :::8080\n/)
   })
 
+  it('a STORE_URL this build has no store for (redis, for now): 2, from the real server', async () => {
+    const r = await runDone(['serve', '--port', '0', '--host', '127.0.0.1'], { STORE_URL: 'redis://:pw@127.0.0.1:6379/0' }, {
+      signals: new EventEmitter(),
+      startServer: undefined
+    })
+    assert.equal(r.code, 2)
+    assert.match(r.err, /streammeter serve: STORE_URL: the redis store is not available yet/)
+    assert.ok(!r.err.includes(':pw@'), r.err)
+  })
+
   it('a failing stop: 1', async () => {
     const signals = new EventEmitter()
     const r = run(['serve'], { STORE_URL: 'memory:' }, {

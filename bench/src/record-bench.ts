@@ -69,10 +69,13 @@ async function measureRound ({ scenario, checkStore, events, sizes, generatedByt
   const store = new MemoryStore(policyOf(options))
   const collector = new TrafficCollector(options, { store })
 
+  const cpu0 = process.cpuUsage()
   const t0 = performance.now()
   if (events !== undefined) recordShared(collector, events)
   else recordOwned(collector, sizes, scenario.uids, scenario.time === 'explicit')
   const ms = performance.now() - t0
+  const cpu = process.cpuUsage(cpu0)
+  const cpuMs = (cpu.user + cpu.system) / 1000
 
   const heapDeltaBytes = settledHeapBytes(gc) - before
   const status = await collector.status(0)
@@ -104,6 +107,8 @@ async function measureRound ({ scenario, checkStore, events, sizes, generatedByt
   return {
     ms,
     mEventsPerSec: scenario.events / ms / 1000,
+    cpuMs,
+    mEventsPerCpuSec: scenario.events / cpuMs / 1000,
     heapDeltaBytes,
     trackedUids,
     bytesPerUid: trackedUids > 0 ? heapDeltaBytes / trackedUids : 0,
@@ -116,7 +121,7 @@ async function measureRound ({ scenario, checkStore, events, sizes, generatedByt
 function describeRound (label: string, r: RoundResult): string {
   const what = r.storeChecked ? 'counters and store totals = generated' : 'counters = generated'
   const check = r.ok ? `${what}: OK` : `FAIL: ${r.problems.join('; ')}`
-  return `${label}: ${fixed(r.mEventsPerSec)} M events/s (${fixed(r.ms, 1)} ms), ` +
+  return `${label}: ${fixed(r.mEventsPerSec)} M events/s (${fixed(r.ms, 1)} ms; CPU ${fixed(r.cpuMs, 1)} ms), ` +
     `${fixed(r.bytesPerUid, 1)} B/uid over ${int(r.trackedUids)} uids, ${check}`
 }
 

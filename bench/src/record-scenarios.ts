@@ -111,6 +111,13 @@ export interface RoundResult {
   /** Wall time of the recording loop, ms. */
   ms: number
   mEventsPerSec: number
+  /**
+   * CPU time of the process (all threads: includes concurrent GC) during the
+   * loop, ms. Less sensitive than wall time to other work on the machine.
+   */
+  cpuMs: number
+  /** Events per CPU-second, millions. */
+  mEventsPerCpuSec: number
   /** Growth of `heapUsed + arrayBuffers` across the loop, both sides after `gc()`. */
   heapDeltaBytes: number
   /** Uids the collector holds after the loop (its `unflushed_uids`). */

@@ -1,5 +1,6 @@
 import { CONFIG_DEFAULTS, SECRET_SETTINGS, SETTING_NAMES, flagOf, loadConfig, settingHelp } from '../config/index.ts'
 import type { Config, Env } from '../config/index.ts'
+import { ConfigError, StoreUrlError } from '../errors.ts'
 import { startServer } from '../server/index.ts'
 import { wantsHelp } from './args.ts'
 import { errorText } from './error-text.ts'
@@ -49,7 +50,8 @@ See docs/configuration.md.
 /**
  * `streammeter serve`: load the configuration (a {@link ConfigError} escapes
  * to main, exit 2), start the server, run until SIGTERM/SIGINT, close it.
- * @returns 0 after a clean stop, 1 when starting or stopping failed
+ * @returns 0 after a clean stop, 1 when starting or stopping failed, 2 when the
+ *   store URL names a store this build does not have
  */
 export async function runServe (argv: readonly string[], env: Env, ctx: CliContext, start: StartServer = defaultStartServer): Promise<number> {
   if (wantsHelp(argv)) {
@@ -68,6 +70,13 @@ export async function runServe (argv: readonly string[], env: Env, ctx: CliConte
     try {
       server = await start(config)
     } catch (err) {
+      // A setting the schema accepts but this build or host cannot honour
+      // (a redis:// STORE_URL before the redis store exists) is still a
+      // configuration problem: exit 2, like any invalid setting.
+      if (err instanceof ConfigError || err instanceof StoreUrlError) {
+        ctx.stderr.write(`streammeter serve: ${err.message}\n`)
+        return 2
+      }
       ctx.stderr.write(`streammeter serve: could not start: ${errorText(err)}\n`)
       return 1
     }

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path'
 import { startSink } from '../sink/index.ts'
 import type { RunningSink } from '../sink/index.ts'
 import { parseFlags, portFlag, wantsHelp } from './args.ts'
@@ -47,7 +48,7 @@ export async function runSink (argv: readonly string[], ctx: CliContext): Promis
         port,
         host: flags.host ?? '127.0.0.1',
         apiKey: flags['api-key'],
-        db: flags.db ?? ':memory:',
+        db: flags.db === undefined || flags.db === ':memory:' ? ':memory:' : resolve(ctx.cwd, flags.db),
         onReport: (e) => {
           ctx.stdout.write(`${e.duplicate ? 'duplicate' : 'report'} ${e.reportId}: ${e.uids} uids, ${e.bytes} bytes\n`)
         }

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs'
 import { isAbsolute, join, resolve } from 'node:path'
-import { parseArgs, parseEnv } from 'node:util'
+import * as util from 'node:util'
 import { ConfigError } from '../errors.ts'
 import {
   BOOLEAN_SETTINGS, SECRET_SETTINGS, SETTING_NAMES, UNECHOED_SETTINGS, configSchema, flagOf
@@ -109,7 +109,10 @@ export function readDotEnv (cwd: string): Env {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
     throw new ConfigError('.env', `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
   }
-  return parseEnv(text)
+  // util.parseEnv arrived in Node 20.12; on an older 20.x say so rather than
+  // failing to load the module at all.
+  if (typeof util.parseEnv !== 'function') throw new ConfigError('.env', 'reading .env needs Node.js 20.12 or later')
+  return util.parseEnv(text)
 }
 
 /** A set value (secrets as given, others trimmed), or undefined when unset or empty. */
@@ -139,7 +142,7 @@ function parseSettingFlags (argv: readonly string[]): Map<SettingName, string> {
     const next = argv[i + 1]
     return name !== undefined && BOOLEAN_SETTINGS.has(name) && (next === undefined || next.startsWith('-')) ? `${arg}=true` : arg
   })
-  const { tokens } = parseArgs({
+  const { tokens } = util.parseArgs({
     args,
     options: Object.fromEntries([...FLAG_NAMES.keys()].map((flag) => [flag, { type: 'string' as const }])),
     strict: false,

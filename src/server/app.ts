@@ -65,6 +65,9 @@ export interface App {
 /** Life of the server; changed in one place. */
 export type AppState = 'running' | 'closing' | 'closed'
 
+/** How long a closing server waits for clients to hang up after the last response, in ms. */
+const LINGER_MS = 2000
+
 /** Paths the server answers itself; never proxied. */
 export const ADMIN_PATHS = ['/health', '/traffic', '/active-transfers', '/metrics', '/monitor'] as const
 
@@ -184,6 +187,11 @@ export function buildApp (options: AppOptions): App {
         fastify.server.closeAllConnections()
         await allDone() // aborted responses record what their sockets took
       }
+      // Responses are complete, but a client may still be reading the tail of
+      // one from its socket buffer; closing its keep-alive connection at once
+      // can make it report a truncated response. Give clients a moment to
+      // finish and hang up, then close what is left.
+      await Promise.race([serverClosed, sleep(Math.min(LINGER_MS, deadline - Date.now()))])
       fastify.server.closeAllConnections()
       await serverClosed
       try {
