@@ -389,3 +389,22 @@ describe('docs/configuration.md', () => {
     }
   })
 })
+
+it('variables injected by Kubernetes service links do not stop the start', () => {
+  const config = loadConfig({
+    env: {
+      ORIGIN_SERVICE_HOST: '10.0.0.9',
+      ORIGIN_SERVICE_PORT: '80',
+      ORIGIN_SERVICE_PORT_HTTP: '80',
+      ORIGIN_PORT: 'tcp://10.0.0.9:80',
+      STORE_PORT_6379_TCP: 'tcp://10.0.0.8:6379',
+      STORE_PORT_6379_TCP_ADDR: '10.0.0.8',
+      STORE_PORT_6379_TCP_PORT: '6379',
+      STORE_PORT_6379_TCP_PROTO: 'tcp'
+    },
+    argv: [],
+    cwd: tmpdir()
+  })
+  assert.equal(config.origin.kind, 'demo')
+  assert.throws(() => loadConfig({ env: { ORIGIN_PORTS: '1' }, argv: [], cwd: tmpdir() }), /ORIGIN_PORTS: unknown setting/)
+})

@@ -27,6 +27,13 @@ export interface LoadConfigOptions {
  */
 const OWN_PREFIXES = /^(?:TRAFFIC|ORIGIN|STORE|SIGNING|SHUTDOWN|ADMIN|CORS|TRUSTED)_/
 
+/**
+ * Variables Kubernetes injects for a Service named `origin`, `store`, `admin`…
+ * (`ORIGIN_SERVICE_HOST`, `STORE_PORT_6379_TCP_ADDR`, …). They share our
+ * prefixes but are not typos, so they must not stop the start.
+ */
+const SERVICE_LINKS = /^[A-Z0-9_]+_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:ADDR|PORT|PROTO))?)?)$/
+
 const SETTINGS: ReadonlySet<string> = new Set(SETTING_NAMES)
 const FLAG_NAMES = new Map<string, SettingName>(SETTING_NAMES.map((name) => [flagOf(name).slice(2), name]))
 
@@ -124,7 +131,7 @@ function pick (name: SettingName, raw: string | undefined, from: string): Source
 
 function rejectUnknown (vars: Env, from?: string): void {
   for (const [name, value] of Object.entries(vars)) {
-    if (!OWN_PREFIXES.test(name) || SETTINGS.has(name) || value === undefined || value === '') continue
+    if (!OWN_PREFIXES.test(name) || SETTINGS.has(name) || SERVICE_LINKS.test(name) || value === undefined || value === '') continue
     const where = from === undefined ? '' : ` (in ${from})`
     throw new ConfigError(name, `unknown setting${where}${suggest(name, SETTING_NAMES)}`)
   }
