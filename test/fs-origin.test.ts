@@ -11,6 +11,7 @@ import {
 } from '../src/errors.ts'
 import { FsOrigin } from '../src/server/fs-origin.ts'
 import type { ForwardedHeaders, OriginRequest, OriginResponse } from '../src/server/origin.ts'
+import { bodyOf, rejectsWith } from './helpers/origin-assert.ts'
 
 const SIZE = 1000
 const content = Buffer.from(Array.from({ length: SIZE }, (_, i) => (i * 7 + 3) & 0xff))
@@ -49,20 +50,6 @@ after(async () => {
 
 function get (path: string, headers: ForwardedHeaders = {}, extra: Partial<OriginRequest> = {}): Promise<OriginResponse> {
   return origin.fetch({ path, method: 'GET', headers, ...extra })
-}
-
-async function bodyOf (answer: OriginResponse): Promise<Buffer> {
-  assert.ok(answer.body !== null, 'a GET answer has a body')
-  const chunks: Buffer[] = []
-  for await (const chunk of answer.body as AsyncIterable<Buffer>) chunks.push(chunk)
-  return Buffer.concat(chunks)
-}
-
-async function rejectsWith<E extends Error> (p: Promise<unknown>, type: new (...args: never[]) => E): Promise<E> {
-  let caught: unknown
-  await p.then(() => assert.fail('expected a rejection'), (err: unknown) => { caught = err })
-  assert.ok(caught instanceof type, `expected ${type.name}, got ${String(caught)}`)
-  return caught
 }
 
 describe('FsOrigin: full responses', () => {

@@ -15,6 +15,7 @@ import { HttpOrigin } from '../src/server/http-origin.ts'
 import type { HttpOriginOptions } from '../src/server/http-origin.ts'
 import type { ForwardedHeaders, OriginRequest, OriginResponse } from '../src/server/origin.ts'
 import { waitFor } from './helpers/wait.ts'
+import { bodyOf, rejectsWith } from './helpers/origin-assert.ts'
 
 const SIZE = 1000
 const content = Buffer.from(Array.from({ length: SIZE }, (_, i) => (i * 13 + 5) & 0xff))
@@ -145,20 +146,6 @@ function makeOrigin (t: TestContext, options: HttpOriginOptions): HttpOrigin {
 
 function get (origin: HttpOrigin, path: string, headers: ForwardedHeaders = {}, extra: Partial<OriginRequest> = {}): Promise<OriginResponse> {
   return origin.fetch({ path, method: 'GET', headers, ...extra })
-}
-
-async function bodyOf (answer: OriginResponse): Promise<Buffer> {
-  assert.ok(answer.body !== null, 'a GET answer has a body')
-  const chunks: Buffer[] = []
-  for await (const chunk of answer.body as AsyncIterable<Buffer>) chunks.push(chunk)
-  return Buffer.concat(chunks)
-}
-
-async function rejectsWith<E extends Error> (p: Promise<unknown>, type: new (...args: never[]) => E): Promise<E> {
-  let caught: unknown
-  await p.then(() => assert.fail('expected a rejection'), (err: unknown) => { caught = err })
-  assert.ok(caught instanceof type, `expected ${type.name}, got ${String(caught)}`)
-  return caught
 }
 
 /** Nothing the origin said may reach a client: not in the message, not in the JSON body. */

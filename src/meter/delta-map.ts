@@ -7,9 +7,11 @@ const INITIAL_CAPACITY = 1024
 /**
  * What this process has recorded since its last flush, one slot per uid, kept
  * compact because it sits on the hot path and may hold a million uids:
- * numbers live in typed-array columns; the common case of one file type, one
- * IP and one session per uid costs no extra object. Only uids that mix file
- * types or see a second IP/session get a side entry.
+ * numbers live in typed-array columns. A uid with one file type keeps it in
+ * a byte column; one that mixes types (every HLS viewer fetches m3u8 and ts)
+ * uses one shared column per file type, made on first use, so the mixed path
+ * is an indexed add too, not a per-uid object. The first IP and session are
+ * kept inline; only a second one gets a side entry.
  *
  * `add` is O(1) amortised and allocates nothing once the columns have grown
  * (except side entries as above).
@@ -26,7 +28,8 @@ export class DeltaMap {
   #last = new Float64Array(INITIAL_CAPACITY)
   #requests = new Uint32Array(INITIAL_CAPACITY)
   #type = new Uint8Array(INITIAL_CAPACITY)
-  #typeBytes = new Map<number, Float64Array>()
+  /** Bytes per file type of MIXED uids: one column per type, made when a uid first mixes into it. */
+  #typeBytes: Array<Float64Array | undefined> = new Array(FILE_TYPES.length).fill(undefined)
   #moreIps = new Map<number, string[]>()
   #moreSids = new Map<number, string[]>()
   #size = 0
@@ -65,14 +68,11 @@ export class DeltaMap {
     if (time > (this.#last[i] as number)) this.#last[i] = time
     const t = this.#type[i] as number
     if (t !== typeIndex) {
-      let perType = this.#typeBytes.get(i)
-      if (t !== MIXED || perType === undefined) {
-        perType = new Float64Array(FILE_TYPES.length)
-        perType[t] = prevBytes
-        this.#typeBytes.set(i, perType)
+      if (t !== MIXED) {
+        this.#column(t)[i] = prevBytes
         this.#type[i] = MIXED
       }
-      perType[typeIndex]! += bytes
+      this.#column(typeIndex)[i]! += bytes
     }
     if (ip !== undefined && ip !== this.#ip[i]) this.#addTo(this.#ip, this.#moreIps, i, ip, this.#maxIps)
     if (sid !== undefined && sid !== this.#sid[i]) this.#addTo(this.#sid, this.#moreSids, i, sid, this.#maxSessions)
@@ -102,9 +102,8 @@ export class DeltaMap {
       const fileTypes: Record<string, number> = {}
       const t = this.#type[i] as number
       if (t === MIXED) {
-        const perType = this.#typeBytes.get(i) as Float64Array
-        for (let k = 0; k < perType.length; k++) {
-          const b = perType[k] as number
+        for (let k = 0; k < FILE_TYPES.length; k++) {
+          const b = this.#typeBytes[k]?.[i] ?? 0
           if (b > 0) fileTypes[FILE_TYPES[k] as string] = b
         }
       } else {
@@ -146,8 +145,22 @@ export class DeltaMap {
     if (rest.length + 1 < cap && !rest.includes(value)) rest.push(value)
   }
 
+  /** The per-type column of `typeIndex`, made (zeroed, at the current capacity) on first use. */
+  #column (typeIndex: number): Float64Array {
+    let col = this.#typeBytes[typeIndex]
+    if (col === undefined) {
+      col = new Float64Array(this.#bytes.length)
+      this.#typeBytes[typeIndex] = col
+    }
+    return col
+  }
+
   #grow (): void {
     const n = this.#bytes.length * 2
+    for (let k = 0; k < this.#typeBytes.length; k++) {
+      const col = this.#typeBytes[k]
+      if (col !== undefined) this.#typeBytes[k] = growF64(col, n)
+    }
     this.#bytes = growF64(this.#bytes, n)
     this.#first = growF64(this.#first, n)
     this.#last = growF64(this.#last, n)
@@ -164,7 +177,8 @@ export class DeltaMap {
     this.#uids = []
     this.#ip = []
     this.#sid = []
-    this.#typeBytes.clear()
+    // Columns are zeroed only where used; dropped with the others after a burst.
+    for (const col of this.#typeBytes) col?.fill(0, 0, this.#size)
     this.#moreIps.clear()
     this.#moreSids.clear()
     // Give back memory after a burst of uids; keep the columns of a normal load.
@@ -174,6 +188,7 @@ export class DeltaMap {
       this.#last = new Float64Array(INITIAL_CAPACITY)
       this.#requests = new Uint32Array(INITIAL_CAPACITY)
       this.#type = new Uint8Array(INITIAL_CAPACITY)
+      this.#typeBytes.fill(undefined)
     }
     this.#size = 0
   }
