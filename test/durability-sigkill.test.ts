@@ -1,25 +1,15 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { it } from 'node:test'
 import { Receiver } from './helpers/receiver.ts'
+import { deadOriginUrl } from './helpers/static-origin.ts'
 
 const child = new URL('./fixtures/meter-child.ts', import.meta.url).pathname
 const FLUSH_MS = 200
 const TIMER_SLACK_MS = 150
-
-/** A port nothing listens on: bound, then released. */
-async function deadPort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 it('SIGKILL after sealing with the receiver down: a new process delivers every sealed report once, losing at most one flush interval', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sm-durability-'))
@@ -27,8 +17,7 @@ it('SIGKILL after sealing with the receiver down: a new process delivers every s
   const db = join(dir, 'meter.db')
 
   // 1. Record with the receiver down until three windows are sealed, then SIGKILL.
-  const port = await deadPort()
-  const rec = spawn(process.execPath, ['--import', 'tsx', child, 'record', db, `http://127.0.0.1:${port}/report`], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const rec = spawn(process.execPath, ['--import', 'tsx', child, 'record', db, `${await deadOriginUrl()}report`], { stdio: ['ignore', 'pipe', 'inherit'] })
   let out = ''
   const sealedIds: string[] = []
   await new Promise<void>((resolve, reject) => {

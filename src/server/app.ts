@@ -189,8 +189,9 @@ export function buildApp (options: AppOptions): App {
       }
       // Responses are complete, but a client may still be reading the tail of
       // one from its socket buffer; closing its keep-alive connection at once
-      // can make it report a truncated response. Give clients a moment to
-      // finish and hang up, then close what is left.
+      // can make it report a truncated response (undici, for one, treats a
+      // FIN that arrives while it is paused before the end of a message as a
+      // cut). Give clients a moment to finish and hang up, then close the rest.
       await Promise.race([serverClosed, sleep(Math.min(LINGER_MS, deadline - Date.now()))])
       fastify.server.closeAllConnections()
       await serverClosed
