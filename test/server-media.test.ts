@@ -104,6 +104,14 @@ for (const kind of ['filesystem', 'http'] as const) {
       assert.equal(r.headers['content-length'], String(r.body.length))
     })
 
+    it('HEAD of a rewritten playlist gives the rewritten length and no body', async () => {
+      const full = await get(`${server.url}/video/index.m3u8?uid=pl-head`)
+      const head = await get(`${server.url}/video/index.m3u8?uid=pl-head`, {}, 'HEAD')
+      assert.equal(head.status, 200)
+      assert.equal(head.headers['content-length'], String(full.body.length))
+      assert.equal(head.body.length, 0)
+    })
+
     it('missing files are a JSON 404', async () => {
       const r = await get(`${server.url}/video/nope.ts?uid=x`)
       assert.equal(r.status, 404)

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import { Readable } from 'node:stream'
-import { BadRequestError, BadSignatureError, StreammeterError, UrlExpiredError } from '../errors.ts'
+import { BadRequestError, BadSignatureError, OriginError, StreammeterError, UrlExpiredError } from '../errors.ts'
 import type { FileType, TrafficCollector } from '../meter/index.ts'
 import type { ClientIpResolver } from './client-ip.ts'
 import type { CorsPolicy } from './cors.ts'
@@ -18,6 +18,8 @@ import { checkSignedRequest, signedQuery } from './url-signer.ts'
 
 /** Longest accepted `uid`. */
 const MAX_UID_LENGTH = 256
+/** Status recorded in metrics for a request whose client left before the answer (nginx's 499). */
+const CLIENT_CLOSED = 499
 /** Largest playlist rewritten in memory; a bigger one is refused rather than buffered. */
 const MAX_PLAYLIST_BYTES = 8 * 1024 * 1024
 
@@ -55,18 +57,20 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
   let fileType: FileType = 'default'
   let status = 500
   let bytes = 0
+  const controller = new AbortController()
   try {
     const who = identify(req, ctx)
     fileType = who.fileType
     const playlist = who.uid !== undefined && isPlaylistPath(who.path)
-    const controller = new AbortController()
     const onClose = (): void => { if (!res.writableFinished) controller.abort() }
     res.once('close', onClose)
     let answer: OriginResponse
     try {
       answer = await ctx.origin.fetch({
         path: who.path,
-        method,
+        // A rewritten playlist's length is only known after rewriting, so a
+        // HEAD of one is answered from a whole GET (its body is not sent).
+        method: playlist ? 'GET' : method,
         headers: forwardedHeaders(req),
         whole: playlist,
         signal: controller.signal
@@ -84,6 +88,10 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
     status = answer.status
     bytes = await send(res, answer, who, req, ctx)
   } catch (err) {
+    if (controller.signal.aborted) {
+      status = CLIENT_CLOSED // the client left before the origin answered: nothing to send
+      return
+    }
     const e = err instanceof StreammeterError ? err : undefined
     status = e?.statusCode ?? 500
     if (!res.headersSent) {
@@ -161,7 +169,7 @@ async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMe
       size += chunk.length
       if (size > MAX_PLAYLIST_BYTES) {
         answer.body.destroy()
-        throw new BadRequestError('playlist too large to rewrite')
+        throw new OriginError('the origin playlist is too large to rewrite')
       }
       chunks.push(chunk)
     }
