@@ -22,15 +22,13 @@ export interface StoreFactory {
    * A second store over the same data as `store` (same file, same key
    * prefix…), as a restarted process or another instance would open it.
    * `store` may be open or closed. Absent when the data cannot outlive the
-   * store object (`memory:`); the persistence cases are then skipped.
+   * store object (`memory:`); the persistence cases are then not registered.
    */
   reopen?: ((t: TestContext, store: UsageStore) => Promise<UsageStore>) | undefined
 }
 
 const T0 = 1_700_000_000_000
 const POLICY: UsagePolicy = { minBytes: 1000, accumulatorTimeoutMs: 10_000, maxIps: 3, maxSessions: 2 }
-const NO_REOPEN = 'this store keeps no data beyond the store object, so there is nothing to reopen'
-
 /** A delta of `bytes` for `uid`, one request of type `ts` at T0 unless told otherwise. */
 function delta (uid: string, bytes: number, more: Partial<UsageDelta> = {}): UsageDelta {
   return {
@@ -591,78 +589,79 @@ export function storeContract (name: string, factory: StoreFactory): void {
       })
     })
 
-    describe('persistence', () => {
-      it('records, outbox, counters and the schedule survive a reopen', async (t) => {
-        if (factory.reopen === undefined) return t.skip(NO_REOPEN)
-        const store = await open(t)
-        await store.flush([delta('a', 3000, { ips: ['ip1'], sessions: ['s1'], fileTypes: { m3u8: 100, ts: 2900 } }), delta('b', 2000)])
-        await store.seal({ now: T0, intervalMs: 60_000, force: true, render: renderer(1).render })
-        await store.outboxAck('report-1', T0 + 1)
-        await store.outboxFail('report-2', 'HTTP 503', T0 + 2)
-        await store.flush([delta('c', 400, { ips: ['ip3'], firstSeen: T0 + 3, lastSeen: T0 + 4 }), delta('d', 1200, { firstSeen: T0 + 5, lastSeen: T0 + 5 })])
-        const before = {
-          records: byUid(await store.records()),
-          outbox: await store.outbox(),
-          counters: await store.counters(),
-          nextSealAt: await store.nextSealAt(),
-          stats: await store.outboxStats(),
-          summary: await store.summary(10)
-        }
-        assert.equal(before.nextSealAt, T0 + 60_000)
-        assert.equal(before.outbox.length, 1)
-        assert.equal(before.outbox[0]?.attempts, 1)
-        await store.close()
+    // A store that keeps nothing beyond its object (memory:) has no persistence
+    // to check: the cases are not registered for it rather than skipped.
+    if (factory.reopen !== undefined) {
+      describe('persistence', () => {
+        it('records, outbox, counters and the schedule survive a reopen', async (t) => {
+          const store = await open(t)
+          await store.flush([delta('a', 3000, { ips: ['ip1'], sessions: ['s1'], fileTypes: { m3u8: 100, ts: 2900 } }), delta('b', 2000)])
+          await store.seal({ now: T0, intervalMs: 60_000, force: true, render: renderer(1).render })
+          await store.outboxAck('report-1', T0 + 1)
+          await store.outboxFail('report-2', 'HTTP 503', T0 + 2)
+          await store.flush([delta('c', 400, { ips: ['ip3'], firstSeen: T0 + 3, lastSeen: T0 + 4 }), delta('d', 1200, { firstSeen: T0 + 5, lastSeen: T0 + 5 })])
+          const before = {
+            records: byUid(await store.records()),
+            outbox: await store.outbox(),
+            counters: await store.counters(),
+            nextSealAt: await store.nextSealAt(),
+            stats: await store.outboxStats(),
+            summary: await store.summary(10)
+          }
+          assert.equal(before.nextSealAt, T0 + 60_000)
+          assert.equal(before.outbox.length, 1)
+          assert.equal(before.outbox[0]?.attempts, 1)
+          await store.close()
 
-        const again = await reopen(t, store)
-        assert.deepEqual({
-          records: byUid(await again.records()),
-          outbox: await again.outbox(),
-          counters: await again.counters(),
-          nextSealAt: await again.nextSealAt(),
-          stats: await again.outboxStats(),
-          summary: await again.summary(10)
-        }, before)
-        // And the reopened store carries on from there.
-        const next = await again.seal({ now: T0 + 60_000, intervalMs: 60_000, render: renderer(Infinity, 'after').render })
-        assert.deepEqual(next.reports.map((r) => [r.reportId, r.bytes]), [['after-1', 1200]])
-        assertIncreasing(await again.outbox())
-      })
+          const again = await reopen(t, store)
+          assert.deepEqual({
+            records: byUid(await again.records()),
+            outbox: await again.outbox(),
+            counters: await again.counters(),
+            nextSealAt: await again.nextSealAt(),
+            stats: await again.outboxStats(),
+            summary: await again.summary(10)
+          }, before)
+          // And the reopened store carries on from there.
+          const next = await again.seal({ now: T0 + 60_000, intervalMs: 60_000, render: renderer(Infinity, 'after').render })
+          assert.deepEqual(next.reports.map((r) => [r.reportId, r.bytes]), [['after-1', 1200]])
+          assertIncreasing(await again.outbox())
+        })
 
-      it('seq keeps increasing after a reopen, even when the outbox was emptied', async (t) => {
-        if (factory.reopen === undefined) return t.skip(NO_REOPEN)
-        const store = await open(t)
-        await store.flush([delta('a', 1000)])
-        const { reports: [first] } = await store.seal({ now: T0, intervalMs: 1000, force: true, render: renderer().render })
-        assert.ok(first)
-        assert.equal(await store.outboxAck(first.reportId, T0), true)
-        await store.close()
-        const again = await reopen(t, store)
-        await again.flush([delta('a', 1000, { firstSeen: T0 + 1, lastSeen: T0 + 1 })])
-        const { reports: [second] } = await again.seal({ now: T0 + 1000, intervalMs: 1000, render: renderer(Infinity, 'again').render })
-        assert.ok(second)
-        assert.ok(second.seq > first.seq, `${second.seq} > ${first.seq}`)
-      })
+        it('seq keeps increasing after a reopen, even when the outbox was emptied', async (t) => {
+          const store = await open(t)
+          await store.flush([delta('a', 1000)])
+          const { reports: [first] } = await store.seal({ now: T0, intervalMs: 1000, force: true, render: renderer().render })
+          assert.ok(first)
+          assert.equal(await store.outboxAck(first.reportId, T0), true)
+          await store.close()
+          const again = await reopen(t, store)
+          await again.flush([delta('a', 1000, { firstSeen: T0 + 1, lastSeen: T0 + 1 })])
+          const { reports: [second] } = await again.seal({ now: T0 + 1000, intervalMs: 1000, render: renderer(Infinity, 'again').render })
+          assert.ok(second)
+          assert.ok(second.seq > first.seq, `${second.seq} > ${first.seq}`)
+        })
 
-      it('two open handles on the same data share the threshold, the schedule and the outbox', async (t) => {
-        if (factory.reopen === undefined) return t.skip(NO_REOPEN)
-        const one = await open(t)
-        const two = await reopen(t, one)
-        await schedule(one, T0, 60_000)
-        assert.equal(await two.nextSealAt(), T0 + 60_000)
-        assert.deepEqual(await one.flush([delta('a', 500)]), { uids: 1, created: 1, qualified: 0, discarded: [] })
-        assert.deepEqual(await two.flush([delta('a', 500, { firstSeen: T0 + 1, lastSeen: T0 + 1 })]), { uids: 1, created: 0, qualified: 1, discarded: [] })
-        const sealed = await two.seal({ now: T0 + 60_000, intervalMs: 60_000, render: renderer().render })
-        assert.deepEqual(sealed.reports.map((r) => [r.reportId, r.bytes]), [['report-1', 1000]])
-        assert.deepEqual(await one.outbox(), sealed.reports)
-        // Only one of the instances gets to seal a window.
-        const late = await one.seal({ now: T0 + 60_000, intervalMs: 60_000, render: renderer(Infinity, 'dup').render })
-        assert.deepEqual(late, { sealed: false, reports: [], nextSealAt: T0 + 120_000 })
-        assert.equal(await two.outboxAck('report-1', T0 + 60_001), true)
-        assert.equal(await one.outboxAck('report-1', T0 + 60_002), false)
-        assert.deepEqual(await one.counters(), counters({
-          total_recorded_uids: 1, reports_created: 1, windows_sealed: 1, total_reports_sent: 1, total_bytes_reported: 1000, last_success_at: T0 + 60_001
-        }))
+        it('two open handles on the same data share the threshold, the schedule and the outbox', async (t) => {
+          const one = await open(t)
+          const two = await reopen(t, one)
+          await schedule(one, T0, 60_000)
+          assert.equal(await two.nextSealAt(), T0 + 60_000)
+          assert.deepEqual(await one.flush([delta('a', 500)]), { uids: 1, created: 1, qualified: 0, discarded: [] })
+          assert.deepEqual(await two.flush([delta('a', 500, { firstSeen: T0 + 1, lastSeen: T0 + 1 })]), { uids: 1, created: 0, qualified: 1, discarded: [] })
+          const sealed = await two.seal({ now: T0 + 60_000, intervalMs: 60_000, render: renderer().render })
+          assert.deepEqual(sealed.reports.map((r) => [r.reportId, r.bytes]), [['report-1', 1000]])
+          assert.deepEqual(await one.outbox(), sealed.reports)
+          // Only one of the instances gets to seal a window.
+          const late = await one.seal({ now: T0 + 60_000, intervalMs: 60_000, render: renderer(Infinity, 'dup').render })
+          assert.deepEqual(late, { sealed: false, reports: [], nextSealAt: T0 + 120_000 })
+          assert.equal(await two.outboxAck('report-1', T0 + 60_001), true)
+          assert.equal(await one.outboxAck('report-1', T0 + 60_002), false)
+          assert.deepEqual(await one.counters(), counters({
+            total_recorded_uids: 1, reports_created: 1, windows_sealed: 1, total_reports_sent: 1, total_bytes_reported: 1000, last_success_at: T0 + 60_001
+          }))
+        })
       })
-    })
+    }
   })
 }
