@@ -187,14 +187,14 @@ describe('serve', () => {
     assert.match(r.err, /streammeter serve: could not start: listen EADDRINUSE: address already in use :::8080\n/)
   })
 
-  it('a STORE_URL this build has no store for (redis, for now): 2, from the real server', async () => {
-    const r = await runDone(['serve', '--port', '0', '--host', '127.0.0.1'], { STORE_URL: 'redis://:pw@127.0.0.1:6379/0' }, {
+  it('a store that cannot be opened: 1, from the real server, naming no secret', async () => {
+    const r = await runDone(['serve', '--port', '0', '--host', '127.0.0.1'], { STORE_URL: 'sqlite:/etc/hostname/x.db', SIGNING_SECRET: 'pw-secret' }, {
       signals: new EventEmitter(),
       startServer: undefined
     })
-    assert.equal(r.code, 2)
-    assert.match(r.err, /streammeter serve: STORE_URL: the redis store is not available yet/)
-    assert.ok(!r.err.includes(':pw@'), r.err)
+    assert.equal(r.code, 1)
+    assert.match(r.err, /streammeter serve: could not start: .*sqlite store/)
+    assert.ok(!r.err.includes('pw-secret'), r.err)
   })
 
   it('a failing stop: 1', async () => {

@@ -5,10 +5,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
+import { Redis } from 'ioredis'
 import { ManualClock, TrafficCollector, policyOf, resolveMeterOptions } from '../src/meter/index.ts'
 import type { DeliveryOutcome, OutboxEntry, ReportTransport, UsagePolicy, UsageStore } from '../src/meter/index.ts'
 import { ReportNetworkError } from '../src/errors.ts'
-import { MemoryStore, SqliteStore } from '../src/store/index.ts'
+import { MemoryStore, RedisStore, SqliteStore } from '../src/store/index.ts'
+import { REDIS_URL, deletePrefix, redisOrSkip, uniquePrefix } from './helpers/redis.ts'
 
 /**
  * Random event streams × random delivery failures: for every uid,
@@ -146,5 +148,19 @@ describe('conservation of bytes (property)', () => {
     t.after(() => rmSync(dir, { recursive: true, force: true }))
     let i = 0
     await checkConservation((policy) => new SqliteStore(join(dir, `p${++i}.db`), policy), 100)
+  })
+
+  it('redis store', async (t) => {
+    if (!await redisOrSkip(t)) return
+    const prefixes: string[] = []
+    t.after(async () => {
+      for (const prefix of prefixes) await deletePrefix(prefix)
+    })
+    // A client per run: the store owns it and its close() quits it.
+    await checkConservation((policy) => {
+      const prefix = uniquePrefix('conservation')
+      prefixes.push(prefix)
+      return new RedisStore(new Redis(REDIS_URL), policy, { prefix })
+    }, 50)
   })
 })

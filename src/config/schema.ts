@@ -123,8 +123,8 @@ function httpUrl (s: string, base: boolean): string | Invalid {
 }
 
 function storeUrl (s: string): string | Invalid {
-  // Redis arrives later; the schema already accepts it so that configurations
-  // can be written now, and openStore() refuses it with a clear message.
+  // A redis URL is checked for shape here; the connection is the store's
+  // business (and its error never repeats the URL, which may hold a password).
   if (/^rediss?:\/\//i.test(s)) {
     try {
       const url = new URL(s)

@@ -48,7 +48,7 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     : new FsOrigin(config.origin.root)
   let store
   try {
-    store = await openStore(config.storeUrl, policyOf(meter))
+    store = await openStore(config.storeUrl, policyOf(meter), { prefix: config.storePrefix })
   } catch (err) {
     await origin.close()
     throw err

@@ -4,16 +4,26 @@
 import { StoreUrlError } from '../errors.ts'
 import type { UsagePolicy, UsageStore } from '../meter/index.ts'
 import { MemoryStore } from './memory-store.ts'
+import { RedisStore } from './redis-store.ts'
 import { SqliteStore } from './sqlite-store.ts'
 
-export { MemoryStore, SqliteStore }
+export { MemoryStore, RedisStore, SqliteStore }
+export type { RedisOpenOptions, RedisStoreOptions } from './redis-store.ts'
 
 /** Where a `STORE_URL` points, once parsed. */
 export type StoreLocation =
   | { kind: 'memory' }
   | { kind: 'sqlite', path: string }
+  | { kind: 'redis', url: string }
 
-const FORMS = '`memory:`, `sqlite:PATH` (e.g. `sqlite:./data/streammeter.db` or `sqlite:/var/lib/streammeter.db`)'
+const FORMS = '`memory:`, `sqlite:PATH` (e.g. `sqlite:./data/streammeter.db` or `sqlite:/var/lib/streammeter.db`), ' +
+  '`redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS)'
+
+/** Options of {@link openStore}. */
+export interface OpenStoreOptions {
+  /** Key prefix of a shared (redis) store; other stores ignore it. @default 'streammeter' */
+  prefix?: string | undefined
+}
 
 /**
  * Parse a `STORE_URL` without opening anything, so that configuration can be
@@ -34,7 +44,14 @@ export function parseStoreUrl (url: string): StoreLocation {
     return { kind: 'sqlite', path }
   }
   if (/^rediss?:/i.test(url)) {
-    throw new StoreUrlError(`STORE_URL: the redis store is not available yet in this build; use ${FORMS}`)
+    let host = ''
+    try {
+      host = new URL(url).hostname
+    } catch {}
+    if (!/^rediss?:\/\//i.test(url) || host === '') {
+      throw new StoreUrlError('STORE_URL: a redis URL looks like redis://[user:password@]host[:port][/db] (rediss:// for TLS)')
+    }
+    return { kind: 'redis', url }
   }
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]
   const what = scheme === undefined ? 'a value without a scheme' : `the scheme "${scheme}:"`
@@ -42,17 +59,20 @@ export function parseStoreUrl (url: string): StoreLocation {
 }
 
 /**
- * Open the store a `STORE_URL` names: `memory:` or `sqlite:PATH` (relative to
- * the working directory, or absolute; parent directories are created).
- * @throws {StoreUrlError} for an unknown or unavailable form.
- * @throws {StoreError} when the store cannot be opened.
+ * Open the store a `STORE_URL` names: `memory:`, `sqlite:PATH` (relative to
+ * the working directory, or absolute; parent directories are created) or
+ * `redis://…` / `rediss://…` (keys under `{prefix}:`; connects before it returns).
+ * @throws {StoreUrlError} for an unknown form.
+ * @throws {StoreError} when the store cannot be opened. Never repeats a redis URL.
  */
-export async function openStore (url: string, policy: UsagePolicy): Promise<UsageStore> {
+export async function openStore (url: string, policy: UsagePolicy, options: OpenStoreOptions = {}): Promise<UsageStore> {
   const location = parseStoreUrl(url)
   switch (location.kind) {
     case 'memory':
       return new MemoryStore(policy)
     case 'sqlite':
       return new SqliteStore(location.path, policy)
+    case 'redis':
+      return RedisStore.open(location.url, policy, { prefix: options.prefix ?? 'streammeter' })
   }
 }

@@ -1,0 +1,353 @@
+import { randomUUID } from 'node:crypto'
+import { Redis } from 'ioredis'
+import type { Cluster, RedisOptions } from 'ioredis'
+import { StoreClosedError, StoreError, StreammeterError } from '../errors.ts'
+import { checkRendered, compareRecords, emptyCounters } from '../meter/index.ts'
+import type {
+  ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
+  StoreCounters, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
+} from '../meter/index.ts'
+import { FLUSH_MARKER_TTL_MS, SCRIPTS, redisKeys } from './redis-scripts.ts'
+import type { RedisKeys, ScriptName } from './redis-scripts.ts'
+
+/** Options of {@link RedisStore}. */
+export interface RedisStoreOptions {
+  /**
+   * Every key is `{prefix}:…`: one hash tag, so a Redis Cluster keeps the
+   * whole store in one slot. Instances that share usage use the same prefix.
+   * Letters, digits and `: _ . -`; `{` and `}` are refused.
+   */
+  prefix: string
+}
+
+/** Options of {@link RedisStore.open}. */
+export interface RedisOpenOptions extends RedisStoreOptions {
+  /** ioredis options (TLS, timeouts, Sentinel…), applied over the store's own. @default {} */
+  redis?: RedisOptions | undefined
+}
+
+type ScriptCall = (numKeys: number, ...args: Array<string | number>) => Promise<unknown>
+
+/**
+ * A record as the scripts store it (src/store/redis-scripts.ts, `encode`).
+ * Redis's cjson writes an empty array as `{}`.
+ */
+interface RecordJson {
+  b: number
+  r: number
+  ft: Record<string, number>
+  ips: string[] | Record<string, never>
+  s: string[] | Record<string, never>
+  st: number
+  la: number
+  q: boolean
+}
+
+/**
+ * `redis://` / `rediss://` — one ledger shared by every instance. Each write
+ * is one Lua script (one round-trip, atomic in Redis) that restates the merge
+ * rules of `src/meter/usage-record.ts`; the contract suite holds it to them.
+ * Keys and scripts: src/store/redis-scripts.ts.
+ *
+ * A seal is three steps because `render` runs in JS: stage (a script takes
+ * every qualified record into `{p}:stage` and schedules the next seal), render,
+ * commit (a script writes the reports to the outbox and drops the stage). If
+ * render throws, or the commit is refused, a third script puts the stage back
+ * and restores the schedule: nothing changed, as the contract asks.
+ *
+ * Crash between stage and commit: the stage stays. `records()` lists staged
+ * records along with the live ones (a uid flushed since then shows twice: its
+ * staged cycle and its new one), so every byte stays visible; `outbox()` does
+ * not list them yet. The next `seal()` on any instance, due or not, finds the
+ * stage, claims it with its own token, renders it with the original sealing
+ * time and commits it, instead of taking new records. The token fences the
+ * commit: a sealer whose stage was claimed meanwhile commits nothing, so a
+ * window is written once. (The reporter lease of the next slice will make the
+ * token the lease's fencing number.) `summary()` counts live records only:
+ * staged ones are being reported.
+ *
+ * The store owns its client: `close()` quits it.
+ */
+export class RedisStore implements UsageStore {
+  readonly kind = 'redis'
+  readonly policy: UsagePolicy
+  /** The key prefix (without braces). */
+  readonly prefix: string
+  readonly #client: Redis | Cluster
+  readonly #keys: RedisKeys
+  /** Marker of the last flush whose reply arrived; the next flush deletes it. */
+  #lastMarker: string | undefined
+  #closed = false
+
+  /**
+   * Connect to `url` (`redis://[user:password@]host[:port][/db]` or
+   * `rediss://…` for TLS) and open the store.
+   * @throws {StoreError} when the prefix is invalid or Redis cannot be reached.
+   *   The message never repeats the URL: it may hold a password.
+   */
+  static async open (url: string, policy: UsagePolicy, options: RedisOpenOptions): Promise<RedisStore> {
+    redisKeys(options.prefix)
+    const client = new Redis(url, { lazyConnect: true, ...options.redis })
+    // Without a listener ioredis prints every reconnect error to stderr. The
+    // commands that fail meanwhile reject, and the collector logs those.
+    client.on('error', () => {})
+    try {
+      await client.connect()
+    } catch (err) {
+      client.disconnect()
+      throw new StoreError(`cannot connect to the redis store: ${messageOf(err)}`, { cause: err })
+    }
+    return new RedisStore(client, policy, options)
+  }
+
+  /** Wrap a client (e.g. a `Cluster`, or one made with Sentinel options). Commands wait for it to connect. */
+  constructor (client: Redis | Cluster, policy: UsagePolicy, options: RedisStoreOptions) {
+    this.#keys = redisKeys(options.prefix)
+    this.prefix = options.prefix
+    this.policy = Object.freeze({ ...policy })
+    this.#client = client
+    for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { lua })
+  }
+
+  async flush (deltas: readonly UsageDelta[]): Promise<FlushResult> {
+    this.#check()
+    if (deltas.length === 0) return { uids: 0, created: 0, qualified: 0, discarded: [] }
+    const k = this.#keys
+    const marker = k.flushedPrefix + randomUUID()
+    const batch = JSON.stringify(deltas.map((d) => [d.uid, d.bytes, d.requests, d.fileTypes, d.ips, d.sessions, d.firstSeen, d.lastSeen]))
+    const keys = [k.records, k.pending, k.qualified, k.byBytes, k.meta, k.counters, marker]
+    if (this.#lastMarker !== undefined) keys.push(this.#lastMarker)
+    const p = this.policy
+    const reply = await this.#script('flush', 'smFlush', keys, [
+      limit(p.minBytes), limit(p.accumulatorTimeoutMs), limit(p.maxIps), limit(p.maxSessions), batch, FLUSH_MARKER_TTL_MS
+    ])
+    this.#lastMarker = marker
+    const result = JSON.parse(String(reply)) as { created: number, qualified: number, discarded: Array<[string, number, number]> }
+    return { uids: deltas.length, created: result.created, qualified: result.qualified, discarded: toDiscarded(result.discarded) }
+  }
+
+  async expire (now: number): Promise<ExpireResult> {
+    const k = this.#keys
+    const reply = await this.#script('expire', 'smExpire', [k.records, k.pending, k.byBytes, k.meta, k.counters], [
+      now, limit(this.policy.accumulatorTimeoutMs)
+    ])
+    return { discarded: toDiscarded(JSON.parse(String(reply)) as Array<[string, number, number]>) }
+  }
+
+  async seal (request: SealRequest): Promise<SealResult> {
+    const k = this.#keys
+    const token = randomUUID()
+    const [status, sealedAt, next, flat] = await this.#script('seal', 'smStage',
+      [k.records, k.qualified, k.byBytes, k.meta, k.stage, k.stageMeta],
+      [request.now, request.intervalMs, request.force === true ? '1' : '0', token]) as [string, string, string, string[]]
+    const nextSealAt = Number(next)
+    if (status !== 'staged') return { sealed: status === 'empty', reports: [], nextSealAt }
+
+    const records = toRecords(flat).sort(compareRecords)
+    let rendered: RenderedReport[] = []
+    try {
+      if (records.length > 0) rendered = checkRendered(records, request.render(records, Number(sealedAt)))
+    } catch (err) {
+      // The caller's error is the one to see; if the undo fails too, the
+      // stage stays and the next seal takes it up.
+      await this.#unstage(token).catch(() => {})
+      throw err
+    }
+    let reply: unknown[]
+    try {
+      reply = await this.#script('seal', 'smCommit',
+        [k.stage, k.stageMeta, k.outbox, k.seq, k.meta, k.counters, ...rendered.map((r) => k.reportPrefix + r.reportId)],
+        [token, ...rendered.flatMap((r) => [r.reportId, r.body, r.uids, r.bytes])]) as unknown[]
+    } catch (err) {
+      // The commit may have gone through with its reply lost: the undo is
+      // fenced by the token, so it only puts back a stage nobody committed.
+      await this.#unstage(token).catch(() => {})
+      throw err
+    }
+    if (reply[0] === 'fenced') return { sealed: false, reports: [], nextSealAt }
+    if (reply[0] === 'duplicate') {
+      await this.#unstage(token)
+      throw new StoreError(`report id ${String(reply[1])} is already in the outbox`)
+    }
+    const createdAt = Number(reply[1])
+    const reports = rendered.map((r, i): OutboxEntry => ({
+      seq: Number(reply[i + 2]), reportId: r.reportId, createdAt, body: r.body, uids: r.uids, bytes: r.bytes, attempts: 0
+    }))
+    return { sealed: true, reports, nextSealAt }
+  }
+
+  async nextSealAt (): Promise<number | undefined> {
+    const value = await this.#run('nextSealAt', () => this.#client.hget(this.#keys.meta, 'next_seal_at'))
+    return value === null ? undefined : Number(value)
+  }
+
+  async outboxHead (): Promise<OutboxEntry | undefined> {
+    const [head] = await this.#outbox('outboxHead', '0')
+    return head
+  }
+
+  async outboxAck (reportId: string, now: number): Promise<boolean> {
+    const k = this.#keys
+    const reply = await this.#script('outboxAck', 'smAck', [k.outbox, k.reportPrefix + reportId, k.meta, k.counters], [reportId, now])
+    return reply === 1
+  }
+
+  async outboxFail (reportId: string, error: string, now: number): Promise<void> {
+    const k = this.#keys
+    await this.#script('outboxFail', 'smFail', [k.reportPrefix + reportId, k.counters], [error, now])
+  }
+
+  async outboxStats (): Promise<OutboxStats> {
+    const k = this.#keys
+    const [pending, bytes, oldest] = await this.#script('outboxStats', 'smOutboxStats', [k.outbox, k.meta], [k.reportPrefix]) as [number, string, string]
+    return { pending: Number(pending), pendingBytes: Number(bytes), oldestCreatedAt: oldest === '' ? undefined : Number(oldest) }
+  }
+
+  async counters (): Promise<StoreCounters> {
+    const stored = await this.#run('counters', () => this.#client.hgetall(this.#keys.counters))
+    const counters = emptyCounters()
+    const slots = counters as unknown as Record<string, number | string>
+    for (const [key, value] of Object.entries(stored)) {
+      const slot = slots[key]
+      if (typeof slot === 'number') slots[key] = Number(value)
+      else if (typeof slot === 'string') slots[key] = value
+    }
+    return counters
+  }
+
+  async summary (top: number): Promise<UsageSummary> {
+    const k = this.#keys
+    const n = Math.max(0, Math.trunc(top))
+    const [totals, flat] = await this.#script('summary', 'smSummary', [k.meta, k.byBytes, k.records], [n]) as [string[], string[]]
+    const [qualifiedUids, qualifiedBytes, pendingUids, pendingBytes] = totals.map(Number)
+    return {
+      qualifiedUids: qualifiedUids ?? 0,
+      pendingUids: pendingUids ?? 0,
+      qualifiedBytes: qualifiedBytes ?? 0,
+      pendingBytes: pendingBytes ?? 0,
+      top: toRecords(flat).sort(compareRecords).slice(0, n)
+    }
+  }
+
+  /** Live records, then staged ones (a seal in progress or interrupted; see the class comment). */
+  async records (): Promise<UsageRecord[]> {
+    const k = this.#keys
+    const [live, staged] = await this.#script('records', 'smRecords', [k.records, k.stage], []) as [string[], string[]]
+    return [...toRecords(live), ...toRecords(staged)]
+  }
+
+  async outbox (): Promise<OutboxEntry[]> {
+    return this.#outbox('outbox', '-1')
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    try {
+      await this.#client.quit()
+    } catch {
+      // Already disconnected (or never connected): nothing to say goodbye to.
+      this.#client.disconnect()
+    }
+  }
+
+  async #outbox (operation: string, last: '0' | '-1'): Promise<OutboxEntry[]> {
+    const reply = await this.#script(operation, 'smOutbox', [this.#keys.outbox], [this.#keys.reportPrefix, last]) as string[][]
+    return reply.map(toEntry)
+  }
+
+  async #unstage (token: string): Promise<void> {
+    const k = this.#keys
+    await this.#script('seal', 'smUnstage',
+      [k.records, k.pending, k.qualified, k.byBytes, k.meta, k.counters, k.stage, k.stageMeta],
+      [token, limit(this.policy.maxIps), limit(this.policy.maxSessions)])
+  }
+
+  /** Run one script (EVALSHA; ioredis falls back to EVAL once when Redis does not know it yet). */
+  #script (operation: string, name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> {
+    return this.#run(operation, () => {
+      const call = (this.#client as unknown as Record<ScriptName, ScriptCall>)[name]
+      return call.call(this.#client, keys.length, ...keys, ...args)
+    })
+  }
+
+  /** Closed check; failures of Redis or the connection become StoreError with the cause. */
+  async #run<T> (operation: string, fn: () => Promise<T>): Promise<T> {
+    this.#check()
+    try {
+      return await fn()
+    } catch (err) {
+      if (err instanceof StreammeterError) throw err
+      throw new StoreError(`redis store ${operation} failed: ${messageOf(err)}`, { cause: withoutArguments(err) })
+    }
+  }
+
+  #check (): void {
+    if (this.#closed) throw new StoreClosedError()
+  }
+}
+
+/** JSON cannot carry Infinity; a policy without a bound gets one no count reaches. */
+function limit (n: number): number {
+  return Number.isFinite(n) ? n : Number.MAX_SAFE_INTEGER
+}
+
+function toDiscarded (list: Array<[string, number, number]>): FlushResult['discarded'] {
+  return list.map(([uid, bytes, startTime]) => ({ uid, bytes, startTime }))
+}
+
+/** [uid, record JSON, uid, record JSON, …] → records. */
+function toRecords (flat: readonly string[]): UsageRecord[] {
+  const out: UsageRecord[] = []
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const r = JSON.parse(flat[i + 1] as string) as RecordJson
+    out.push({
+      uid: flat[i] as string,
+      bytes: r.b,
+      requests: r.r,
+      fileTypes: r.ft,
+      ips: Array.isArray(r.ips) ? r.ips : [],
+      sessions: Array.isArray(r.s) ? r.s : [],
+      startTime: r.st,
+      lastActivity: r.la,
+      qualified: r.q
+    })
+  }
+  return out
+}
+
+/** An outbox hash (HGETALL, flat) → entry; lastError/lastAttemptAt are absent until a failure, as in MemoryStore. */
+function toEntry (flat: readonly string[]): OutboxEntry {
+  const h = new Map<string, string>()
+  for (let i = 0; i + 1 < flat.length; i += 2) h.set(flat[i] as string, flat[i + 1] as string)
+  const entry: OutboxEntry = {
+    seq: Number(h.get('seq')),
+    reportId: h.get('report_id') ?? '',
+    createdAt: Number(h.get('created_at')),
+    body: h.get('body') ?? '',
+    uids: Number(h.get('uids')),
+    bytes: Number(h.get('bytes')),
+    attempts: Number(h.get('attempts') ?? 0)
+  }
+  const lastError = h.get('last_error')
+  const lastAttempt = h.get('last_attempt_at')
+  if (lastError !== undefined) entry.lastError = lastError
+  if (lastAttempt !== undefined) entry.lastAttemptAt = Number(lastAttempt)
+  return entry
+}
+
+/**
+ * ioredis puts the failed command on its errors (`err.command.args`): for a
+ * flush, the script and a batch of uids and client IPs, megabytes that a
+ * logger would print whole. The cause keeps the command's name only.
+ */
+function withoutArguments (err: unknown): unknown {
+  if (err instanceof Error && 'command' in err && typeof err.command === 'object' && err.command !== null && 'name' in err.command) {
+    err.command = { name: err.command.name }
+  }
+  return err
+}
+
+function messageOf (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
