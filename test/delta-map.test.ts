@@ -27,26 +27,6 @@ describe('delta map (the hot path)', () => {
     assert.deepEqual(m.drain(), [])
   })
 
-  it('merges a drained delta back without losing or doubling anything', () => {
-    const m = new DeltaMap(20, 10)
-    m.add('u', 100, fileTypeIndex('ts'), '1', 'a', 10)
-    m.add('u', 50, fileTypeIndex('m4s'), '2', 'b', 20)
-    const [d] = m.drain()
-    m.add('u', 1, fileTypeIndex('ts'), '3', 'a', 30)
-    m.merge(d!)
-    const [merged] = m.drain()
-    assert.deepEqual(merged, {
-      uid: 'u',
-      bytes: 151,
-      requests: 3,
-      fileTypes: { ts: 101, m4s: 50 },
-      ips: ['3', '1', '2'],
-      sessions: ['a', 'b'],
-      firstSeen: 10,
-      lastSeen: 30
-    })
-  })
-
   it('grows past its initial capacity and gives memory back after a burst', () => {
     const m = new DeltaMap(20, 10)
     for (let i = 0; i < 10_000; i++) m.add(`u${i}`, i + 1, 1, undefined, undefined, i)

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { CollectorStateError } from '../errors.ts'
 import type { Clock, IdSource } from './clock.ts'
 import { randomIds, systemClock } from './clock.ts'
@@ -16,7 +17,7 @@ import type { DeliveryRun } from './reporter.ts'
 import { Reporter } from './reporter.ts'
 import { buildTrafficStatus } from './traffic-status.ts'
 import type { InstanceCounters, TrafficStatus } from './traffic-status.ts'
-import type { DiscardedUsage, TrafficEvent, UsagePolicy } from './types.ts'
+import type { DiscardedUsage, TrafficEvent, UsageDelta, UsagePolicy } from './types.ts'
 import type { FlushResult, SealResult, UsageStore } from './usage-store.ts'
 
 /** Life of a collector; changed only through one setter. */
@@ -74,6 +75,8 @@ export class TrafficCollector {
   #finalFlushed = false
   #closed: Promise<void> | undefined
   #unflushedBytes = 0
+  /** A batch whose flush failed, kept to be sent again with the same id. */
+  #heldBatch: { id: string, bytes: number, deltas: UsageDelta[] } | undefined
   readonly #counters: InstanceCounters = {
     events_recorded: 0,
     bytes_recorded: 0,
@@ -176,7 +179,7 @@ export class TrafficCollector {
     this.#scheduleTick()
   }
 
-  /** Send the in-process deltas to the store as one batch. On failure they are kept for the next flush. */
+  /** Send the in-process deltas to the store as one batch. On failure the batch is kept and sent again, same id, first. */
   flush (): Promise<FlushResult | undefined> {
     return this.#serial(() => this.#flushNow())
   }
@@ -238,8 +241,8 @@ export class TrafficCollector {
         delivery_attempts: this.#reporter?.attempts ?? 0,
         reports_delivered_here: this.#reporter?.delivered ?? 0
       },
-      unflushedUids: this.#deltas.size,
-      unflushedBytes: this.#unflushedBytes
+      unflushedUids: this.#deltas.size + (this.#heldBatch?.deltas.length ?? 0),
+      unflushedBytes: this.#unflushedBytes + (this.#heldBatch?.bytes ?? 0)
     })
   }
 
@@ -262,14 +265,15 @@ export class TrafficCollector {
         // Loop until empty: events may land while a flush awaits the store.
         // The check and the flag are one synchronous step, so no event slips
         // between the last flush and the flag.
-        while (this.#deltas.size > 0) await this.#flushNow()
+        while (this.#deltas.size > 0 || this.#heldBatch !== undefined) await this.#flushNow()
         this.#finalFlushed = true
         await this.#sealNow(true)
       })
     } catch (err) {
       this.#finalFlushed = true
-      this.#counters.bytes_after_close += this.#unflushedBytes
-      this.#logger.error({ err, unflushedBytes: this.#unflushedBytes }, 'final flush or seal failed')
+      const lost = this.#unflushedBytes + (this.#heldBatch?.bytes ?? 0)
+      this.#counters.bytes_after_close += lost
+      this.#logger.error({ err, unflushedBytes: lost }, 'final flush or seal failed')
     }
     if (this.#reporter !== undefined) {
       await this.#reporter.stop(deadline)
@@ -307,22 +311,43 @@ export class TrafficCollector {
     return next
   }
 
+  /**
+   * Send the in-process deltas as one batch with a fresh batch id. A batch
+   * whose flush failed is kept as it is and sent again, with the same id,
+   * before anything newer: a store whose failure is ambiguous (Redis: the
+   * script ran, the answer was lost) applies a batch id at most once, so a
+   * retry can never count bytes twice. New events meanwhile wait in the map.
+   */
   async #flushNow (): Promise<FlushResult | undefined> {
+    const held = this.#heldBatch
+    if (held !== undefined) {
+      let result: FlushResult
+      try {
+        result = await this.#store.flush(held.deltas, held.id)
+      } catch (err) {
+        this.#counters.flush_failures++
+        throw err
+      }
+      this.#heldBatch = undefined
+      this.#afterFlush(result)
+    }
     if (this.#deltas.size === 0) return undefined
-    const bytes = this.#unflushedBytes
-    const deltas = this.#deltas.drain()
+    const batch = { id: randomUUID(), bytes: this.#unflushedBytes, deltas: this.#deltas.drain() }
     this.#unflushedBytes = 0
     try {
-      const result = await this.#store.flush(deltas)
-      this.#counters.flushes++
-      this.#publishDiscards(result.discarded)
+      const result = await this.#store.flush(batch.deltas, batch.id)
+      this.#afterFlush(result)
       return result
     } catch (err) {
-      for (const d of deltas) this.#deltas.merge(d)
-      this.#unflushedBytes += bytes
+      this.#heldBatch = batch
       this.#counters.flush_failures++
       throw err
     }
+  }
+
+  #afterFlush (result: FlushResult): void {
+    this.#counters.flushes++
+    this.#publishDiscards(result.discarded)
   }
 
   async #sealNow (force: boolean): Promise<SealResult> {

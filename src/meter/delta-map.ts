@@ -78,23 +78,6 @@ export class DeltaMap {
     if (sid !== undefined && sid !== this.#sid[i]) this.#addTo(this.#sid, this.#moreSids, i, sid, this.#maxSessions)
   }
 
-  /** Merge a delta back in (after a failed flush); nothing is lost or counted twice. */
-  merge (d: UsageDelta): void {
-    for (const [type, bytes] of Object.entries(d.fileTypes)) {
-      if (bytes <= 0) continue
-      const typeIndex = Math.max(0, (FILE_TYPES as readonly string[]).indexOf(type))
-      this.add(d.uid, bytes, typeIndex, d.ips[0], d.sessions[0], d.firstSeen)
-    }
-    const i = this.#slot.get(d.uid)
-    if (i === undefined) return
-    // `add` counted one request per file type: set the true request count.
-    const types = Object.values(d.fileTypes).filter((b) => b > 0).length
-    this.#requests[i] = (this.#requests[i] as number) - types + d.requests
-    if (d.lastSeen > (this.#last[i] as number)) this.#last[i] = d.lastSeen
-    for (const ip of d.ips.slice(1)) this.#addTo(this.#ip, this.#moreIps, i, ip, this.#maxIps)
-    for (const sid of d.sessions.slice(1)) this.#addTo(this.#sid, this.#moreSids, i, sid, this.#maxSessions)
-  }
-
   /** Take everything out as deltas and start empty. Synchronous: no event can slip between. */
   drain (): UsageDelta[] {
     const out: UsageDelta[] = new Array(this.#size)

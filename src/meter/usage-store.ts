@@ -24,8 +24,15 @@ export interface UsageStore {
   /** The policy the store applies; fixed at construction. */
   readonly policy: UsagePolicy
 
-  /** Merge a batch of deltas (one transaction / one round-trip). */
-  flush (deltas: readonly UsageDelta[]): Promise<FlushResult>
+  /**
+   * Merge a batch of deltas (one transaction / one round-trip). `batchId`
+   * names the batch: after a failed flush the collector sends the same
+   * batch again with the same id, so a store whose failures can be ambiguous
+   * (the write happened, the answer was lost) must apply an id at most once
+   * and answer a repeat with the first result. Stores whose failures are
+   * never ambiguous (memory, SQLite in-process) may ignore it.
+   */
+  flush (deltas: readonly UsageDelta[], batchId?: string): Promise<FlushResult>
   /** Discard sub-threshold records whose cycle began more than the timeout before `now`. */
   expire (now: number): Promise<ExpireResult>
   /**

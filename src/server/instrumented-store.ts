@@ -23,7 +23,7 @@ export class InstrumentedStore implements UsageStore {
   get kind (): string { return this.#inner.kind }
   get policy (): UsagePolicy { return this.#inner.policy }
 
-  flush (deltas: readonly UsageDelta[]): Promise<FlushResult> { return this.#time('flush', () => this.#inner.flush(deltas)) }
+  flush (deltas: readonly UsageDelta[], batchId?: string): Promise<FlushResult> { return this.#time('flush', () => this.#inner.flush(deltas, batchId)) }
   expire (now: number): Promise<ExpireResult> { return this.#time('expire', () => this.#inner.expire(now)) }
   seal (request: SealRequest): Promise<SealResult> { return this.#time('seal', () => this.#inner.seal(request)) }
   nextSealAt (): Promise<number | undefined> { return this.#time('next_seal_at', () => this.#inner.nextSealAt()) }

@@ -109,14 +109,14 @@ export class RedisStore implements UsageStore {
     for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { lua })
   }
 
-  async flush (deltas: readonly UsageDelta[]): Promise<FlushResult> {
+  async flush (deltas: readonly UsageDelta[], batchId?: string): Promise<FlushResult> {
     this.#check()
     if (deltas.length === 0) return { uids: 0, created: 0, qualified: 0, discarded: [] }
     const k = this.#keys
-    const marker = k.flushedPrefix + randomUUID()
+    const marker = k.flushedPrefix + (batchId ?? randomUUID())
     const batch = JSON.stringify(deltas.map((d) => [d.uid, d.bytes, d.requests, d.fileTypes, d.ips, d.sessions, d.firstSeen, d.lastSeen]))
     const keys = [k.records, k.pending, k.qualified, k.byBytes, k.meta, k.counters, marker]
-    if (this.#lastMarker !== undefined) keys.push(this.#lastMarker)
+    if (this.#lastMarker !== undefined && this.#lastMarker !== marker) keys.push(this.#lastMarker)
     const p = this.policy
     const reply = await this.#script('flush', 'smFlush', keys, [
       limit(p.minBytes), limit(p.accumulatorTimeoutMs), limit(p.maxIps), limit(p.maxSessions), batch, FLUSH_MARKER_TTL_MS
