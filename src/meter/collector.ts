@@ -75,6 +75,11 @@ export class TrafficCollector {
   #finalFlushed = false
   #closed: Promise<void> | undefined
   #unflushedBytes = 0
+  /** Unique per collector: two processes with one worker id never share a lease. */
+  readonly #holder: string
+  /** Lease TTL: three ticks, at least 2 s, so a live reporter renews it in time. */
+  readonly #leaseTtlMs: number
+  #leader: boolean
   /** A batch whose flush failed, kept to be sent again with the same id. */
   #heldBatch: { id: string, bytes: number, deltas: UsageDelta[] } | undefined
   readonly #counters: InstanceCounters = {
@@ -99,6 +104,9 @@ export class TrafficCollector {
       throw new RangeError('the store was opened with a different usage policy than the collector options')
     }
     this.#store = deps.store
+    this.#holder = `${o.workerId}/${randomUUID()}`
+    this.#leaseTtlMs = Math.max(2000, Math.round(o.flushInterval * 3000))
+    this.#leader = deps.store.leadership === undefined
     this.#clock = deps.clock ?? systemClock
     this.#logger = deps.logger ?? silentLogger
     this.#deltas = new DeltaMap(o.maxIps, o.maxSessions)
@@ -122,7 +130,8 @@ export class TrafficCollector {
         retryBase: o.retryBase,
         retryCap: o.retryCap,
         pollMs: Math.max(50, Math.round(o.flushInterval * 1000)),
-        random: deps.random
+        random: deps.random,
+        canDeliver: () => this.#leader
       })
   }
 
@@ -209,11 +218,35 @@ export class TrafficCollector {
       this.#logger.warn({ err }, 'flush failed; deltas kept in memory for the next flush')
     }
     try {
+      // Expiry and seals are the reporter's job: with a shared store one
+      // instance at a time does them for all (DESIGN §2, thresholds are global).
+      if (!await this.#holdLease()) return
       await this.expire()
       await this.#serial(() => this.#sealNow(false))
     } catch (err) {
       this.#logger.warn({ err }, 'expiry or seal failed; will retry on the next tick')
     }
+  }
+
+  /** True while this instance is the reporter (always, with a store that has no lease). */
+  get isReporter (): boolean {
+    return this.#leader
+  }
+
+  /** Take or renew the reporter lease; true while held. */
+  async #holdLease (): Promise<boolean> {
+    const store = this.#store
+    if (store.leadership === undefined) return true
+    let fence = 0
+    try {
+      fence = await store.leadership(this.#holder, this.#leaseTtlMs)
+    } catch (err) {
+      this.#logger.warn({ err }, 'reporter lease unavailable')
+    }
+    const leader = fence > 0
+    if (leader !== this.#leader) this.#logger.info({ holder: this.#holder, fence }, leader ? 'became the reporter' : 'stopped being the reporter')
+    this.#leader = leader
+    return leader
   }
 
   /** Try each pending report once, in order, until one fails. Resolves `{ delivered: 0 }` without a transport. */
@@ -242,7 +275,8 @@ export class TrafficCollector {
         reports_delivered_here: this.#reporter?.delivered ?? 0
       },
       unflushedUids: this.#deltas.size + (this.#heldBatch?.deltas.length ?? 0),
-      unflushedBytes: this.#unflushedBytes + (this.#heldBatch?.bytes ?? 0)
+      unflushedBytes: this.#unflushedBytes + (this.#heldBatch?.bytes ?? 0),
+      isReporter: this.#leader
     })
   }
 
@@ -267,7 +301,9 @@ export class TrafficCollector {
         // between the last flush and the flag.
         while (this.#deltas.size > 0 || this.#heldBatch !== undefined) await this.#flushNow()
         this.#finalFlushed = true
-        await this.#sealNow(true)
+        // Only the reporter seals; another instance's flushed bytes are
+        // sealed by the reporter in its next window.
+        if (await this.#holdLease()) await this.#sealNow(true)
       })
     } catch (err) {
       this.#finalFlushed = true
@@ -278,7 +314,7 @@ export class TrafficCollector {
     if (this.#reporter !== undefined) {
       await this.#reporter.stop(deadline)
       const remaining = deadline - Date.now()
-      if (remaining > 0) {
+      if (remaining > 0 && this.#leader) {
         try {
           const run = await this.#reporter.deliverPending(AbortSignal.timeout(remaining))
           this.#logger.info({ delivered: run.delivered, failed: run.failed }, 'final delivery pass done')
@@ -286,6 +322,11 @@ export class TrafficCollector {
           this.#logger.error({ err }, 'final delivery pass failed')
         }
       }
+    }
+    if (this.#leader && this.#store.releaseLeadership !== undefined) {
+      // Hand over at once rather than after the lease's TTL.
+      await this.#store.releaseLeadership(this.#holder).catch((err: unknown) => this.#logger.warn({ err }, 'could not release the reporter lease'))
+      this.#leader = false
     }
     if (this.#ownsTransport) await this.#transport?.close().catch(() => {})
     this.#setState('closed')

@@ -21,6 +21,8 @@ export interface ReporterOptions {
   pollMs: number
   /** Jitter source. @default Math.random */
   random?: (() => number) | undefined
+  /** False while another instance holds the reporter lease: the loop waits. @default always true */
+  canDeliver?: (() => boolean) | undefined
 }
 
 /** What one {@link Reporter.deliverPending} pass did. */
@@ -119,6 +121,10 @@ export class Reporter {
 
   async #run (): Promise<void> {
     while (this.#state === 'running') {
+      if (this.#o.canDeliver?.() === false) {
+        await this.#pause(this.#o.pollMs, true)
+        continue
+      }
       let entry: OutboxEntry | undefined
       try {
         entry = await this.#o.store.outboxHead()

@@ -42,6 +42,8 @@ export interface TrafficStatus {
     pending_accumulator_uids: number
     unflushed_uids: number
     next_report_in_seconds: number
+    /** This instance holds the reporter lease (always true with a single-process store). */
+    is_reporter: boolean
   }
   statistics: Omit<StoreCounters, 'last_error' | 'last_error_at' | 'last_success_at'> & InstanceCounters & {
     current_qualified_uids: number
@@ -89,6 +91,7 @@ export interface StatusInputs {
   instance: InstanceCounters
   unflushedUids: number
   unflushedBytes: number
+  isReporter: boolean
 }
 
 /** Assemble the `/traffic` document. Holds no secret: the URL is redacted, the key only said to exist. */
@@ -115,7 +118,8 @@ export function buildTrafficStatus (i: StatusInputs): TrafficStatus {
       qualified_uids: s.qualifiedUids,
       pending_accumulator_uids: s.pendingUids,
       unflushed_uids: i.unflushedUids,
-      next_report_in_seconds: Math.round(nextIn * 10) / 10
+      next_report_in_seconds: Math.round(nextIn * 10) / 10,
+      is_reporter: i.isReporter
     },
     statistics: {
       ...shared,

@@ -63,6 +63,17 @@ export interface UsageStore {
   /** Every pending outbox entry in order (O(n); diagnostics and tests). */
   outbox (): Promise<OutboxEntry[]>
 
+  /**
+   * Shared stores: hold the reporter lease, so that one instance at a time
+   * seals windows and delivers the outbox. Takes a free (or expired) lease or
+   * renews `holder`'s for `ttlMs`; resolves a fencing number > 0 while
+   * `holder` has it and 0 while another instance does. A store used by one
+   * process leaves this out: that process is always the reporter.
+   */
+  leadership? (holder: string, ttlMs: number): Promise<number>
+  /** Give the lease up if `holder` has it (graceful stop), so another instance takes over at once. */
+  releaseLeadership? (holder: string): Promise<void>
+
   /** Release the store. Idempotent. Later calls reject with `SM_ERR_STORE_CLOSED`. */
   close (): Promise<void>
 }

@@ -35,6 +35,16 @@ export class InstrumentedStore implements UsageStore {
   summary (top: number): Promise<UsageSummary> { return this.#time('summary', () => this.#inner.summary(top)) }
   records (): Promise<UsageRecord[]> { return this.#inner.records() }
   outbox (): Promise<OutboxEntry[]> { return this.#inner.outbox() }
+  /** The inner store's lease; a store without one always leads. */
+  leadership (holder: string, ttlMs: number): Promise<number> {
+    const inner = this.#inner
+    return inner.leadership === undefined ? Promise.resolve(1) : this.#time('leadership', () => inner.leadership!(holder, ttlMs))
+  }
+
+  releaseLeadership (holder: string): Promise<void> {
+    return this.#inner.releaseLeadership?.(holder) ?? Promise.resolve()
+  }
+
   close (): Promise<void> { return this.#inner.close() }
 
   async #time<T> (operation: string, fn: () => Promise<T>): Promise<T> {

@@ -34,7 +34,7 @@ export interface RedisKeys {
   readonly reportPrefix: string
   /** `{p}:flushed:<batch id>` — a flush's result for 15 min, so that a resent flush is not applied twice. */
   readonly flushedPrefix: string
-  /** `{p}:lease`, `{p}:fence` — reserved for the reporter lease and its fencing counter; unused yet. */
+  /** `{p}:lease` (holder, with a TTL) and `{p}:fence` (a counter bumped on every new holder): the reporter lease. */
   readonly lease: string
   readonly fence: string
 }
@@ -477,7 +477,31 @@ return { totals, flat }
 `
 
 /** Every script, by the name it gets on the ioredis client (`defineCommand`). */
+/**
+ * The reporter lease (one instance seals and delivers at a time). KEYS: lease,
+ * fence. ARGV: holder, ttl ms, 'hold' | 'release'. 'hold' renews the lease of
+ * its holder or takes a free one (bumping the fence) and returns the fencing
+ * number; 0 when another holder has it. 'release' frees it if held.
+ */
+const LEASE = `
+local current = redis.call('GET', KEYS[1])
+if ARGV[3] == 'release' then
+  if current == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
+  return 0
+end
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]) or '1')
+end
+if current == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return redis.call('INCR', KEYS[2])
+end
+return 0
+`
+
 export const SCRIPTS = Object.freeze({
+  smLease: LEASE,
   smFlush: FLUSH,
   smExpire: EXPIRE,
   smStage: STAGE,

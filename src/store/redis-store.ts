@@ -126,6 +126,16 @@ export class RedisStore implements UsageStore {
     return { uids: deltas.length, created: result.created, qualified: result.qualified, discarded: toDiscarded(result.discarded) }
   }
 
+  async leadership (holder: string, ttlMs: number): Promise<number> {
+    const k = this.#keys
+    return Number(await this.#script('leadership', 'smLease', [k.lease, k.fence], [holder, Math.max(1, Math.round(ttlMs)), 'hold']))
+  }
+
+  async releaseLeadership (holder: string): Promise<void> {
+    const k = this.#keys
+    await this.#script('release_leadership', 'smLease', [k.lease, k.fence], [holder, 1, 'release'])
+  }
+
   async expire (now: number): Promise<ExpireResult> {
     const k = this.#keys
     const reply = await this.#script('expire', 'smExpire', [k.records, k.pending, k.byBytes, k.meta, k.counters], [
