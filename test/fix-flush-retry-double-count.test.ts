@@ -67,4 +67,22 @@ describe('a flush whose answer was lost is retried with the same batch id and co
     status = await collector.status()
     assert.equal(status.current_traffic_summary.unflushed_bytes, 0)
   })
+
+  it('while the store fails, early flushes wait for the next tick instead of one attempt per event', async (t) => {
+    const { collector, store } = makeCollector({ minBytes: 0, flushMaxUids: 2, flushInterval: 60 })
+    let calls = 0
+    store.flush = async () => {
+      calls++
+      throw new Error('store down')
+    }
+    collector.start()
+    t.after(() => collector.close({ grace: 0.1 }).catch(() => {}))
+    for (let i = 0; i < 100; i++) {
+      collector.record({ uid: `u${i}`, bytes: 1, fileType: 'ts' })
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    assert.equal(calls, 1, 'one early flush, then the held batch waits for the tick')
+    const status = await collector.status()
+    assert.equal(status.current_traffic_summary.unflushed_bytes, 100)
+  })
 })

@@ -165,7 +165,9 @@ export class TrafficCollector {
     this.#counters.events_recorded++
     this.#counters.bytes_recorded += bytes
     this.#unflushedBytes += bytes
-    if (this.#deltas.size >= this.options.flushMaxUids && !this.#earlyFlushQueued && this.#state === 'running') {
+    // While the store is failing, flushes wait for the next tick: an early
+    // flush per event would hammer a store that is down.
+    if (this.#deltas.size >= this.options.flushMaxUids && !this.#earlyFlushQueued && this.#heldBatch === undefined && this.#state === 'running') {
       this.#earlyFlushQueued = true
       this.#counters.early_flushes++
       setImmediate(() => {
