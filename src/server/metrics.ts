@@ -1,6 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { TrafficCollector } from '../meter/index.ts'
+import type { TrafficCollector, TrafficStatus } from '../meter/index.ts'
 import type { TransferRegistry } from './transfers.ts'
+
+/** How long one collector snapshot serves the gauges, in ms (longer than a scrape takes). */
+const SNAPSHOT_MS = 1000
 
 /**
  * `/metrics` (Prometheus text, prom-client). One registry per server so that
@@ -54,13 +57,20 @@ export class ServerMetrics {
 
   /** Export the collector's window and outbox figures, read at scrape time. */
   watch (collector: TrafficCollector): void {
-    const gauge = (name: string, help: string, pick: (s: Awaited<ReturnType<TrafficCollector['status']>>) => number | null): void => {
+    // One status() (four store reads) serves every gauge of a scrape, not one per gauge.
+    let snapshot: { at: number, status: Promise<TrafficStatus> } | undefined
+    const status = (): Promise<TrafficStatus> => {
+      const now = Date.now()
+      if (snapshot === undefined || now - snapshot.at > SNAPSHOT_MS) snapshot = { at: now, status: collector.status(0) }
+      return snapshot.status
+    }
+    const gauge = (name: string, help: string, pick: (s: TrafficStatus) => number | null): void => {
       this.registry.registerMetric(new Gauge({
         name,
         help,
         registers: [],
         async collect () {
-          const value = pick(await collector.status(0))
+          const value = pick(await status())
           if (value === null) this.reset()
           else this.set(value)
         }
