@@ -6,14 +6,11 @@ import type {
 
 /**
  * A {@link UsageStore} that times every operation into a histogram (store
- * latency on `/metrics`) and remembers the last failure for `/health`.
+ * latency on `/metrics`).
  */
 export class InstrumentedStore implements UsageStore {
   readonly #inner: UsageStore
   readonly #latency: Histogram<'operation'>
-  /** Last operation failure, ms since the epoch (0 = none since the last success). */
-  failingSince = 0
-  lastError: string | undefined
 
   constructor (inner: UsageStore, latency: Histogram<'operation'>) {
     this.#inner = inner
@@ -50,14 +47,7 @@ export class InstrumentedStore implements UsageStore {
   async #time<T> (operation: string, fn: () => Promise<T>): Promise<T> {
     const end = this.#latency.startTimer({ operation })
     try {
-      const result = await fn()
-      this.failingSince = 0
-      this.lastError = undefined
-      return result
-    } catch (err) {
-      if (this.failingSince === 0) this.failingSince = Date.now()
-      this.lastError = err instanceof Error ? err.message : String(err)
-      throw err
+      return await fn()
     } finally {
       end()
     }
