@@ -277,7 +277,7 @@ export class TrafficCollector {
         reports_delivered_here: this.#reporter?.delivered ?? 0
       },
       unflushedUids: this.#deltas.size + (this.#heldBatch?.deltas.length ?? 0),
-      unflushedBytes: this.#unflushedBytes + (this.#heldBatch?.bytes ?? 0),
+      unflushedBytes: this.#bytesInMemory(),
       isReporter: this.#leader
     })
   }
@@ -309,7 +309,7 @@ export class TrafficCollector {
       })
     } catch (err) {
       this.#finalFlushed = true
-      const lost = this.#unflushedBytes + (this.#heldBatch?.bytes ?? 0)
+      const lost = this.#bytesInMemory()
       this.#counters.bytes_after_close += lost
       this.#logger.error({ err, unflushedBytes: lost }, 'final flush or seal failed')
     }
@@ -386,6 +386,11 @@ export class TrafficCollector {
       this.#counters.flush_failures++
       throw err
     }
+  }
+
+  /** Bytes recorded here and not yet in the store: the map plus a held batch. */
+  #bytesInMemory (): number {
+    return this.#unflushedBytes + (this.#heldBatch?.bytes ?? 0)
   }
 
   #afterFlush (result: FlushResult): void {
