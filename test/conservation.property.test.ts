@@ -10,6 +10,7 @@ import { ManualClock, TrafficCollector, policyOf, resolveMeterOptions } from '..
 import type { DeliveryOutcome, OutboxEntry, ReportTransport, UsagePolicy, UsageStore } from '../src/meter/index.ts'
 import { ReportNetworkError } from '../src/errors.ts'
 import { MemoryStore, RedisStore, SqliteStore } from '../src/store/index.ts'
+import { addReportBytes } from './helpers/report-bytes.ts'
 import { REDIS_URL, deletePrefix, redisOrSkip, uniquePrefix } from './helpers/redis.ts'
 
 /**
@@ -107,11 +108,11 @@ function checkConservation (openStore: (policy: UsagePolicy) => UsageStore, numR
       await collector.flush()
 
       const delivered = new Map<string, number>()
-      for (const body of transport.received.values()) addDetails(delivered, body)
+      for (const body of transport.received.values()) addReportBytes(delivered, body)
       const pending = new Map<string, number>()
       for (const entry of await store.outbox()) {
         // A report the receiver already has (answer lost) is delivered, not pending.
-        if (!transport.received.has(entry.reportId)) addDetails(pending, entry.body)
+        if (!transport.received.has(entry.reportId)) addReportBytes(pending, entry.body)
       }
       for (const r of await store.records()) pending.set(r.uid, (pending.get(r.uid) ?? 0) + r.bytes)
 
@@ -130,12 +131,6 @@ function checkConservation (openStore: (policy: UsagePolicy) => UsageStore, numR
       await store.close()
     }
   }), { numRuns })
-}
-
-function addDetails (into: Map<string, number>, body: string): void {
-  for (const d of JSON.parse(body).traffic_details as Array<{ uid: string, total_bytes: number }>) {
-    into.set(d.uid, (into.get(d.uid) ?? 0) + d.total_bytes)
-  }
 }
 
 describe('conservation of bytes (property)', () => {

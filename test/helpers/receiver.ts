@@ -1,6 +1,7 @@
 import { createServer } from 'node:http'
 import type { IncomingHttpHeaders, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { addReportBytes } from './report-bytes.ts'
 
 /** How the receiver answers one request. */
 export type Answer =
@@ -89,11 +90,7 @@ export class Receiver {
   /** Bytes per uid over the deduplicated accepted reports. */
   totals (): Map<string, number> {
     const totals = new Map<string, number>()
-    for (const report of this.reports) {
-      for (const d of report.traffic_details as Array<{ uid: string, total_bytes: number }>) {
-        totals.set(d.uid, (totals.get(d.uid) ?? 0) + d.total_bytes)
-      }
-    }
+    for (const report of this.reports) addReportBytes(totals, report as { traffic_details: unknown })
     return totals
   }
 

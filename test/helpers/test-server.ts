@@ -7,6 +7,7 @@ import { buildApp } from '../../src/server/app.ts'
 import type { App, AppOptions } from '../../src/server/app.ts'
 import { FsOrigin } from '../../src/server/fs-origin.ts'
 import { HttpOrigin } from '../../src/server/http-origin.ts'
+import { addReportBytes } from './report-bytes.ts'
 
 /** A streammeter server for a test: real sockets on 127.0.0.1, port 0. */
 export interface TestServer {
@@ -64,10 +65,6 @@ export async function meteredBytes (server: TestServer): Promise<Map<string, num
   await server.collector.flush()
   const totals = new Map<string, number>()
   for (const r of await server.store.records()) totals.set(r.uid, (totals.get(r.uid) ?? 0) + r.bytes)
-  for (const e of await server.store.outbox()) {
-    for (const d of JSON.parse(e.body).traffic_details as Array<{ uid: string, total_bytes: number }>) {
-      totals.set(d.uid, (totals.get(d.uid) ?? 0) + d.total_bytes)
-    }
-  }
+  for (const e of await server.store.outbox()) addReportBytes(totals, e.body)
   return totals
 }
