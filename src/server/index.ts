@@ -7,7 +7,7 @@ import type { Config } from '../config/index.ts'
 import { describeConfig, toMeterOptions } from '../config/index.ts'
 import { TrafficCollector, policyOf, resolveMeterOptions } from '../meter/index.ts'
 import type { MeterLogger } from '../meter/index.ts'
-import { openStore } from '../store/index.ts'
+import { RedisStore, openStore } from '../store/index.ts'
 import { buildApp } from './app.ts'
 import type { App } from './app.ts'
 import { FsOrigin } from './fs-origin.ts'
@@ -48,7 +48,9 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     : new FsOrigin(config.origin.root)
   let store
   try {
-    store = await openStore(config.storeUrl, policyOf(meter), { prefix: config.storePrefix })
+    // A proxy restarted while Redis is down still serves: usage waits in
+    // memory (bounded) until the store answers, and /health says degraded.
+    store = await openStore(config.storeUrl, policyOf(meter), { prefix: config.storePrefix, waitForConnection: false })
   } catch (err) {
     await origin.close()
     throw err
@@ -79,6 +81,9 @@ export async function startServer (config: Config, options: { logger?: Logger } 
   const host = config.host === '::' || config.host === '0.0.0.0' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host
   const address = `http://${host}:${port}`
   logger.info({ config: describeConfig(config) }, 'streammeter started')
+  if (store instanceof RedisStore && !store.connected) {
+    logger.error({}, 'the redis store is unreachable: serving without it, usage kept in memory until it answers (/health says degraded)')
+  }
   if (config.signingSecret === undefined) {
     logger.warn({}, 'SIGNING_SECRET is not set: the uid query parameter is trusted as-is (development only)')
   }

@@ -23,6 +23,13 @@ const FORMS = '`memory:`, `sqlite:PATH` (e.g. `sqlite:./data/streammeter.db` or 
 export interface OpenStoreOptions {
   /** Key prefix of a shared (redis) store; other stores ignore it. @default 'streammeter' */
   prefix?: string | undefined
+  /**
+   * A shared (redis) store that cannot be reached at open: fail (true) or
+   * start disconnected and connect in the background (false). See
+   * {@link RedisStore.open}.
+   * @default true
+   */
+  waitForConnection?: boolean | undefined
 }
 
 /**
@@ -61,7 +68,8 @@ export function parseStoreUrl (url: string): StoreLocation {
 /**
  * Open the store a `STORE_URL` names: `memory:`, `sqlite:PATH` (relative to
  * the working directory, or absolute; parent directories are created) or
- * `redis://…` / `rediss://…` (keys under `{prefix}:`; connects before it returns).
+ * `redis://…` / `rediss://…` (keys under `{prefix}:`; connects before it
+ * returns unless `waitForConnection` is false).
  * @throws {StoreUrlError} for an unknown form.
  * @throws {StoreError} when the store cannot be opened. Never repeats a redis URL.
  */
@@ -73,6 +81,6 @@ export async function openStore (url: string, policy: UsagePolicy, options: Open
     case 'sqlite':
       return new SqliteStore(location.path, policy)
     case 'redis':
-      return RedisStore.open(location.url, policy, { prefix: options.prefix ?? 'streammeter' })
+      return RedisStore.open(location.url, policy, { prefix: options.prefix ?? 'streammeter', waitForConnection: options.waitForConnection })
   }
 }

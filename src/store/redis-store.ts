@@ -24,7 +24,19 @@ export interface RedisStoreOptions {
 export interface RedisOpenOptions extends RedisStoreOptions {
   /** ioredis options (TLS, timeouts, Sentinel…), applied over the store's own. @default {} */
   redis?: RedisOptions | undefined
+  /**
+   * Fail the open when Redis cannot be reached (true), or start disconnected
+   * and connect in the background (false: the server's choice, so that a
+   * proxy restarted during a Redis outage still serves).
+   * @default true
+   */
+  waitForConnection?: boolean | undefined
 }
+
+/** How long one connection attempt may take. */
+const CONNECT_TIMEOUT_MS = 5000
+/** A command without an answer by then fails (the collector retries it). */
+const COMMAND_TIMEOUT_MS = 10_000
 
 type ScriptCall = (numKeys: number, ...args: Array<string | number>) => Promise<unknown>
 
@@ -82,22 +94,46 @@ export class RedisStore implements UsageStore {
   /**
    * Connect to `url` (`redis://[user:password@]host[:port][/db]` or
    * `rediss://…` for TLS) and open the store.
-   * @throws {StoreError} when the prefix is invalid or Redis cannot be reached.
-   *   The message never repeats the URL: it may hold a password.
+   *
+   * The client never queues commands while disconnected and never resends
+   * one after a lost connection: a command fails at once, the collector keeps
+   * its deltas in memory (a flush batch is retried with its id, which Redis
+   * applies at most once) and the proxy goes on serving. ioredis reconnects
+   * in the background with a growing delay (50 ms more per attempt, capped at
+   * 2 s). A command Redis does not answer within `commandTimeout` fails too.
+   *
+   * With `waitForConnection: false` a Redis that is down at start does not
+   * stop the open: the store starts disconnected and works once Redis answers.
+   * @throws {StoreError} when the prefix is invalid, or (`waitForConnection`,
+   *   the default) Redis cannot be reached. The message never repeats the URL:
+   *   it may hold a password.
    */
   static async open (url: string, policy: UsagePolicy, options: RedisOpenOptions): Promise<RedisStore> {
     redisKeys(options.prefix)
-    const client = new Redis(url, { lazyConnect: true, ...options.redis })
+    const client = new Redis(url, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      ...options.redis
+    })
     // Without a listener ioredis prints every reconnect error to stderr. The
     // commands that fail meanwhile reject, and the collector logs those.
     client.on('error', () => {})
     try {
       await client.connect()
     } catch (err) {
+      if (options.waitForConnection === false) return new RedisStore(client, policy, options)
       client.disconnect()
       throw new StoreError(`cannot connect to the redis store: ${messageOf(err)}`, { cause: err })
     }
     return new RedisStore(client, policy, options)
+  }
+
+  /** True while the client is connected and ready for commands. */
+  get connected (): boolean {
+    return this.#client.status === 'ready'
   }
 
   /** Wrap a client (e.g. a `Cluster`, or one made with Sentinel options). Commands wait for it to connect. */
