@@ -105,6 +105,7 @@ const SAMPLES: Record<string, { value: string, check: (c: Config) => void }> = {
   TRAFFIC_REPORT_MAX_UIDS: { value: '2', check: (c) => assert.equal(c.trafficReportMaxUids, 2) },
   TRAFFIC_REPORT_TIMEOUT: { value: '7', check: (c) => assert.equal(c.trafficReportTimeout, 7) },
   TRAFFIC_FLUSH_MAX_UIDS: { value: '50', check: (c) => assert.equal(c.trafficFlushMaxUids, 50) },
+  TRAFFIC_MEMORY_MAX_UIDS: { value: '500', check: (c) => assert.equal(c.trafficMemoryMaxUids, 500) },
   SHUTDOWN_GRACE: { value: '3', check: (c) => assert.equal(c.shutdownGrace, 3) },
   LOG_LEVEL: { value: 'DEBUG', check: (c) => assert.equal(c.logLevel, 'debug') },
   WORKERS: { value: '0', check: (c) => assert.equal(c.workers, 0) }
@@ -360,6 +361,7 @@ describe('toMeterOptions', () => {
       TRAFFIC_REPORT_MAX_UIDS: '7',
       TRAFFIC_REPORT_TIMEOUT: '5',
       TRAFFIC_FLUSH_MAX_UIDS: '99',
+      TRAFFIC_MEMORY_MAX_UIDS: '999',
       TRAFFIC_REPORT_URL: 'http://127.0.0.1:1/r',
       TRAFFIC_API_KEY: 'k'
     })
@@ -373,6 +375,7 @@ describe('toMeterOptions', () => {
     assert.equal(o.reportMaxUids, 7)
     assert.equal(o.reportTimeout, 5)
     assert.equal(o.flushMaxUids, 99)
+    assert.equal(o.memoryMaxUids, 999)
     assert.equal(o.reportUrl, 'http://127.0.0.1:1/r')
     assert.equal(o.apiKey, 'k')
     assert.equal(o.retryBase, 1)

@@ -42,6 +42,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   TRAFFIC_REPORT_MAX_UIDS: METER_DEFAULTS.reportMaxUids, // uids per report part
   TRAFFIC_REPORT_TIMEOUT: METER_DEFAULTS.reportTimeout, // seconds per delivery attempt
   TRAFFIC_FLUSH_MAX_UIDS: METER_DEFAULTS.flushMaxUids, // uids in process memory before an early flush
+  TRAFFIC_MEMORY_MAX_UIDS: METER_DEFAULTS.memoryMaxUids, // uids kept in memory while the store is down; new ones beyond are dropped (counted)
   SHUTDOWN_GRACE: 30, // seconds for in-flight streams and the last delivery
   LOG_LEVEL: 'info' as (typeof LOG_LEVELS)[number],
   WORKERS: 1 // processes; 0 = one per CPU core
@@ -246,6 +247,8 @@ const settingsShape = {
     .describe('seconds one delivery attempt may take'),
   TRAFFIC_FLUSH_MAX_UIDS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_FLUSH_MAX_UIDS)
     .describe('distinct uids held in memory before an early flush'),
+  TRAFFIC_MEMORY_MAX_UIDS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_MEMORY_MAX_UIDS)
+    .describe('distinct uids kept in memory while the store is unavailable; usage of further new uids is dropped and counted'),
   SHUTDOWN_GRACE: seconds().default(D.SHUTDOWN_GRACE)
     .describe('seconds a graceful stop waits for streams and the last delivery'),
   LOG_LEVEL: setting((s) => {
@@ -324,6 +327,7 @@ export const configSchema = z.strictObject(settingsShape)
     trafficReportMaxUids: s.TRAFFIC_REPORT_MAX_UIDS,
     trafficReportTimeout: s.TRAFFIC_REPORT_TIMEOUT,
     trafficFlushMaxUids: s.TRAFFIC_FLUSH_MAX_UIDS,
+    trafficMemoryMaxUids: s.TRAFFIC_MEMORY_MAX_UIDS,
     shutdownGrace: s.SHUTDOWN_GRACE,
     logLevel: s.LOG_LEVEL,
     workers: s.WORKERS
@@ -352,7 +356,8 @@ export function toMeterOptions (config: Config): MeterOptions {
     reportUrl: config.trafficReportUrl,
     apiKey: config.trafficApiKey,
     reportTimeout: config.trafficReportTimeout,
-    flushMaxUids: config.trafficFlushMaxUids
+    flushMaxUids: config.trafficFlushMaxUids,
+    memoryMaxUids: config.trafficMemoryMaxUids
   }
 }
 

@@ -28,6 +28,13 @@ export interface MeterOptions {
   reportTimeout: number
   /** `TRAFFIC_FLUSH_MAX_UIDS`: distinct uids held in process memory before an early flush. @default 100000 */
   flushMaxUids: number
+  /**
+   * `TRAFFIC_MEMORY_MAX_UIDS`: distinct uids kept in process memory while the
+   * store is unavailable (flushes failing). Events of further new uids are
+   * dropped and counted (`events_dropped`, `bytes_dropped`); known uids keep
+   * counting. @default 1000000
+   */
+  memoryMaxUids: number
   /** First retry delay in seconds; doubles per failure. @default 1 */
   retryBase: number
   /** Longest retry delay in seconds. @default 300 */
@@ -49,6 +56,7 @@ export const METER_DEFAULTS: Readonly<MeterOptions> = Object.freeze({
   apiKey: undefined,
   reportTimeout: 30, // seconds per attempt
   flushMaxUids: 100000, // uids in process memory before an early flush
+  memoryMaxUids: 1000000, // uids in process memory while the store is down (~150 MB)
   retryBase: 1, // seconds, first retry delay
   retryCap: 300, // seconds, longest retry delay (5 min)
   workerId: `${hostname()}-${process.pid}`
@@ -61,7 +69,7 @@ export function resolveMeterOptions (options: Partial<MeterOptions> = {}): Reado
     if (v !== undefined) (o as unknown as Record<string, unknown>)[k] = v
   }
   const nonNegativeInt = ['minBytes'] as const
-  const positiveInt = ['maxIps', 'maxSessions', 'reportMaxUids', 'flushMaxUids'] as const
+  const positiveInt = ['maxIps', 'maxSessions', 'reportMaxUids', 'flushMaxUids', 'memoryMaxUids'] as const
   const positive = ['reportInterval', 'accumulatorTimeout', 'flushInterval', 'reportTimeout', 'retryBase', 'retryCap'] as const
   for (const k of nonNegativeInt) {
     if (!Number.isSafeInteger(o[k]) || o[k] < 0) throw new RangeError(`${k} must be a non-negative integer, got ${String(o[k])}`)
