@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { CollectorStateError } from '../errors.ts'
 import type { Clock, IdSource } from './clock.ts'
 import { randomIds, systemClock } from './clock.ts'
@@ -17,8 +18,17 @@ import type { DeliveryRun } from './reporter.ts'
 import { Reporter } from './reporter.ts'
 import { buildTrafficStatus } from './traffic-status.ts'
 import type { InstanceCounters, TrafficStatus } from './traffic-status.ts'
-import type { DiscardedUsage, TrafficEvent, UsageDelta, UsagePolicy } from './types.ts'
-import type { FlushResult, SealResult, UsageStore } from './usage-store.ts'
+import type { DiscardedUsage, StoreCounters, TrafficEvent, UsageDelta, UsagePolicy } from './types.ts'
+import type { FlushResult, OutboxStats, SealResult, UsageStore, UsageSummary } from './usage-store.ts'
+import { emptyCounters } from './usage-store.ts'
+
+/** The shared figures `status()` reads from the store. */
+interface StoreView {
+  nextSealAt: number | undefined
+  counters: StoreCounters
+  outbox: OutboxStats
+  summary: UsageSummary
+}
 
 /** Life of a collector; changed only through one setter. */
 export type CollectorState = 'idle' | 'running' | 'closing' | 'closed'
@@ -75,6 +85,15 @@ export class TrafficCollector {
   #finalFlushed = false
   #closed: Promise<void> | undefined
   #unflushedBytes = 0
+  readonly #memoryMaxUids: number
+  /** flushMaxUids, but never above memoryMaxUids: a healthy store never makes the cap drop usage. */
+  readonly #earlyFlushUids: number
+  /** False from a failed flush until one succeeds: state changes are logged, not every failure. */
+  #storeAvailable = true
+  /** True from the first dropped event until the next successful flush (one log line per episode). */
+  #dropping = false
+  /** The store's part of the last `status()` that could read it, shown while it cannot. */
+  #lastStoreView: StoreView | undefined
   /** Unique per collector: two processes with one worker id never share a lease. */
   readonly #holder: string
   /** Lease TTL: three ticks, at least 2 s, so a live reporter renews it in time. */
@@ -87,6 +106,8 @@ export class TrafficCollector {
     bytes_recorded: 0,
     events_ignored: 0,
     bytes_after_close: 0,
+    events_dropped: 0,
+    bytes_dropped: 0,
     flushes: 0,
     flush_failures: 0,
     early_flushes: 0,
@@ -104,6 +125,8 @@ export class TrafficCollector {
       throw new RangeError('the store was opened with a different usage policy than the collector options')
     }
     this.#store = deps.store
+    this.#memoryMaxUids = o.memoryMaxUids
+    this.#earlyFlushUids = Math.min(o.flushMaxUids, o.memoryMaxUids)
     this.#holder = `${o.workerId}/${randomUUID()}`
     this.#leaseTtlMs = Math.max(2000, Math.round(o.flushInterval * 3000))
     this.#leader = deps.store.leadership === undefined
@@ -160,6 +183,13 @@ export class TrafficCollector {
       this.#counters.bytes_after_close += bytes
       return
     }
+    // Bounded memory while the store is unavailable (DESIGN §2): known uids
+    // keep counting in their slots, a new uid past the cap is dropped and
+    // counted. Healthy, the early flush below keeps the map far smaller.
+    if (this.#deltas.size >= this.#memoryMaxUids && !this.#deltas.has(uid)) {
+      this.#drop(event)
+      return
+    }
     const time = event.time ?? this.#clock.now()
     this.#deltas.add(uid, bytes, fileTypeIndex(event.fileType), event.ip || undefined, event.sessionId || undefined, time)
     this.#counters.events_recorded++
@@ -167,7 +197,7 @@ export class TrafficCollector {
     this.#unflushedBytes += bytes
     // While the store is failing, flushes wait for the next tick: an early
     // flush per event would hammer a store that is down.
-    if (this.#deltas.size >= this.options.flushMaxUids && !this.#earlyFlushQueued && this.#heldBatch === undefined && this.#state === 'running') {
+    if (this.#deltas.size >= this.#earlyFlushUids && !this.#earlyFlushQueued && this.#heldBatch === undefined && this.#state === 'running') {
       this.#earlyFlushQueued = true
       this.#counters.early_flushes++
       setImmediate(() => {
@@ -216,8 +246,9 @@ export class TrafficCollector {
   async tick (): Promise<void> {
     try {
       await this.flush()
-    } catch (err) {
-      this.#logger.warn({ err }, 'flush failed; deltas kept in memory for the next flush')
+    } catch {
+      // Logged by #flushNow when the store becomes unavailable; the deltas
+      // wait in memory and go with the next tick's flush.
     }
     try {
       // Expiry and seals are the reporter's job: with a shared store one
@@ -259,18 +290,32 @@ export class TrafficCollector {
 
   /** The `/traffic` document. */
   async status (top = 10): Promise<TrafficStatus> {
-    const [nextSealAt, counters, outbox, summary] = await Promise.all([
-      this.#store.nextSealAt(), this.#store.counters(), this.#store.outboxStats(), this.#store.summary(top)
-    ])
+    let view: StoreView
+    let storeError: string | null = null
+    try {
+      const [nextSealAt, counters, outbox, summary] = await Promise.all([
+        this.#store.nextSealAt(), this.#store.counters(), this.#store.outboxStats(), this.#store.summary(top)
+      ])
+      view = { nextSealAt, counters, outbox, summary }
+      this.#lastStoreView = view
+    } catch (err) {
+      // The store is down (a Redis outage): this instance's own figures are
+      // still worth showing, with the shared ones as last seen.
+      storeError = err instanceof Error ? err.message : String(err)
+      view = this.#lastStoreView ?? {
+        nextSealAt: undefined,
+        counters: emptyCounters(),
+        outbox: { pending: 0, pendingBytes: 0, oldestCreatedAt: undefined },
+        summary: { qualifiedUids: 0, pendingUids: 0, qualifiedBytes: 0, pendingBytes: 0, top: [] }
+      }
+    }
     return buildTrafficStatus({
       options: this.options,
       state: this.#state,
       storeKind: this.#store.kind,
+      storeError,
       now: this.#clock.now(),
-      nextSealAt,
-      counters,
-      outbox,
-      summary,
+      ...view,
       instance: {
         ...this.#counters,
         delivery_attempts: this.#reporter?.attempts ?? 0,
@@ -301,7 +346,18 @@ export class TrafficCollector {
         // Loop until empty: events may land while a flush awaits the store.
         // The check and the flag are one synchronous step, so no event slips
         // between the last flush and the flag.
-        while (this.#deltas.size > 0 || this.#heldBatch !== undefined) await this.#flushNow()
+        // A store that is briefly down (Redis restarting) gets until the
+        // grace's end: retries with a growing pause, then the loss is counted.
+        let pause = 100
+        while (this.#deltas.size > 0 || this.#heldBatch !== undefined) {
+          try {
+            await this.#flushNow()
+          } catch (err) {
+            if (Date.now() + pause >= deadline) throw err
+            await sleep(pause)
+            pause = Math.min(pause * 2, 2000)
+          }
+        }
         this.#finalFlushed = true
         // Only the reporter seals; another instance's flushed bytes are
         // sealed by the reporter in its next window.
@@ -368,7 +424,7 @@ export class TrafficCollector {
       try {
         result = await this.#store.flush(held.deltas, held.id)
       } catch (err) {
-        this.#counters.flush_failures++
+        this.#flushFailed(err)
         throw err
       }
       this.#heldBatch = undefined
@@ -383,9 +439,28 @@ export class TrafficCollector {
       return result
     } catch (err) {
       this.#heldBatch = batch
-      this.#counters.flush_failures++
+      this.#flushFailed(err)
       throw err
     }
+  }
+
+  #flushFailed (err: unknown): void {
+    this.#counters.flush_failures++
+    if (!this.#storeAvailable) return
+    this.#storeAvailable = false
+    this.#logger.warn({ err, unflushedBytes: this.#bytesInMemory() },
+      'store unavailable: usage is kept in memory and flushed when it answers again')
+  }
+
+  #drop (event: TrafficEvent): void {
+    this.#counters.events_dropped++
+    this.#counters.bytes_dropped += event.bytes
+    if (!this.#dropping) {
+      this.#dropping = true
+      this.#logger.error({ memoryMaxUids: this.#memoryMaxUids },
+        'memory cap reached: usage of new uids is dropped until the store takes the waiting usage (counted in bytes_dropped)')
+    }
+    if (channels.drop.hasSubscribers) channels.drop.publish(event)
   }
 
   /** Bytes recorded here and not yet in the store: the map plus a held batch. */
@@ -395,6 +470,11 @@ export class TrafficCollector {
 
   #afterFlush (result: FlushResult): void {
     this.#counters.flushes++
+    this.#dropping = false
+    if (!this.#storeAvailable) {
+      this.#storeAvailable = true
+      this.#logger.info({ flushFailures: this.#counters.flush_failures }, 'store available again: usage kept in memory is flushed')
+    }
     this.#publishDiscards(result.discarded)
   }
 

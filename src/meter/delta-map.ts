@@ -44,6 +44,11 @@ export class DeltaMap {
     return this.#size
   }
 
+  /** Whether `uid` has a slot (events since the last drain). */
+  has (uid: string): boolean {
+    return this.#slot.has(uid)
+  }
+
   /** Add one event. `typeIndex` is an index into {@link FILE_TYPES}. */
   add (uid: string, bytes: number, typeIndex: number, ip: string | undefined, sid: string | undefined, time: number): void {
     let i = this.#slot.get(uid)

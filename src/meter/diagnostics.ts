@@ -9,10 +9,13 @@ import diagnosticsChannel from 'node:diagnostics_channel'
  * - `streammeter:discard`  — `{ uid, bytes, startTime }` for every expired accumulator
  * - `streammeter:seal`     — `{ sealedAt, reports: [{ reportId, uids, bytes }] }`
  * - `streammeter:delivery` — `{ reportId, ok, status?, error?, attempts }` per attempt
+ * - `streammeter:drop`     — the {@link TrafficEvent} of a new uid dropped because
+ *   `memoryMaxUids` uids already wait in memory for an unavailable store
  */
 export const channels = Object.freeze({
   traffic: diagnosticsChannel.channel('streammeter:traffic'),
   discard: diagnosticsChannel.channel('streammeter:discard'),
   seal: diagnosticsChannel.channel('streammeter:seal'),
-  delivery: diagnosticsChannel.channel('streammeter:delivery')
+  delivery: diagnosticsChannel.channel('streammeter:delivery'),
+  drop: diagnosticsChannel.channel('streammeter:drop')
 })

@@ -14,6 +14,13 @@ export interface InstanceCounters {
   events_ignored: number
   /** Bytes recorded after the final flush of `close()` (lost; should stay 0). */
   bytes_after_close: number
+  /**
+   * Events of new uids dropped because `memoryMaxUids` uids were already
+   * waiting in memory for an unavailable store (lost; counted, never silent).
+   */
+  events_dropped: number
+  /** Their bytes. */
+  bytes_dropped: number
   flushes: number
   flush_failures: number
   /** Flushes triggered early because the in-process map reached `flushMaxUids`. */
@@ -44,6 +51,13 @@ export interface TrafficStatus {
     next_report_in_seconds: number
     /** This instance holds the reporter lease (always true with a single-process store). */
     is_reporter: boolean
+    /**
+     * False when the store could not be read for this document (a Redis
+     * outage): the shared figures are then the last ones read, and
+     * `store_error` says why.
+     */
+    store_available: boolean
+    store_error: string | null
   }
   statistics: Omit<StoreCounters, 'last_error' | 'last_error_at' | 'last_success_at'> & InstanceCounters & {
     current_qualified_uids: number
@@ -83,6 +97,8 @@ export interface StatusInputs {
   options: Readonly<MeterOptions>
   state: string
   storeKind: string
+  /** Why the store could not be read (the shared figures are then stale), or null. */
+  storeError: string | null
   now: number
   nextSealAt: number | undefined
   counters: StoreCounters
@@ -119,7 +135,9 @@ export function buildTrafficStatus (i: StatusInputs): TrafficStatus {
       pending_accumulator_uids: s.pendingUids,
       unflushed_uids: i.unflushedUids,
       next_report_in_seconds: Math.round(nextIn * 10) / 10,
-      is_reporter: i.isReporter
+      is_reporter: i.isReporter,
+      store_available: i.storeError === null,
+      store_error: i.storeError
     },
     statistics: {
       ...shared,

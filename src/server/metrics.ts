@@ -88,6 +88,19 @@ export class ServerMetrics {
     gauge('streammeter_pending_accumulator_uids', 'Uids below the threshold in the current window', (s) => s.current_state.pending_accumulator_uids)
     gauge('streammeter_unflushed_uids', 'Uids recorded in this process and not yet flushed', (s) => s.current_state.unflushed_uids)
     gauge('streammeter_next_report_in_seconds', 'Time to the next window seal', (s) => s.current_state.next_report_in_seconds)
+    gauge('streammeter_unflushed_bytes', 'Bytes recorded in this process and not yet in the store', (s) => s.current_traffic_summary.unflushed_bytes)
+    gauge('streammeter_store_available', '1 while the store answers, 0 during an outage (usage then waits in memory)', (s) => s.current_state.store_available ? 1 : 0)
+    // A process-local count, so a counter: rate() and increase() apply.
+    this.registry.registerMetric(new Counter({
+      name: 'streammeter_dropped_bytes_total',
+      help: 'Bytes of new uids dropped because TRAFFIC_MEMORY_MAX_UIDS uids waited in memory for an unavailable store',
+      registers: [],
+      async collect () {
+        const dropped = (await status()).statistics.bytes_dropped
+        this.reset()
+        if (dropped > 0) this.inc(dropped)
+      }
+    }))
   }
 
   /** Count one answered media request. */

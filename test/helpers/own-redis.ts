@@ -1,0 +1,91 @@
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Redis } from 'ioredis'
+
+/**
+ * A redis-server of the test's own, on a free port, that the test may stop
+ * and start again. It keeps its data across a restart (append-only file,
+ * fsync on every write), so a test can tell what Redis still holds from what
+ * the proxy kept in memory.
+ */
+export class OwnRedis {
+  readonly port: number
+  readonly url: string
+  readonly #dir: string
+  #child: ChildProcess | undefined
+  #log = ''
+
+  private constructor (port: number) {
+    this.port = port
+    this.url = `redis://127.0.0.1:${port}`
+    this.#dir = mkdtempSync(join(tmpdir(), 'sm-redis-'))
+  }
+
+  /** Start one on a free port; `redis-server` must be on PATH (the CI installs it). */
+  static async start (): Promise<OwnRedis> {
+    const redis = new OwnRedis(await freePort())
+    await redis.resume()
+    return redis
+  }
+
+  /** Start the server (again), with the data it had. Resolves when it answers PING. */
+  async resume (): Promise<void> {
+    if (this.#child !== undefined) return
+    const child = spawn('redis-server', [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.#dir,
+      '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'
+    ], { stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout?.on('data', (c: Buffer) => { this.#log += c.toString() })
+    child.stderr?.on('data', (c: Buffer) => { this.#log += c.toString() })
+    this.#child = child
+    const deadline = Date.now() + 10_000
+    while (!await this.#answers()) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server did not start:\n${this.#log}`)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+
+  /** Stop the server (SIGTERM: it writes its file and exits). Resolves once it has exited. */
+  async stop (): Promise<void> {
+    const child = this.#child
+    if (child === undefined) return
+    this.#child = undefined
+    if (child.exitCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGTERM')
+    await exited
+  }
+
+  /** Stop it and remove its files. */
+  async destroy (): Promise<void> {
+    await this.stop()
+    rmSync(this.#dir, { recursive: true, force: true })
+  }
+
+  async #answers (): Promise<boolean> {
+    const client = new Redis(this.url, { lazyConnect: true, connectTimeout: 500, maxRetriesPerRequest: 0, retryStrategy: () => null })
+    client.on('error', () => {})
+    try {
+      await client.connect()
+      return (await client.ping()) === 'PONG'
+    } catch {
+      return false
+    } finally {
+      client.disconnect()
+    }
+  }
+}
+
+/** A TCP port nothing listens on right now. */
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
