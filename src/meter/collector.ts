@@ -99,6 +99,7 @@ export class TrafficCollector {
   /** Lease TTL: three ticks, at least 2 s, so a live reporter renews it in time. */
   readonly #leaseTtlMs: number
   #leader: boolean
+  #leaseFailing = false
   /** A batch whose flush failed, kept to be sent again with the same id. */
   #heldBatch: { id: string, bytes: number, deltas: UsageDelta[] } | undefined
   readonly #counters: InstanceCounters = {
@@ -273,8 +274,11 @@ export class TrafficCollector {
     let fence = 0
     try {
       fence = await store.leadership(this.#holder, this.#leaseTtlMs)
+      this.#leaseFailing = false
     } catch (err) {
-      this.#logger.warn({ err }, 'reporter lease unavailable')
+      // Once per outage, not once per tick.
+      if (!this.#leaseFailing) this.#logger.warn({ err }, 'reporter lease unavailable')
+      this.#leaseFailing = true
     }
     const leader = fence > 0
     if (leader !== this.#leader) this.#logger.info({ holder: this.#holder, fence }, leader ? 'became the reporter' : 'stopped being the reporter')
