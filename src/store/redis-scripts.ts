@@ -32,7 +32,10 @@ export interface RedisKeys {
   readonly outbox: string
   /** `{p}:report:<report id>` — hash: one outbox entry. */
   readonly reportPrefix: string
-  /** `{p}:flushed:<batch id>` — a flush's result for 15 min, so that a resent flush is not applied twice. */
+  /**
+   * `{p}:flushed:<batch id>:<chunk index>` — the result of one chunk of a flush, so that a
+   * retried batch skips the chunks Redis already applied (src/store/redis-store.ts, `flush`).
+   */
   readonly flushedPrefix: string
   /** `{p}:lease` (holder, with a TTL) and `{p}:fence` (a counter bumped on every new holder): the reporter lease. */
   readonly lease: string
@@ -66,8 +69,19 @@ export function redisKeys (prefix: string): RedisKeys {
   })
 }
 
-/** How long a flush's result is kept for a resent command, in ms. @default 900000 */
-export const FLUSH_MARKER_TTL_MS = 15 * 60_000
+/**
+ * How long a chunk's marker outlives its last attempt, in ms. @default 86400000
+ *
+ * Markers of a batch whose every chunk answered are deleted by the store's next
+ * flush; the TTL only collects the markers of a store that stopped or died
+ * before that, and bounds how long a failed batch may wait for its retry. The
+ * collector retries a failed batch every flush tick, so a retry only comes
+ * late when this instance cannot reach Redis at all; a retry that reaches
+ * Redis renews the markers it finds. A day covers any outage a collector
+ * rides out with a batch held in memory, and costs one small string per
+ * chunk (at most `TRAFFIC_FLUSH_MAX_UIDS / chunk size`) per stopped process.
+ */
+export const FLUSH_MARKER_TTL_MS = 24 * 60 * 60_000
 
 // Shared helpers. A record is JSON {b, r, ft, ips, s, st, la, q}. Redis's
 // cjson prints numbers with at most 14 significant digits (1.2345678901235e+15)
@@ -148,21 +162,27 @@ end
 `
 
 /**
- * flush — KEYS: records, pending, qualified, by-bytes, meta, counters, this
- * batch's marker[, the previous batch's marker]. ARGV: minBytes,
- * accumulatorTimeoutMs, maxIps, maxSessions, batch JSON ([[uid, bytes,
- * requests, fileTypes, ips, sessions, firstSeen, lastSeen], …]), marker TTL ms.
- * Returns the result JSON {created, qualified, discarded: [[uid, bytes, start], …]}.
+ * flush (one chunk of a batch) — KEYS: records, pending, qualified, by-bytes,
+ * meta, counters, this chunk's marker[, markers of an earlier batch to delete…].
+ * ARGV: minBytes, accumulatorTimeoutMs, maxIps, maxSessions, chunk JSON
+ * ([[uid, bytes, requests, fileTypes, ips, sessions, firstSeen, lastSeen], …]),
+ * marker TTL ms. Returns the result JSON {created, qualified, discarded: [[uid, bytes, start], …]}.
  *
- * The marker: ioredis resends a command whose reply was lost to a dropped
- * connection (autoResendUnfulfilledCommands). A resent batch finds its marker
- * and gets the first result back instead of being merged twice. The previous
- * batch's reply did arrive, so nothing resends it any more: its marker goes.
+ * The marker: a chunk whose reply was lost (timeout, dropped connection) may
+ * or may not have run; the batch is retried with the same id, so the chunk
+ * comes back with the same marker, finds it and gets its first result back
+ * instead of being merged twice. Finding it renews its TTL: a batch that keeps
+ * failing keeps its markers. The store passes the markers of a batch whose
+ * every chunk answered, which nothing retries any more: they go, even when
+ * this chunk is a repeat.
  */
 const FLUSH = `${PRELUDE}
+for i = 8, #KEYS, 1000 do call('DEL', unpack(KEYS, i, math.min(i + 999, #KEYS))) end
 local done = call('GET', KEYS[7])
-if done then return done end
-if KEYS[8] then call('DEL', KEYS[8]) end
+if done then
+  call('PEXPIRE', KEYS[7], ARGV[6])
+  return done
+end
 local minBytes, timeout = tonumber(ARGV[1]), tonumber(ARGV[2])
 local maxIps, maxSessions = tonumber(ARGV[3]), tonumber(ARGV[4])
 local order, stored, storedStart, current, discarded = {}, {}, {}, {}, {}

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
-import type { Cluster, RedisOptions } from 'ioredis'
+import type { ChainableCommander, Cluster, RedisOptions } from 'ioredis'
 import { StoreClosedError, StoreError, StreammeterError } from '../errors.ts'
 import { checkRendered, compareRecords, emptyCounters } from '../meter/index.ts'
 import type {
@@ -18,6 +18,17 @@ export interface RedisStoreOptions {
    * Letters, digits and `: _ . -`; `{` and `}` are refused.
    */
   prefix: string
+  /**
+   * Most deltas one flush script merges. A larger batch is split into chunks
+   * of this size, one script each, all sent in one pipeline. Redis runs
+   * nothing else while a script runs, so this bounds how long a flush blocks
+   * other instances' flushes, lease renewals and health probes: about 15 µs
+   * per uid, i.e. 10–20 ms per 1000 (measured: docs/scaling.md). A batch must
+   * be retried by a store with the same value, since markers name chunks by
+   * their index.
+   * @default 1000
+   */
+  flushChunkUids?: number | undefined
 }
 
 /** Options of {@link RedisStore.open}. */
@@ -33,12 +44,17 @@ export interface RedisOpenOptions extends RedisStoreOptions {
   waitForConnection?: boolean | undefined
 }
 
+/** Deltas per flush script unless {@link RedisStoreOptions.flushChunkUids} says otherwise. */
+export const FLUSH_CHUNK_UIDS = 1000
+
 /** How long one connection attempt may take. */
 const CONNECT_TIMEOUT_MS = 5000
 /** A command without an answer by then fails (the collector retries it). */
 const COMMAND_TIMEOUT_MS = 10_000
 
 type ScriptCall = (numKeys: number, ...args: Array<string | number>) => Promise<unknown>
+/** A script on a pipeline: queues the command, resolves nothing itself (exec() does). */
+type QueueScript = (numKeys: number, ...args: Array<string | number>) => unknown
 
 /**
  * A record as the scripts store it (src/store/redis-scripts.ts, `encode`).
@@ -57,9 +73,26 @@ interface RecordJson {
 
 /**
  * `redis://` / `rediss://` — one ledger shared by every instance. Each write
- * is one Lua script (one round-trip, atomic in Redis) that restates the merge
- * rules of `src/meter/usage-record.ts`; the contract suite holds it to them.
- * Keys and scripts: src/store/redis-scripts.ts.
+ * is a Lua script (atomic in Redis) that restates the merge rules of
+ * `src/meter/usage-record.ts`; the contract suite holds it to them. Keys and
+ * scripts: src/store/redis-scripts.ts.
+ *
+ * A flush is one round-trip but not one script: Redis runs nothing else while
+ * a script runs, and a collector may flush 100,000 uids at once (seconds of
+ * Lua), which would stall every other instance's flushes, the reporter
+ * lease's renewals and /health. So the batch goes in chunks of
+ * `flushChunkUids` deltas, one script each, all in one pipeline. "Atomic"
+ * for a Redis flush therefore means: each chunk is applied whole and at most
+ * once, and the batch is retried until every chunk is. Each chunk leaves a
+ * marker `{p}:flushed:<batch id>:<chunk index>`; when a flush fails part-way
+ * (some chunks ran, then the connection dropped or a reply timed out) the
+ * collector sends the same batch with the same id again, the chunks already
+ * applied find their markers and return their first result, and the rest
+ * run. Other instances may see a batch half-merged meanwhile (a seal may take
+ * its first chunks in one window and the rest in the next): every byte is
+ * still reported once. The markers of a batch are deleted by the next flush
+ * once all of its chunks answered, never earlier; a stopped store's last
+ * markers expire (`FLUSH_MARKER_TTL_MS`).
  *
  * A seal is three steps because `render` runs in JS: stage (a script takes
  * every qualified record into `{p}:stage` and schedules the next seal), render,
@@ -87,8 +120,13 @@ export class RedisStore implements UsageStore {
   readonly prefix: string
   readonly #client: Redis | Cluster
   readonly #keys: RedisKeys
-  /** Marker of the last flush whose reply arrived; the next flush deletes it. */
-  #lastMarker: string | undefined
+  readonly #flushChunkUids: number
+  /**
+   * The last batch whose every chunk answered: nothing retries it, so the next
+   * flush of another batch deletes its markers. A batch that failed part-way
+   * is never recorded here: its retry needs them.
+   */
+  #lastBatch: { id: string, markers: string[] } | undefined
   #closed = false
 
   /**
@@ -104,12 +142,14 @@ export class RedisStore implements UsageStore {
    *
    * With `waitForConnection: false` a Redis that is down at start does not
    * stop the open: the store starts disconnected and works once Redis answers.
-   * @throws {StoreError} when the prefix is invalid, or (`waitForConnection`,
+   * @throws {StoreError} when the prefix or `flushChunkUids` is invalid, or (`waitForConnection`,
    *   the default) Redis cannot be reached. The message never repeats the URL:
    *   it may hold a password.
    */
   static async open (url: string, policy: UsagePolicy, options: RedisOpenOptions): Promise<RedisStore> {
+    // Refuse bad options before a client exists: the constructor's throw would leak it.
     redisKeys(options.prefix)
+    chunkUids(options)
     const client = new Redis(url, {
       lazyConnect: true,
       enableOfflineQueue: false,
@@ -139,27 +179,60 @@ export class RedisStore implements UsageStore {
   /** Wrap a client (e.g. a `Cluster`, or one made with Sentinel options). Commands wait for it to connect. */
   constructor (client: Redis | Cluster, policy: UsagePolicy, options: RedisStoreOptions) {
     this.#keys = redisKeys(options.prefix)
+    this.#flushChunkUids = chunkUids(options)
     this.prefix = options.prefix
     this.policy = Object.freeze({ ...policy })
     this.#client = client
     for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { lua })
   }
 
+  /**
+   * Merge `deltas` in chunks of `flushChunkUids`, all sent in one pipeline
+   * (see the class comment). Resolves once every chunk is applied; rejects
+   * with the first chunk's error otherwise, some chunks possibly applied:
+   * send the same deltas with the same `batchId` again to apply the rest.
+   */
   async flush (deltas: readonly UsageDelta[], batchId?: string): Promise<FlushResult> {
     this.#check()
     if (deltas.length === 0) return { uids: 0, created: 0, qualified: 0, discarded: [] }
     const k = this.#keys
-    const marker = k.flushedPrefix + (batchId ?? randomUUID())
-    const batch = JSON.stringify(deltas.map((d) => [d.uid, d.bytes, d.requests, d.fileTypes, d.ips, d.sessions, d.firstSeen, d.lastSeen]))
-    const keys = [k.records, k.pending, k.qualified, k.byBytes, k.meta, k.counters, marker]
-    if (this.#lastMarker !== undefined && this.#lastMarker !== marker) keys.push(this.#lastMarker)
     const p = this.policy
-    const reply = await this.#script('flush', 'smFlush', keys, [
-      limit(p.minBytes), limit(p.accumulatorTimeoutMs), limit(p.maxIps), limit(p.maxSessions), batch, FLUSH_MARKER_TTL_MS
-    ])
-    this.#lastMarker = marker
-    const result = JSON.parse(String(reply)) as { created: number, qualified: number, discarded: Array<[string, number, number]> }
-    return { uids: deltas.length, created: result.created, qualified: result.qualified, discarded: toDiscarded(result.discarded) }
+    const id = batchId ?? randomUUID()
+    const size = this.#flushChunkUids
+    const chunks = Math.ceil(deltas.length / size)
+    // A repeat of the last batch (same id) must keep its markers.
+    const previous = this.#lastBatch !== undefined && this.#lastBatch.id !== id ? this.#lastBatch.markers : []
+    const pipeline = this.#client.pipeline() as unknown as Record<ScriptName, QueueScript>
+    const markers: string[] = []
+    for (let c = 0; c < chunks; c++) {
+      const marker = `${k.flushedPrefix}${id}:${c}`
+      markers.push(marker)
+      const keys = [k.records, k.pending, k.qualified, k.byBytes, k.meta, k.counters, marker]
+      // The previous batch's markers are spread over the chunks, so that no script gets them all.
+      for (let j = c; j < previous.length; j += chunks) keys.push(previous[j] as string)
+      const chunk = JSON.stringify(deltas.slice(c * size, (c + 1) * size).map((d) => [
+        d.uid, d.bytes, d.requests, d.fileTypes, d.ips, d.sessions, d.firstSeen, d.lastSeen
+      ]))
+      // Queued here, sent by exec(): one write, one round-trip for every chunk.
+      pipeline.smFlush(keys.length, ...keys,
+        limit(p.minBytes), limit(p.accumulatorTimeoutMs), limit(p.maxIps), limit(p.maxSessions), chunk, FLUSH_MARKER_TTL_MS)
+    }
+    const replies = await this.#run('flush', () => (pipeline as unknown as ChainableCommander).exec())
+    // null is exec's answer to a MULTI aborted by WATCH; this pipeline has neither.
+    if (replies === null) throw new StoreError('redis store flush failed: no reply to the pipeline')
+    const result: FlushResult = { uids: deltas.length, created: 0, qualified: 0, discarded: [] }
+    for (const [c, [err, reply]] of replies.entries()) {
+      if (err !== null) {
+        const where = chunks > 1 ? ` (chunk ${c + 1} of ${chunks})` : ''
+        throw new StoreError(`redis store flush failed: ${messageOf(err)}${where}`, { cause: withoutArguments(err) })
+      }
+      const part = JSON.parse(String(reply)) as { created: number, qualified: number, discarded: Array<[string, number, number]> }
+      result.created += part.created
+      result.qualified += part.qualified
+      for (const d of toDiscarded(part.discarded)) result.discarded.push(d)
+    }
+    this.#lastBatch = { id, markers }
+    return result
   }
 
   async leadership (holder: string, ttlMs: number): Promise<number> {
@@ -331,6 +404,13 @@ export class RedisStore implements UsageStore {
   #check (): void {
     if (this.#closed) throw new StoreClosedError()
   }
+}
+
+/** The chunk size of a flush. @throws {StoreError} when it is not a positive integer */
+function chunkUids (options: RedisStoreOptions): number {
+  const n = options.flushChunkUids ?? FLUSH_CHUNK_UIDS
+  if (!Number.isSafeInteger(n) || n < 1) throw new StoreError('flushChunkUids must be a positive integer')
+  return n
 }
 
 /** JSON cannot carry Infinity; a policy without a bound gets one no count reaches. */
