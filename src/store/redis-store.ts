@@ -107,9 +107,9 @@ interface RecordJson {
  * stage, claims it with its own token, renders it with the original sealing
  * time and commits it, instead of taking new records. The token fences the
  * commit: a sealer whose stage was claimed meanwhile commits nothing, so a
- * window is written once. (The reporter lease of the next slice will make the
- * token the lease's fencing number.) `summary()` counts live records only:
- * staged ones are being reported.
+ * window is written once, whichever instance believes it holds the reporter
+ * lease (a paused reporter whose lease ran out may still try). `summary()`
+ * counts live records only: staged ones are being reported.
  *
  * The store owns its client: `close()` quits it.
  */
