@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint'
 export default [
   ...neostandard({
     ts: true,
-    ignores: ['dist/**', 'node_modules/**', 'bench/node_modules/**', 'bench/results/**', 'coverage/**', 'examples/**']
+    ignores: ['dist/**', 'node_modules/**', 'bench/node_modules/**', 'bench/results/**', 'bench/.content/**', 'coverage/**', 'examples/**']
   }),
   {
     // Type-aware promise rules on the library and server code: a dropped
