@@ -36,8 +36,9 @@ CREATE TABLE IF NOT EXISTS outbox (
   last_error      TEXT,
   last_attempt_ms INTEGER
 );
--- next_seal_at and the StoreCounters. No declared type on value: counters are
--- numbers and last_error is text, and SQLite keeps each as given.
+-- next_seal_at, the StoreCounters and the reporter lease (LEASE_KEY). No
+-- declared type on value: counters are numbers, last_error and the lease are
+-- text, and SQLite keeps each as given.
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value
@@ -66,6 +67,41 @@ export interface OutboxRow {
   attempts: number
   last_error: string | null
   last_attempt_ms: number | null
+}
+
+/**
+ * The `meta` row of the reporter lease. A row of `meta` rather than a table of
+ * its own: files written before the lease existed open unchanged (same schema
+ * version), and a build without it ignores the row.
+ */
+export const LEASE_KEY = 'reporter_lease'
+
+/** The reporter lease, stored as JSON under {@link LEASE_KEY}. */
+export interface LeaseRow {
+  /** Who holds it; null when free. */
+  holder: string | null
+  /** Until when, ms since the epoch; a holder renews it every tick. */
+  expiresAt: number
+  /** Bumped for every new holder, never reset: a later holder always has a greater number. */
+  fence: number
+  /** The holder's process id, so that a lease whose process ended is free at once. */
+  pid: number | null
+  /** Where `pid` means something (a pid namespace or a host). */
+  pidSpace: string | null
+}
+
+/** The lease a `meta` value holds; a free lease with fence 0 when there is none yet. */
+export function parseLease (value: unknown): LeaseRow {
+  const free: LeaseRow = { holder: null, expiresAt: 0, fence: 0, pid: null, pidSpace: null }
+  if (typeof value !== 'string') return free
+  const row = JSON.parse(value) as Partial<LeaseRow>
+  return {
+    holder: typeof row.holder === 'string' ? row.holder : null,
+    expiresAt: typeof row.expiresAt === 'number' ? row.expiresAt : 0,
+    fence: typeof row.fence === 'number' ? row.fence : 0,
+    pid: typeof row.pid === 'number' ? row.pid : null,
+    pidSpace: typeof row.pidSpace === 'string' ? row.pidSpace : null
+  }
 }
 
 /** Create or check the schema, in one transaction so that two processes opening a new file agree. */

@@ -1,16 +1,17 @@
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, readlinkSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { StoreClosedError, StoreError, StreammeterError } from '../errors.ts'
 import {
-  checkRendered, compareRecords, emptyCounters, isExpired, mergeDelta
+  checkRendered, compareRecords, emptyCounters, isExpired, mergeDelta, systemClock
 } from '../meter/index.ts'
 import type {
-  ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
+  Clock, ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
-import { migrate, toEntry, toRecord, toRow } from './sqlite-schema.ts'
-import type { OutboxRow, UsageRow } from './sqlite-schema.ts'
+import { LEASE_KEY, migrate, parseLease, toEntry, toRecord, toRow } from './sqlite-schema.ts'
+import type { LeaseRow, OutboxRow, UsageRow } from './sqlite-schema.ts'
 
 type NumericCounter = { [K in keyof StoreCounters]: StoreCounters[K] extends number ? K : never }[keyof StoreCounters]
 
@@ -22,9 +23,30 @@ class CallerError {
   }
 }
 
+/** Options of a {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Time of the reporter lease. @default systemClock */
+  clock?: Clock | undefined
+}
+
+/**
+ * Who can tell whether a lease holder's process still runs: processes that
+ * see the same process ids. On Linux that is a pid namespace (containers
+ * sharing the file may each have their own); elsewhere one host. Undefined
+ * when it cannot be told, and then only the lease's expiry counts.
+ */
+const PID_SPACE: string | undefined = (() => {
+  if (process.platform !== 'linux') return `${process.platform}:${hostname()}`
+  try {
+    return readlinkSync('/proc/self/ns/pid')
+  } catch {
+    return undefined
+  }
+})()
+
 /**
  * `sqlite:PATH` — the embedded default: durable, for one instance (or several
- * processes of one host sharing the file). Every method is one SQLite
+ * processes of one host sharing the file, e.g. `--workers N`). Every method is one SQLite
  * transaction (an explicit one, or a single statement, which SQLite runs as
  * its own) over statements prepared once; merge, expiry and seal rules are
  * the shared ones of `src/meter/usage-record.ts`, applied in JS inside the
@@ -36,6 +58,7 @@ export class SqliteStore implements UsageStore {
   /** The database file (absolute), or `:memory:`. */
   readonly path: string
   readonly #db: Database.Database
+  readonly #clock: Clock
   #closed = false
 
   readonly #getRecord
@@ -65,6 +88,8 @@ export class SqliteStore implements UsageStore {
   readonly #ackTx
   readonly #failTx
   readonly #summaryTx
+  readonly #leaseTx
+  readonly #releaseTx
 
   /**
    * Open (or create) the store at `path`; a relative path is resolved against
@@ -72,8 +97,9 @@ export class SqliteStore implements UsageStore {
    * `:memory:` gives a private in-memory database (tests).
    * @throws {StoreError} when the file cannot be opened or was written by a newer schema.
    */
-  constructor (path: string, policy: UsagePolicy) {
+  constructor (path: string, policy: UsagePolicy, options: SqliteStoreOptions = {}) {
     this.policy = Object.freeze({ ...policy })
+    this.#clock = options.clock ?? systemClock
     this.path = path === ':memory:' ? path : resolve(path)
     let db: Database.Database | undefined
     try {
@@ -140,6 +166,8 @@ export class SqliteStore implements UsageStore {
     this.#ackTx = db.transaction((reportId: string, now: number) => this.#ackIn(reportId, now)).immediate
     this.#failTx = db.transaction((reportId: string, error: string, now: number) => this.#failIn(reportId, error, now)).immediate
     this.#summaryTx = db.transaction((top: number) => this.#summaryIn(top)).deferred
+    this.#leaseTx = db.transaction((holder: string, ttlMs: number) => this.#leaseIn(holder, ttlMs)).immediate
+    this.#releaseTx = db.transaction((holder: string) => this.#releaseIn(holder)).immediate
   }
 
   async flush (deltas: readonly UsageDelta[]): Promise<FlushResult> {
@@ -163,6 +191,24 @@ export class SqliteStore implements UsageStore {
         this.#db.pragma('synchronous = NORMAL')
       }
     })
+  }
+
+  /**
+   * The reporter lease, for several processes on one file (`--workers N`):
+   * takes a free or expired lease, or renews `holder`'s, for `ttlMs`, and
+   * resolves its fencing number (> 0; bumped for every new holder), or 0
+   * while another holder has it. A lease whose holder's process has ended
+   * (SIGKILL, crash) is free at once rather than after its TTL, so a
+   * restarted single process is the reporter from its first tick, and a
+   * graceful stop right after a restart still seals and delivers.
+   */
+  async leadership (holder: string, ttlMs: number): Promise<number> {
+    return this.#run('leadership', () => this.#leaseTx(holder, Math.max(1, Math.round(ttlMs))))
+  }
+
+  /** Free the lease if `holder` has it, so that another process takes over at its next tick. */
+  async releaseLeadership (holder: string): Promise<void> {
+    this.#run('releaseLeadership', () => this.#releaseTx(holder))
   }
 
   async nextSealAt (): Promise<number | undefined> {
@@ -331,6 +377,30 @@ export class SqliteStore implements UsageStore {
     return summary
   }
 
+  #leaseIn (holder: string, ttlMs: number): number {
+    const now = this.#clock.now()
+    const lease = parseLease(this.#getMeta.get(LEASE_KEY))
+    const live = lease.holder !== null && lease.expiresAt > now
+    if (live && lease.holder === holder) {
+      this.#setLease({ ...lease, expiresAt: now + ttlMs })
+      return lease.fence
+    }
+    if (live && !holderGone(lease)) return 0
+    const fence = lease.fence + 1
+    this.#setLease({ holder, expiresAt: now + ttlMs, fence, pid: process.pid, pidSpace: PID_SPACE ?? null })
+    return fence
+  }
+
+  #releaseIn (holder: string): void {
+    const lease = parseLease(this.#getMeta.get(LEASE_KEY))
+    // The fence stays: the next holder's number must be greater than every earlier one.
+    if (lease.holder === holder) this.#setLease({ holder: null, expiresAt: 0, fence: lease.fence, pid: null, pidSpace: null })
+  }
+
+  #setLease (lease: LeaseRow): void {
+    this.#setMeta.run(LEASE_KEY, JSON.stringify(lease))
+  }
+
   #nextSeal (): number | undefined {
     const value = this.#getMeta.get('next_seal_at')
     return value === undefined || value === null ? undefined : Number(value)
@@ -350,6 +420,22 @@ export class SqliteStore implements UsageStore {
       if (err instanceof StreammeterError) throw err
       throw new StoreError(`sqlite store ${operation} failed: ${messageOf(err)}`, { cause: err })
     }
+  }
+}
+
+/**
+ * Whether the process that took `lease` has provably ended: it ran where this
+ * process sees the same process ids, and no process has that id now. A
+ * process that cannot be signalled (EPERM) exists; a reused id looks alive,
+ * and then the lease's expiry decides, as it does elsewhere.
+ */
+function holderGone (lease: LeaseRow): boolean {
+  if (lease.pid === null || lease.pid === process.pid || PID_SPACE === undefined || lease.pidSpace !== PID_SPACE) return false
+  try {
+    process.kill(lease.pid, 0)
+    return false
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH'
   }
 }
 
