@@ -6,6 +6,7 @@ import { Redis } from 'ioredis'
 import { StoreError } from '../src/errors.ts'
 import type { FlushResult, UsageDelta, UsagePolicy, UsageRecord, UsageStore } from '../src/meter/index.ts'
 import { MemoryStore, RedisStore } from '../src/store/index.ts'
+import { FLUSH_CHUNK_UIDS } from '../src/store/redis-store.ts'
 import { FLUSH_MARKER_TTL_MS, redisKeys } from '../src/store/redis-scripts.ts'
 import { REDIS_URL, cleanupPrefix, keysOf, redisOrSkip, redisSuite, uniquePrefix } from './helpers/redis.ts'
 
@@ -24,14 +25,14 @@ function delta (uid: string, bytes: number, more: Partial<UsageDelta> = {}): Usa
 }
 
 /** A store on a fresh prefix (keys deleted when the test ends), flushing `chunk` deltas per script. */
-async function fresh (t: TestContext, chunk: number, policy: UsagePolicy = POLICY): Promise<RedisStore> {
+async function fresh (t: TestContext, chunk: number | undefined, policy: UsagePolicy = POLICY): Promise<RedisStore> {
   assert.ok(await redisOrSkip(t))
   const prefix = uniquePrefix('flush-chunks')
   cleanupPrefix(t, prefix)
   return open(t, prefix, chunk, policy)
 }
 
-async function open (t: TestContext, prefix: string, chunk: number, policy: UsagePolicy = POLICY): Promise<RedisStore> {
+async function open (t: TestContext, prefix: string, chunk: number | undefined, policy: UsagePolicy = POLICY): Promise<RedisStore> {
   const store = await RedisStore.open(REDIS_URL, policy, { prefix, flushChunkUids: chunk })
   t.after(() => store.close())
   return store
@@ -129,8 +130,9 @@ describe('chunked redis flush', suite, () => {
     assert.equal((await chunked.counters()).bytes_discarded, 70)
   })
 
-  it('10,000 uids go as 10 scripts in one write to the socket (one round-trip)', async (t) => {
-    const store = await fresh(t, 1000)
+  it('10,000 uids go as 20 scripts (the default chunk) in one write to the socket (one round-trip)', async (t) => {
+    assert.equal(FLUSH_CHUNK_UIDS, 500)
+    const store = await fresh(t, undefined)
     await store.flush([delta('warm-up', 1)]) // the first script on a connection goes as EVAL with its source
     const deltas = Array.from({ length: 10_000 }, (_, i) => delta(`user-${i}`, 500 + (i % 1000), { ips: [`2001:db8::${i.toString(16)}`], sessions: [`s${i}`] }))
     const sent: Array<{ name: string, stream: unknown }> = []
@@ -147,7 +149,7 @@ describe('chunked redis flush', suite, () => {
     })
     const result = await store.flush(deltas)
     t.mock.restoreAll()
-    assert.deepEqual(sent.map((s) => s.name), Array<string>(10).fill('evalsha'))
+    assert.deepEqual(sent.map((s) => s.name), Array<string>(20).fill('evalsha'))
     assert.equal(new Set(sent.map((s) => s.stream)).size, 1, 'every chunk in one pipeline')
     assert.equal(writes, 1)
     assert.deepEqual([result.uids, result.created, result.qualified], [10_000, 10_000, 5000])

@@ -3,6 +3,7 @@
  *
  *   npm run bench                                   every suite
  *   node --expose-gc --import tsx src/run.ts record [scenario ...]
+ *   node --import tsx src/run.ts redis [flush|chunks|seal|memory|e2e|e2e-wrk ...]
  *
  * Each suite runs its measurements in child processes of its own. Exit code 1
  * when a correctness check failed (a missed target is reported, not fatal).
@@ -11,7 +12,8 @@ import { runRecordSuite } from './record-suite.ts'
 
 /** Suites by name; each takes optional scenario ids and resolves false on a failed check. */
 const SUITES = new Map<string, (ids: readonly string[]) => Promise<boolean>>([
-  ['record', runRecordSuite]
+  ['record', runRecordSuite],
+  ['redis', async (ids) => await (await import('./redis-suite.ts')).runRedisSuite(ids)]
 ])
 
 async function main (argv: readonly string[]): Promise<number> {
