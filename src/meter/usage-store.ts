@@ -67,8 +67,8 @@ export interface UsageStore {
    * Shared stores: hold the reporter lease, so that one instance at a time
    * seals windows and delivers the outbox. Takes a free (or expired) lease or
    * renews `holder`'s for `ttlMs`; resolves a fencing number > 0 while
-   * `holder` has it and 0 while another instance does. A store used by one
-   * process leaves this out: that process is always the reporter.
+   * `holder` has it and 0 while another instance does. A store only one
+   * process can use (memory) leaves this out: that process is always the reporter.
    */
   leadership? (holder: string, ttlMs: number): Promise<number>
   /** Give the lease up if `holder` has it (graceful stop), so another instance takes over at once. */
