@@ -12,6 +12,7 @@ import { runRecordSuite } from './record-suite.ts'
 
 /** Suites by name; each takes optional scenario ids and resolves false on a failed check. */
 const SUITES = new Map<string, (ids: readonly string[]) => Promise<boolean>>([
+  ['proxy', async (ids) => await (await import('./proxy-suite.ts')).runProxySuite(ids)],
   ['record', runRecordSuite],
   ['redis', async (ids) => await (await import('./redis-suite.ts')).runRedisSuite(ids)]
 ])

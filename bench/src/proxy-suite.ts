@@ -1,0 +1,330 @@
+import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fixed, int, median } from './lib/format.ts'
+import { describeMachine } from './lib/machine.ts'
+import type { MachineInfo } from './lib/machine.ts'
+import { RESULTS_DIR, writeResults } from './lib/results.ts'
+import { bundleNodeTargets } from './proxy/bundles.ts'
+import { ensureContent } from './proxy/content.ts'
+import type { Content } from './proxy/content.ts'
+import { checkExactness, exactnessLine } from './proxy/exactness.ts'
+import type { Exactness } from './proxy/exactness.ts'
+import { NGINX, nginxErrors } from './proxy/nginx.ts'
+import { waitForHttp } from './proxy/net.ts'
+import {
+  FULL_TIMING, LIMITS, LOAD_CORE, LOAD_UIDS, POOL_SIZE, QUICK_TIMING, RATIOS, SCENARIOS, TARGET_CORE, TARGETS, VERIFY
+} from './proxy/plan.ts'
+import type { Scenario, ScenarioId, Timing } from './proxy/plan.ts'
+import { coreTimes, cpuSeconds, peakRssBytes, processTree, resetPeakRss } from './proxy/proc-stats.ts'
+import type { CoreTimes } from './proxy/proc-stats.ts'
+import { ProcessGroup, isRunning, logTail } from './proxy/processes.ts'
+import { ReportReceiver } from './proxy/report-receiver.ts'
+import { seededRandom, signedPath, signedPool } from './proxy/signed-paths.ts'
+import { errorCount, limits, othersOnTargetCore, ratios, renderTables, summarize, throughput } from './proxy/summary.ts'
+import type { Sample } from './proxy/summary.ts'
+import { startOrigin, startTarget } from './proxy/targets.ts'
+import type { RunningTarget } from './proxy/targets.ts'
+import { WRK, runWrk, writeWrkScript } from './proxy/wrk.ts'
+
+/**
+ * The `proxy` benchmark: streammeter (HTTP and filesystem origin, every URL
+ * signed, metering on) against nginx (static, proxy_pass) and two Node
+ * proxies, each pinned to core 0 and loaded by wrk on core 1, in interleaved
+ * rounds; then an exactness check of streammeter's reports. See
+ * bench/README.md for the method.
+ *
+ *   node --import tsx src/run.ts proxy [--quick]
+ */
+
+/** Pause before each run, so that the previous run's closing connections are handled before CPU is read. */
+const SETTLE_MS = 250
+/** Signed URLs stay valid this long: far past any run. */
+const URL_LIFETIME_S = 7 * 24 * 3600
+
+const log = (line: string): void => { process.stderr.write(`${line}\n`) }
+
+/** Run the suite; resolves false when a check failed, the harness failed, or the arguments are wrong. */
+export async function runProxySuite (args: readonly string[] = []): Promise<boolean> {
+  const ids = SCENARIOS.map((s) => s.id as string)
+  const unknown = args.filter((a) => a !== '--quick' && !ids.includes(a))
+  if (unknown.length > 0) {
+    log(`proxy: unknown argument ${unknown.join(' ')} (usage: proxy [--quick] [${ids.join('|')} ...])`)
+    return false
+  }
+  const quick = args.includes('--quick')
+  const only = args.filter((a) => ids.includes(a))
+  const scenarios = only.length === 0 ? SCENARIOS : SCENARIOS.filter((s) => only.includes(s.id))
+  const timing = quick ? QUICK_TIMING : FULL_TIMING
+  const missing = prerequisitesMissing()
+  if (missing !== undefined) {
+    log(`proxy: ${missing}`)
+    return false
+  }
+
+  const group = new ProcessGroup()
+  const receiver = new ReportReceiver()
+  const tmp = mkdtempSync(join(tmpdir(), 'streammeter-proxy-'))
+  // Run as root, nginx's worker is `nobody`, and must reach its temp
+  // directories below this one (mkdtemp makes it 0700): proxy_buffering
+  // spills large responses to files there.
+  chmodSync(tmp, 0o755)
+  let keepTmp = false
+  let interrupted = false
+  // Ctrl-C (or a kill): stop every process we started, which makes whatever
+  // the run is waiting for fail at once; the `finally` below then cleans up.
+  // Should it hang regardless, or on a second signal, exit anyway.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupted) process.exit(130)
+    interrupted = true
+    log(`\nproxy: ${signal}: stopping every process started`)
+    group.stopAll(2_000).catch(() => {})
+    setTimeout(() => process.exit(130), 15_000).unref()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  try {
+    const machine = describeMachine()
+    log(header(machine, timing, quick))
+    const content = ensureContent(log)
+    await receiver.listen()
+    const secret = randomBytes(32).toString('hex')
+    const expires = Math.floor(Date.now() / 1000) + URL_LIFETIME_S
+    const scripts = writeScripts(tmp, content, secret, expires)
+    const probePath = signedPath(secret, 'probe', content.byScenario.s2.files[0] as string, expires)
+
+    const bundles = await bundleNodeTargets(join(tmp, 'bundles'))
+    const origin = await startOrigin({ group, tmp, contentRoot: content.root })
+    await waitForHttp(`${origin.url}${probePath}`, origin.proc)
+    const targets: RunningTarget[] = []
+    for (const spec of TARGETS.filter((t) => scenarios.some((sc) => t.scenarios.includes(sc.id)))) {
+      log(`starting ${spec.label}`)
+      targets.push(await startTarget(spec, { group, tmp, contentRoot: content.root, originUrl: origin.url, receiver, secret, probePath, bundles }))
+    }
+
+    const samples = await measureAll(group, targets, scenarios, scripts, timing)
+
+    const exactness: Exactness[] = []
+    let seed = 1000
+    for (const t of targets.filter((x) => x.spec.metered)) {
+      log(`exactness pass: ${t.spec.label}`)
+      exactness.push(await checkExactness(t, { group, receiver, content, secret, expires, seed: seed++ }))
+    }
+    const unmetered = await checkUnmetered(group, receiver, targets)
+
+    const cells = summarize(samples)
+    const nginxNotes = nginxLogNotes(tmp)
+    const ok = exactness.every((e) => e.ok) && unmetered.every((u) => u.ok)
+    const out = [
+      '',
+      header(machine, timing, quick),
+      '',
+      renderTables(cells),
+      '',
+      ...exactness.map(exactnessLine),
+      ...unmetered.map((u) => `${u.ok ? 'OK' : 'FAIL'} ${u.target}: ${u.line}`),
+      ...errorsNote(samples),
+      noiseNote(samples),
+      ...nginxNotes
+    ]
+    process.stdout.write(`${out.join('\n')}\n`)
+    const path = writeResults('proxy', {
+      suite: 'proxy',
+      createdAt: new Date().toISOString(),
+      quick,
+      machine,
+      tools: { nginx: versionOf(NGINX, ['-v']), wrk: versionOf(WRK, ['-v']) },
+      config: {
+        timing,
+        scenarios,
+        targets: TARGETS,
+        cores: { targets: TARGET_CORE, originAndWrk: LOAD_CORE },
+        loadUids: LOAD_UIDS,
+        poolSize: POOL_SIZE,
+        verify: VERIFY,
+        ratios: RATIOS,
+        limits: LIMITS
+      },
+      ok,
+      cells,
+      ratios: ratios(cells),
+      limits: limits(cells),
+      exactness,
+      unmetered,
+      nginxErrors: nginxNotes,
+      samples
+    })
+    process.stdout.write(`\nresults: ${path.startsWith(RESULTS_DIR) ? `bench/results/${path.slice(RESULTS_DIR.length)}` : path}\n`)
+    return ok
+  } catch (err) {
+    if (interrupted) return false
+    keepTmp = true
+    log(`proxy: failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
+    log(`proxy: logs kept in ${tmp}`)
+    return false
+  } finally {
+    await group.stopAll()
+    await receiver.close()
+    if (!keepTmp) rmSync(tmp, { recursive: true, force: true })
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    if (interrupted) process.exit(130)
+  }
+}
+
+function prerequisitesMissing (): string | undefined {
+  if (process.platform !== 'linux') return 'needs Linux (/proc, taskset)'
+  if (availableParallelism() < 2) return 'needs at least 2 CPUs (targets on one, origin and wrk on the other)'
+  for (const [name, bin, args] of [['nginx', NGINX, ['-v']], ['wrk', WRK, ['-v']], ['taskset', 'taskset', ['-V']]] as const) {
+    if (spawnSync(bin, args).error !== undefined) return `${name} not found (${bin}); on Debian: apt-get install nginx-light wrk util-linux`
+  }
+  return undefined
+}
+
+function versionOf (bin: string, args: string[]): string {
+  const r = spawnSync(bin, args, { encoding: 'utf8' })
+  return `${r.stdout}${r.stderr}`.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown'
+}
+
+/**
+ * One wrk script per scenario, shared by every target so that all of them
+ * get byte-identical requests: POOL_SIZE random (file, uid) pairs, uids among
+ * LOAD_UIDS, each signed (nginx and the Node peers ignore the query).
+ */
+function writeScripts (tmp: string, content: Content, secret: string, expires: number): Record<ScenarioId, string> {
+  const random = seededRandom(42)
+  const scripts = {} as Record<ScenarioId, string>
+  for (const sc of SCENARIOS) {
+    const pool = signedPool({ secret, files: content.byScenario[sc.id].files, uids: LOAD_UIDS, uidPrefix: 'u', size: POOL_SIZE, expires, random })
+    const file = join(tmp, `${sc.id}.lua`)
+    writeWrkScript(file, pool.map((e) => e.path))
+    scripts[sc.id] = file
+  }
+  return scripts
+}
+
+/**
+ * For each scenario: one warm-up run per target, then `rounds` rounds in
+ * which every target runs once. The order of the targets rotates by one each
+ * round, so that no target always follows the same neighbour.
+ */
+async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[], scenarios: readonly Scenario[], scripts: Record<ScenarioId, string>, timing: Timing): Promise<Sample[]> {
+  const samples: Sample[] = []
+  let seed = 1
+  for (const sc of scenarios) {
+    const inScenario = targets.filter((t) => t.spec.scenarios.includes(sc.id))
+    for (const t of inScenario) {
+      const s = await measure(group, t, sc, scripts[sc.id], timing.warmupSeconds, 0, seed++)
+      samples.push(s)
+      log(progressLine(s, sc, 'warm-up', t))
+    }
+    for (let round = 1; round <= timing.rounds; round++) {
+      for (let i = 0; i < inScenario.length; i++) {
+        const t = inScenario[(i + round - 1) % inScenario.length] as RunningTarget
+        const s = await measure(group, t, sc, scripts[sc.id], timing.seconds, round, seed++)
+        samples.push(s)
+        log(progressLine(s, sc, `round ${round}/${timing.rounds}`, t))
+      }
+    }
+  }
+  return samples
+}
+
+async function measure (group: ProcessGroup, t: RunningTarget, sc: Scenario, script: string, seconds: number, round: number, seed: number): Promise<Sample> {
+  if (!isRunning(t.proc)) throw new Error(`${t.spec.label} is no longer running:\n${logTail(t.proc)}`)
+  // nginx's master would replace a crashed worker: look the tree up again each time.
+  const pids = t.spec.id.startsWith('nginx') ? processTree(t.proc.pid) : t.pids
+  await sleep(SETTLE_MS)
+  resetPeakRss(pids)
+  const startedAt = new Date().toISOString()
+  const cpu0 = cpuSeconds(pids)
+  const cores0 = coreTimes()
+  const t0 = performance.now()
+  const wrk = await runWrk(group, { url: t.url, script, connections: sc.connections, seconds, core: LOAD_CORE, seed })
+  const wallSeconds = (performance.now() - t0) / 1000
+  const cores1 = coreTimes()
+  const cpu1 = cpuSeconds(pids)
+  const delta = (core: number): CoreTimes => ({
+    busy: (cores1[core]?.busy ?? 0) - (cores0[core]?.busy ?? 0),
+    interrupts: (cores1[core]?.interrupts ?? 0) - (cores0[core]?.interrupts ?? 0),
+    steal: (cores1[core]?.steal ?? 0) - (cores0[core]?.steal ?? 0)
+  })
+  return {
+    scenario: sc.id,
+    target: t.spec.id,
+    round,
+    startedAt,
+    wrk,
+    cpuSeconds: cpu1 - cpu0,
+    peakRssBytes: peakRssBytes(pids),
+    cores: { target: delta(TARGET_CORE), load: delta(LOAD_CORE) },
+    wallSeconds
+  }
+}
+
+function progressLine (s: Sample, sc: Scenario, what: string, t: RunningTarget): string {
+  const errors = errorCount(s)
+  return `${sc.id} ${what.padEnd(11)} ${t.spec.label.padEnd(20)} ${int(throughput(s)).padStart(7)} ${sc.unit}` +
+    `  cpu ${fixed(s.cpuSeconds)} s  peak rss ${fixed(s.peakRssBytes / 2 ** 20, 1)} MiB` +
+    `  others on core ${TARGET_CORE}: ${fixed(othersOnTargetCore(s) * 100, 0)}%, steal ${fixed(s.cores.target.steal + s.cores.load.steal)} s` +
+    `${errors > 0 ? `  ERRORS ${int(errors)} ${JSON.stringify(s.wrk.errors)}` : ''}`
+}
+
+/** The streammeter with metering off must stop cleanly and report nothing. */
+async function checkUnmetered (group: ProcessGroup, receiver: ReportReceiver, targets: readonly RunningTarget[]): Promise<Array<{ target: string, ok: boolean, line: string }>> {
+  const out = []
+  for (const t of targets.filter((x) => x.spec.id === 'sm-fs-off')) {
+    const exit = await group.stop(t.proc, 'SIGTERM', 60_000)
+    const reports = receiver.usage(t.spec.id).reports
+    const ok = exit.code === 0 && reports === 0
+    out.push({ target: t.spec.id, ok, line: `metering off: ${reports} reports received, exit ${String(exit.code ?? exit.signal)}` })
+  }
+  return out
+}
+
+/** What the nginx error logs say, per nginx that logged errors. */
+function nginxLogNotes (tmp: string): string[] {
+  const notes: string[] = []
+  for (const name of ['origin', 'nginx-static', 'nginx-proxy']) {
+    const lines = nginxErrors(join(tmp, name))
+    if (lines.length > 0) notes.push(`${name} nginx logged ${lines.length} errors, the first: ${(lines[0] as string).slice(0, 300)}`)
+  }
+  return notes
+}
+
+function errorsNote (samples: readonly Sample[]): string[] {
+  const notes: string[] = []
+  const bad = samples.filter((s) => errorCount(s) > 0)
+  notes.push(bad.length === 0
+    ? 'wrk saw no errors (socket errors or status >= 400) in any run'
+    : `wrk saw errors in ${bad.length} runs (see the errors rows and the JSON file): a target answering errors is measured on those answers`)
+  const stalled = samples.filter((s) => s.wrk.requests === 0)
+  if (stalled.length > 0) {
+    notes.push(`STALLED: no complete response in ${stalled.length} runs: ${[...new Set(stalled.map((s) => `${s.target} (${s.scenario})`))].join(', ')}`)
+  }
+  return notes
+}
+
+/** How much other work shared the target core: medians mean little when it was large. */
+function noiseNote (samples: readonly Sample[]): string {
+  const timed = samples.filter((s) => s.round > 0)
+  if (timed.length === 0) return ''
+  const shares = timed.map(othersOnTargetCore)
+  const worst = timed[shares.indexOf(Math.max(...shares))] as Sample
+  const steal = timed.reduce((n, s) => n + s.cores.target.steal + s.cores.load.steal, 0)
+  return `other processes on core ${TARGET_CORE} during timed runs: median ${fixed(median(shares) * 100, 0)}% of the run, ` +
+    `worst ${fixed(Math.max(...shares) * 100, 0)}% (${worst.scenario} ${worst.target} round ${worst.round}); ` +
+    `steal time over all timed runs ${fixed(steal)} s`
+}
+
+function header (m: MachineInfo, timing: Timing, quick: boolean): string {
+  return [
+    `proxy benchmark${quick ? ' (--quick: checks the harness; the numbers mean little)' : ''}: ` +
+      `${timing.rounds} rounds x ${timing.seconds} s per cell after a ${timing.warmupSeconds} s warm-up, targets interleaved; ` +
+      `targets on core ${TARGET_CORE}, origin nginx and wrk on core ${LOAD_CORE}`,
+    `node ${m.node}, ${m.platform}/${m.arch}, ${m.cpu} x${m.cpus}, ${m.memoryGiB} GiB; load average ${fixed(m.loadAverage)} at the start`
+  ].join('\n')
+}

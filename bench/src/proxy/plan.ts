@@ -1,0 +1,113 @@
+/**
+ * What the `proxy` benchmark runs: scenarios, targets, rounds and the targets
+ * streammeter is held to. Operators compare these numbers across releases
+ * and against nginx, so the method is fixed here in one place.
+ */
+
+/** Scenario ids, in the order they run (see {@link SCENARIOS}). */
+export type ScenarioId = 's1' | 's2' | 's3'
+
+/** Target ids, in table order. */
+export type TargetId = 'nginx-static' | 'nginx-proxy' | 'sm-http' | 'sm-fs' | 'sm-fs-off' | 'fastify-proxy' | 'http-proxy'
+
+/** One load pattern. */
+export interface Scenario {
+  id: ScenarioId
+  label: string
+  /** wrk connections. */
+  connections: number
+  /** What the throughput row shows: bytes per second (MiB/s) or responses per second. */
+  unit: 'MiB/s' | 'req/s'
+  /** Every file of the scenario has this size, in bytes. */
+  fileBytes: number
+}
+
+/** One process (or nginx master + worker) under test. */
+export interface TargetSpec {
+  id: TargetId
+  label: string
+  /** Scenarios it takes part in. */
+  scenarios: readonly ScenarioId[]
+  /** A streammeter whose metering is checked for exactness at the end. */
+  metered: boolean
+}
+
+const MIB = 2 ** 20
+
+/**
+ * S2 runs first: its peak RSS is held to a target, and a process that has
+ * just streamed 64 MiB responses keeps some of that memory for a while, which
+ * would be charged to S2 otherwise. Peak RSS is recorded for every cell.
+ */
+export const SCENARIOS: readonly Scenario[] = [
+  { id: 's2', label: 'S2 10,000 x 4 KiB .m4s', connections: 64, unit: 'req/s', fileBytes: 4096 },
+  { id: 's1', label: 'S1 64 x 1 MiB .ts', connections: 32, unit: 'MiB/s', fileBytes: MIB },
+  { id: 's3', label: 'S3 1 x 64 MiB .mp4', connections: 4, unit: 'MiB/s', fileBytes: 64 * MIB }
+]
+
+const ALL: readonly ScenarioId[] = ['s1', 's2', 's3']
+
+export const TARGETS: readonly TargetSpec[] = [
+  { id: 'nginx-static', label: 'nginx static', scenarios: ALL, metered: false },
+  { id: 'nginx-proxy', label: 'nginx proxy_pass', scenarios: ALL, metered: false },
+  { id: 'sm-http', label: 'streammeter http', scenarios: ALL, metered: true },
+  { id: 'sm-fs', label: 'streammeter fs', scenarios: ALL, metered: true },
+  // Only S2 (many small responses) shows what metering costs per request.
+  { id: 'sm-fs-off', label: 'sm fs meter off', scenarios: ['s2'], metered: false },
+  { id: 'fastify-proxy', label: '@fastify/http-proxy', scenarios: ALL, metered: false },
+  { id: 'http-proxy', label: 'http-proxy', scenarios: ALL, metered: false }
+]
+
+/** How long and how often each (scenario, target) cell is measured. */
+export interface Timing {
+  rounds: number
+  /** wrk -d of one timed round. */
+  seconds: number
+  /** wrk -d of the one untimed warm-up run per cell, before round 1. */
+  warmupSeconds: number
+}
+
+export const FULL_TIMING: Timing = { rounds: 4, seconds: 5, warmupSeconds: 3 }
+/** `--quick`: checks the harness end to end in about two minutes; its numbers mean little. */
+export const QUICK_TIMING: Timing = { rounds: 1, seconds: 2, warmupSeconds: 1 }
+
+/** Distinct uids the timed load spreads over (`u0` … `u9999`). */
+export const LOAD_UIDS = 10_000
+/** Signed (file, uid) pairs per scenario that wrk picks from at random. */
+export const POOL_SIZE = 20_000
+/** Untimed exactness pass per metered streammeter: requests, uids (`v0` …) and concurrency. */
+export const VERIFY = { s1Requests: 400, s2Requests: 2_600, uids: 1_000, concurrency: 32 } as const
+
+/** Cores: targets on one, the origin nginx and wrk on the other. */
+export const TARGET_CORE = 0
+export const LOAD_CORE = 1
+
+/** A ratio of two targets' medians, and the floor (or band) it should meet. */
+export interface RatioSpec {
+  label: string
+  scenario: ScenarioId
+  numerator: TargetId
+  denominator: TargetId
+  /** Meets the target when the ratio is at least this… */
+  min: number
+  /** …and, for a band, at most this. */
+  max?: number
+}
+
+export const RATIOS: readonly RatioSpec[] = [
+  { label: 'http origin S1 vs nginx proxy_pass', scenario: 's1', numerator: 'sm-http', denominator: 'nginx-proxy', min: 1.0 },
+  { label: 'http origin S3 vs nginx proxy_pass', scenario: 's3', numerator: 'sm-http', denominator: 'nginx-proxy', min: 1.0 },
+  { label: 'http origin S2 vs nginx proxy_pass', scenario: 's2', numerator: 'sm-http', denominator: 'nginx-proxy', min: 0.5 },
+  { label: 'http origin S2 vs @fastify/http-proxy', scenario: 's2', numerator: 'sm-http', denominator: 'fastify-proxy', min: 1.5 },
+  { label: 'fs origin S1 vs nginx static', scenario: 's1', numerator: 'sm-fs', denominator: 'nginx-static', min: 0.6 },
+  { label: 'fs origin S2 vs nginx static', scenario: 's2', numerator: 'sm-fs', denominator: 'nginx-static', min: 0.4 },
+  { label: 'S2 metering on vs off (fs origin)', scenario: 's2', numerator: 'sm-fs', denominator: 'sm-fs-off', min: 0.95, max: 1.05 }
+]
+
+/** Absolute limits for the metered streammeter targets. */
+export const LIMITS = {
+  /** CPU seconds per GiB delivered in S1. */
+  cpuSecondsPerGiBS1: 1.3,
+  /** Peak RSS under S2, MiB. */
+  peakRssMiBS2: 80
+} as const
