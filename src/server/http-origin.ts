@@ -158,7 +158,7 @@ export class HttpOrigin implements Origin {
       throw err
     }
     if (answer.body === null) await drain()
-    else answer.body.once('close', unlink)
+    else res.body.once('close', unlink)
     return answer
   }
 

@@ -12,7 +12,7 @@ import type { ForwardedHeaders, Origin, OriginResponse } from './origin.ts'
 import { isPlaylistPath, rewritePlaylist } from './playlist-rewriter.ts'
 import { parseMediaPath, splitTarget } from './request-path.ts'
 import { sessionIdOf } from './session-id.ts'
-import { streamBody } from './stream-body.ts'
+import { sendBuffer, streamBody } from './stream-body.ts'
 import type { TransferRegistry } from './transfers.ts'
 import { checkSignedRequest, signedQuery } from './url-signer.ts'
 
@@ -79,7 +79,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
       res.off('close', onClose)
     }
     if (res.destroyed) {
-      answer.body?.destroy()
+      discard(answer.body)
       return
     }
     if (playlist && answer.status === 200) {
@@ -162,7 +162,9 @@ function one (v: string | string[] | undefined): string | undefined {
 /** Read the whole playlist (bounded), rewrite its URIs, answer 200 in full with a recomputed length. */
 async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMessage, ctx: MediaContext): Promise<OriginResponse> {
   let text = ''
-  if (answer.body !== null) {
+  if (Buffer.isBuffer(answer.body)) {
+    text = answer.body.toString('utf8')
+  } else if (answer.body !== null) {
     const chunks: Buffer[] = []
     let size = 0
     for await (const chunk of answer.body as AsyncIterable<Buffer>) {
@@ -194,6 +196,11 @@ async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMe
   return { status: 200, headers, body: Readable.from([body]), length: body.length }
 }
 
+/** Release a body that will not be sent. */
+function discard (body: Readable | Buffer | null): void {
+  if (body !== null && !Buffer.isBuffer(body)) body.destroy()
+}
+
 function unsignedQuery (uid: string, expires: number | undefined, sid: string | undefined): string {
   const q = new URLSearchParams({ uid })
   if (expires !== undefined) q.set('expires', String(expires))
@@ -207,7 +214,7 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Identity,
   for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value)
   ctx.cors.apply(req, res)
   if (answer.body === null || req.method === 'HEAD' || answer.status === 304) {
-    answer.body?.destroy()
+    discard(answer.body)
     res.end()
     return 0 // HEAD and 304 count 0 (DESIGN §2)
   }
@@ -221,7 +228,7 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Identity,
     total: answer.length
   })
   try {
-    await streamBody(answer.body, res, transfer)
+    await (Buffer.isBuffer(answer.body) ? sendBuffer(answer.body, res, transfer) : streamBody(answer.body, res, transfer))
     if (!res.closed) await once(res, 'close')
     // Write callbacks of the last chunks of an aborted response run on the
     // next turn; count them before recording.

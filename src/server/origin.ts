@@ -8,7 +8,9 @@ import type { Readable } from 'node:stream'
 export interface Origin {
   readonly kind: 'fs' | 'http'
   /**
-   * Fetch one file. Never buffers the body: `body` is a stream to be piped.
+   * Fetch one file. Never buffers a body it streams: `body` is a stream to be
+   * piped, or for a small body already in memory (a small file, a cached
+   * one) a Buffer written in one call.
    * @throws {NotFoundError} 404 — no such file (also for anything that would escape the root)
    * @throws {RangeNotSatisfiableError} 416 — with the file size when known
    * @throws {OriginUnreachableError} 502, {OriginTimeoutError} 504, {OriginError} 502
@@ -56,8 +58,11 @@ export interface OriginResponse {
    * last-modified, accept-ranges, cache-control, content-encoding, vary, expires.
    */
   headers: Record<string, string>
-  /** The body; `null` for HEAD and 304. The consumer must read or destroy it. */
-  body: Readable | null
+  /**
+   * The body; `null` for HEAD and 304. A stream must be read or destroyed by
+   * the consumer; a Buffer is a small body whole in memory.
+   */
+  body: Readable | Buffer | null
   /** Body length in bytes when known (HEAD: the length a GET would have). */
   length?: number | undefined
 }

@@ -53,6 +53,25 @@ export async function streamBody (body: Readable, res: ServerResponse, counter: 
   }
 }
 
+/**
+ * Write a body that is whole in memory in one call, counted in its write
+ * callback as {@link streamBody} counts chunks. Resolves as streamBody does.
+ */
+export async function sendBuffer (body: Buffer, res: ServerResponse, counter: ByteCounter): Promise<boolean> {
+  if (res.destroyed) return false
+  const size = body.length
+  res.write(body, (err) => {
+    if (err == null) counter.bytes += size
+  })
+  res.end()
+  try {
+    await finished(res)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** Wait for 'drain'; false if the response closes first. */
 function drained (res: ServerResponse): Promise<boolean> {
   return new Promise((resolve) => {
