@@ -20,8 +20,8 @@ export interface HttpOriginOptions {
    */
   baseUrl: string
   /**
-   * Seconds from the start of a fetch to the origin's response headers,
-   * waiting for a pooled connection and connecting included; past it, 504.
+   * Seconds the origin may take to accept a connection, and then to answer
+   * a request with its headers; past either, 504.
    */
   timeout: number
   /** Most connections kept open to the origin; unlimited, since a long MP4 download holds one for its whole length. @default unlimited */
@@ -75,7 +75,6 @@ export class HttpOrigin implements Origin {
   readonly #basePath: string
   readonly #baseQuery: string
   readonly #authorization: string | undefined
-  readonly #timeoutMs: number
   #closing: Promise<void> | undefined
 
   constructor (options: HttpOriginOptions) {
@@ -91,12 +90,13 @@ export class HttpOrigin implements Origin {
     this.#authorization = base.username !== '' || base.password !== ''
       ? 'Basic ' + Buffer.from(`${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`).toString('base64')
       : undefined
-    this.#timeoutMs = Math.max(1, Math.round(options.timeout * 1000))
+    const timeoutMs = Math.max(1, Math.round(options.timeout * 1000))
     this.#pool = new Pool(base.origin, {
       connections: options.connections ?? null,
-      // Backstops: the deadline in fetch() covers queueing, connecting and headers together.
-      connectTimeout: this.#timeoutMs,
-      headersTimeout: this.#timeoutMs,
+      // The deadline: connecting, then the headers, each within the timeout
+      // (the pool has no connection limit, so no request waits in a queue).
+      connectTimeout: timeoutMs,
+      headersTimeout: timeoutMs,
       bodyTimeout: Math.max(1, Math.round((options.bodyTimeout ?? 30) * 1000)),
       keepAliveTimeout: 4_000
     })
@@ -114,32 +114,21 @@ export class HttpOrigin implements Origin {
     const whole = request.whole === true
     const headers = this.#requestHeaders(request, whole)
 
-    // One controller for undici: aborted by the client going away (for the
-    // whole life of the body) or by the deadline (until the headers).
-    const controller = new AbortController()
-    let timedOut = false
-    const deadline = setTimeout(() => {
-      timedOut = true
-      controller.abort(new OriginTimeoutError())
-    }, this.#timeoutMs)
-    const onAbort = (): void => controller.abort(client?.reason)
-    client?.addEventListener('abort', onAbort, { once: true })
-    const unlink = (): void => client?.removeEventListener('abort', onAbort)
-
+    // The client's signal goes to undici as it is (aborting the origin
+    // request for the whole life of the body); the deadline is undici's own
+    // connect and headers timers. A controller and a timer of our own per
+    // request cost ~4 % of the CPU of a small-file request (profiled).
     let res: Dispatcher.ResponseData
     try {
       res = await this.#pool.request({
         path: this.#basePath + request.path.split('/').map(encodeURIComponent).join('/') + this.#baseQuery,
         method: request.method,
         headers,
-        signal: controller.signal
+        signal: client
       })
     } catch (err) {
-      unlink()
       if (client?.aborted === true) throw client.reason
-      throw classify(err, timedOut, this.#closing !== undefined)
-    } finally {
-      clearTimeout(deadline)
+      throw classify(err, this.#closing !== undefined)
     }
 
     // Read and drop what body there is (none for HEAD and 304, a short one
@@ -148,7 +137,6 @@ export class HttpOrigin implements Origin {
     // and the client's signal, which stays linked until then.
     const drain = async (): Promise<void> => {
       await res.body.dump({ limit: 64 * 1024 }).catch(() => {})
-      unlink()
     }
     let answer: OriginResponse
     try {
@@ -158,7 +146,6 @@ export class HttpOrigin implements Origin {
       throw err
     }
     if (answer.body === null) await drain()
-    else res.body.once('close', unlink)
     return answer
   }
 
@@ -267,9 +254,9 @@ function passedHeaders (raw: Record<string, string | string[] | undefined>): Rec
 }
 
 /** Map an undici/network failure to a gateway error; the original stays in `cause`. */
-function classify (err: unknown, timedOut: boolean, closing: boolean): StreammeterError {
+function classify (err: unknown, closing: boolean): StreammeterError {
   if (err instanceof StreammeterError) return err
-  if (timedOut || err instanceof errors.HeadersTimeoutError || err instanceof errors.ConnectTimeoutError) {
+  if (err instanceof errors.HeadersTimeoutError || err instanceof errors.ConnectTimeoutError) {
     return new OriginTimeoutError({ cause: err })
   }
   if (closing || err instanceof errors.ClientClosedError || err instanceof errors.ClientDestroyedError) return new ShuttingDownError()

@@ -228,11 +228,14 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Identity,
     total: answer.length
   })
   try {
-    await (Buffer.isBuffer(answer.body) ? sendBuffer(answer.body, res, transfer) : streamBody(answer.body, res, transfer))
-    if (!res.closed) await once(res, 'close')
-    // Write callbacks of the last chunks of an aborted response run on the
-    // next turn; count them before recording.
-    await new Promise((resolve) => setImmediate(resolve))
+    const complete = await (Buffer.isBuffer(answer.body) ? sendBuffer(answer.body, res, transfer) : streamBody(answer.body, res, transfer))
+    // A complete response has run every write callback ('finish' comes
+    // after them). An aborted one may still have callbacks to run: the
+    // socket's 'close', then one more turn, and they are counted.
+    if (!complete) {
+      if (!res.closed) await once(res, 'close')
+      await new Promise((resolve) => setImmediate(resolve))
+    }
   } finally {
     ctx.transfers.close(transfer)
   }
