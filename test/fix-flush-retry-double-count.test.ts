@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { FlushResult, UsageDelta, UsageStore } from '../src/meter/index.ts'
-import { RedisStore } from '../src/store/index.ts'
+import { RedisStore } from '../src/store/redis-store.ts'
 import { makeCollector } from './helpers/collector-fixture.ts'
 import { REDIS_URL, cleanupPrefix, redisOrSkip, uniquePrefix } from './helpers/redis.ts'
 

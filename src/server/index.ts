@@ -7,7 +7,7 @@ import type { Config } from '../config/index.ts'
 import { describeConfig, toMeterOptions } from '../config/index.ts'
 import { TrafficCollector, policyOf, resolveMeterOptions } from '../meter/index.ts'
 import type { MeterLogger } from '../meter/index.ts'
-import { RedisStore, openStore } from '../store/index.ts'
+import { openStore } from '../store/index.ts'
 import { buildApp } from './app.ts'
 import type { App } from './app.ts'
 import { FsOrigin } from './fs-origin.ts'
@@ -81,7 +81,7 @@ export async function startServer (config: Config, options: { logger?: Logger } 
   const host = config.host === '::' || config.host === '0.0.0.0' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host
   const address = `http://${host}:${port}`
   logger.info({ config: describeConfig(config) }, 'streammeter started')
-  if (store instanceof RedisStore && !store.connected) {
+  if ('connected' in store && store.connected === false) {
     logger.error({}, 'the redis store is unreachable: serving without it, usage kept in memory until it answers (/health says degraded)')
   }
   if (config.signingSecret === undefined) {

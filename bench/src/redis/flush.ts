@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import type { FlushResult, UsageDelta } from '../../../src/meter/index.ts'
-import type { RedisStore } from '../../../src/store/index.ts'
+import type { RedisStore } from '../../../src/store/redis-store.ts'
 import {
   adminClient, benchPrefix, countWrites, deletePrefix, openBenchStore, scriptStats, slowestSince, slowlogMark
 } from './ledger.ts'

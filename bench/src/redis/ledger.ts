@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { Socket } from 'node:net'
 import { Redis } from 'ioredis'
 import type { UsagePolicy } from '../../../src/meter/index.ts'
-import { RedisStore } from '../../../src/store/index.ts'
+import { RedisStore } from '../../../src/store/redis-store.ts'
 
 /** The server every measurement uses. */
 export const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
