@@ -4,6 +4,7 @@ import type { OriginResponse } from '../../src/server/origin.ts'
 /** Read a GET answer's whole body (tests only). */
 export async function bodyOf (answer: OriginResponse): Promise<Buffer> {
   assert.ok(answer.body !== null, 'a GET answer has a body')
+  if (Buffer.isBuffer(answer.body)) return answer.body
   const chunks: Buffer[] = []
   for await (const chunk of answer.body as AsyncIterable<Buffer>) chunks.push(chunk)
   return Buffer.concat(chunks)
