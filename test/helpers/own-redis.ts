@@ -5,7 +5,7 @@ import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Redis } from 'ioredis'
+import { answersPing } from './redis.ts'
 
 /**
  * A redis-server of the test's own, on a free port, that the test may stop
@@ -44,7 +44,7 @@ export class OwnRedis {
     child.stderr?.on('data', (c: Buffer) => { this.#log += c.toString() })
     this.#child = child
     const deadline = Date.now() + 10_000
-    while (!await this.#answers()) {
+    while (!await answersPing(this.url, 500)) {
       if (child.exitCode !== null || Date.now() > deadline) throw new Error(`redis-server did not start:\n${this.#log}`)
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
@@ -65,19 +65,6 @@ export class OwnRedis {
   async destroy (): Promise<void> {
     await this.stop()
     rmSync(this.#dir, { recursive: true, force: true })
-  }
-
-  async #answers (): Promise<boolean> {
-    const client = new Redis(this.url, { lazyConnect: true, connectTimeout: 500, maxRetriesPerRequest: 0, retryStrategy: () => null })
-    client.on('error', () => {})
-    try {
-      await client.connect()
-      return (await client.ping()) === 'PONG'
-    } catch {
-      return false
-    } finally {
-      client.disconnect()
-    }
   }
 }
 

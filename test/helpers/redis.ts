@@ -17,19 +17,22 @@ let reachable: Promise<boolean> | undefined
 
 /** PING the test server once per process (1 s connect timeout, no retries). */
 export function redisReachable (): Promise<boolean> {
-  reachable ??= (async () => {
-    const client = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null })
-    client.on('error', () => {})
-    try {
-      await client.connect()
-      return (await client.ping()) === 'PONG'
-    } catch {
-      return false
-    } finally {
-      client.disconnect()
-    }
-  })()
+  reachable ??= answersPing(REDIS_URL, 1000)
   return reachable
+}
+
+/** True when a Redis at `url` answers PING (one attempt, no retries). */
+export async function answersPing (url: string, connectTimeoutMs: number): Promise<boolean> {
+  const client = new Redis(url, { lazyConnect: true, connectTimeout: connectTimeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  client.on('error', () => {})
+  try {
+    await client.connect()
+    return (await client.ping()) === 'PONG'
+  } catch {
+    return false
+  } finally {
+    client.disconnect()
+  }
 }
 
 /**
