@@ -6,9 +6,7 @@
 import { performance } from 'node:perf_hooks'
 import type { FlushResult, UsageDelta } from '../../../src/meter/index.ts'
 import type { RedisStore } from '../../../src/store/redis-store.ts'
-import {
-  adminClient, benchPrefix, countWrites, deletePrefix, openBenchStore, scriptStats, slowestSince, slowlogMark
-} from './ledger.ts'
+import { countWrites, onFreshStores, scriptStats, slowestSince, slowlogMark } from './ledger.ts'
 import type { Redis } from 'ioredis'
 import { DEFAULT_POLICY, bytesOf, makeDeltas } from './input.ts'
 
@@ -60,35 +58,22 @@ async function timedFlush (admin: Redis, store: RedisStore, deltas: readonly Usa
 
 /** `rounds` rounds of create + merge flushes of `uids` uids with `chunk` uids per script. */
 export async function flushRounds (uids: number, rounds: number, chunk: number, progress: (line: string) => void): Promise<FlushRound[]> {
-  const admin = adminClient()
-  const out: FlushRound[] = []
-  try {
-    for (let r = 0; r < rounds; r++) {
-      const prefix = benchPrefix('flush')
-      const store = await openBenchStore(prefix, DEFAULT_POLICY, chunk)
-      try {
-        // The first script on a connection goes as EVAL with its source; then EVALSHA.
-        const warm = makeDeltas(1, 0, Date.now()).map((d) => ({ ...d, uid: 'warm-up' }))
-        await store.flush(warm)
-        const t0 = Date.now()
-        const first = makeDeltas(uids, 0, t0)
-        const second = makeDeltas(uids, 1, t0)
-        const create = await timedFlush(admin, store, first, chunk)
-        const merge = await timedFlush(admin, store, second, chunk)
-        const summary = await store.summary(0)
-        const ok = create.result.created === uids && merge.result.created === 0 &&
-          summary.qualifiedUids + summary.pendingUids === uids + 1 &&
-          summary.qualifiedBytes + summary.pendingBytes === bytesOf(first) + bytesOf(second) + bytesOf(warm)
-        out.push({ create: create.sample, merge: merge.sample, ok })
-        progress(`  flush ${uids} uids, ${chunk}/script, round ${r + 1}/${rounds}: create ${create.sample.ms.toFixed(0)} ms, ` +
-          `merge ${merge.sample.ms.toFixed(0)} ms${ok ? '' : ' CHECK FAILED'}`)
-      } finally {
-        await store.close()
-        await deletePrefix(admin, prefix)
-      }
-    }
-  } finally {
-    await admin.quit()
-  }
-  return out
+  return await onFreshStores('flush', rounds, { policy: DEFAULT_POLICY, flushChunkUids: chunk }, async ({ admin, store, round: r }) => {
+    // The first script on a connection goes as EVAL with its source; then EVALSHA.
+    const warm = makeDeltas(1, 0, Date.now()).map((d) => ({ ...d, uid: 'warm-up' }))
+    await store.flush(warm)
+    const t0 = Date.now()
+    const first = makeDeltas(uids, 0, t0)
+    const second = makeDeltas(uids, 1, t0)
+    const create = await timedFlush(admin, store, first, chunk)
+    const merge = await timedFlush(admin, store, second, chunk)
+    const summary = await store.summary(0)
+    const ok = create.result.created === uids && merge.result.created === 0 &&
+      summary.qualifiedUids + summary.pendingUids === uids + 1 &&
+      summary.qualifiedBytes + summary.pendingBytes === bytesOf(first) + bytesOf(second) + bytesOf(warm)
+    const result: FlushRound = { create: create.sample, merge: merge.sample, ok }
+    progress(`  flush ${uids} uids, ${chunk}/script, round ${r + 1}/${rounds}: create ${create.sample.ms.toFixed(0)} ms, ` +
+      `merge ${merge.sample.ms.toFixed(0)} ms${ok ? '' : ' CHECK FAILED'}`)
+    return result
+  })
 }

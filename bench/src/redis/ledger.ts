@@ -23,6 +23,45 @@ export async function openBenchStore (prefix: string, policy: UsagePolicy, flush
   return await RedisStore.open(REDIS_URL, policy, { prefix, flushChunkUids })
 }
 
+/** What one round of a benchmark gets: a store on a fresh prefix, and the admin client. */
+export interface BenchRound {
+  admin: Redis
+  store: RedisStore
+  prefix: string
+  /** 0-based. */
+  round: number
+}
+
+/**
+ * Run `rounds` rounds of `body`, each on a store of its own under a fresh
+ * `what` prefix (closed and its keys deleted after the round, whatever
+ * happened), with one admin client for all of them. Resolves each round's value.
+ */
+export async function onFreshStores<T> (
+  what: string,
+  rounds: number,
+  open: { policy: UsagePolicy, flushChunkUids?: number },
+  body: (round: BenchRound) => Promise<T>
+): Promise<T[]> {
+  const admin = adminClient()
+  const out: T[] = []
+  try {
+    for (let round = 0; round < rounds; round++) {
+      const prefix = benchPrefix(what)
+      const store = await openBenchStore(prefix, open.policy, open.flushChunkUids)
+      try {
+        out.push(await body({ admin, store, prefix, round }))
+      } finally {
+        await store.close()
+        await deletePrefix(admin, prefix)
+      }
+    }
+  } finally {
+    await admin.quit()
+  }
+  return out
+}
+
 /** A plain client for INFO, SLOWLOG, MEMORY USAGE and cleanup. */
 export function adminClient (): Redis {
   const client = new Redis(REDIS_URL, { lazyConnect: false })

@@ -5,7 +5,7 @@
  * the whole server, so other clients' writes meanwhile blur it.
  */
 import { DEFAULT_POLICY, makeDeltas } from './input.ts'
-import { adminClient, benchPrefix, deletePrefix, openBenchStore, prefixMemory, usedMemory } from './ledger.ts'
+import { onFreshStores, prefixMemory, usedMemory } from './ledger.ts'
 
 export interface MemoryRound {
   uids: number
@@ -19,31 +19,18 @@ export interface MemoryRound {
 }
 
 export async function memoryRounds (uids: number, state: MemoryRound['state'], rounds: number, progress: (line: string) => void): Promise<MemoryRound[]> {
-  const admin = adminClient()
-  const out: MemoryRound[] = []
   const policy = { ...DEFAULT_POLICY, minBytes: state === 'qualified' ? 0 : Number.MAX_SAFE_INTEGER }
-  try {
-    for (let r = 0; r < rounds; r++) {
-      const prefix = benchPrefix('memory')
-      const store = await openBenchStore(prefix, policy)
-      try {
-        const deltas = makeDeltas(uids, 0, Date.now())
-        const before = await usedMemory(admin)
-        await store.flush(deltas)
-        const after = await usedMemory(admin)
-        const keys = await prefixMemory(admin, prefix)
-        const summary = await store.summary(0)
-        const ok = (state === 'qualified' ? summary.qualifiedUids : summary.pendingUids) === uids
-        out.push({ uids, state, keysBytesPerUid: keys.bytes / uids, usedMemoryPerUid: (after - before) / uids, ok })
-        progress(`  memory ${uids} ${state} uids, round ${r + 1}/${rounds}: ${(keys.bytes / uids).toFixed(0)} B/uid (keys), ` +
-          `${((after - before) / uids).toFixed(0)} B/uid (used_memory)${ok ? '' : ' CHECK FAILED'}`)
-      } finally {
-        await store.close()
-        await deletePrefix(admin, prefix)
-      }
-    }
-  } finally {
-    await admin.quit()
-  }
-  return out
+  return await onFreshStores('memory', rounds, { policy }, async ({ admin, store, prefix, round: r }) => {
+    const deltas = makeDeltas(uids, 0, Date.now())
+    const before = await usedMemory(admin)
+    await store.flush(deltas)
+    const after = await usedMemory(admin)
+    const keys = await prefixMemory(admin, prefix)
+    const summary = await store.summary(0)
+    const ok = (state === 'qualified' ? summary.qualifiedUids : summary.pendingUids) === uids
+    const result: MemoryRound = { uids, state, keysBytesPerUid: keys.bytes / uids, usedMemoryPerUid: (after - before) / uids, ok }
+    progress(`  memory ${uids} ${state} uids, round ${r + 1}/${rounds}: ${(keys.bytes / uids).toFixed(0)} B/uid (keys), ` +
+      `${((after - before) / uids).toFixed(0)} B/uid (used_memory)${ok ? '' : ' CHECK FAILED'}`)
+    return result
+  })
 }

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks'
 import { renderReports } from '../../../src/meter/index.ts'
 import type { ReportContext } from '../../../src/meter/index.ts'
 import { DEFAULT_POLICY, bytesOf, makeDeltas } from './input.ts'
-import { adminClient, benchPrefix, deletePrefix, openBenchStore, prefixMemory, slowestSince, slowlogMark } from './ledger.ts'
+import { onFreshStores, prefixMemory, slowestSince, slowlogMark } from './ledger.ts'
 
 /** Uids per report part (TRAFFIC_REPORT_MAX_UIDS's default). */
 export const REPORT_MAX_UIDS = 5000
@@ -31,46 +31,33 @@ export interface SealRound {
 }
 
 export async function sealRounds (uids: number, rounds: number, progress: (line: string) => void): Promise<SealRound[]> {
-  const admin = adminClient()
-  const out: SealRound[] = []
   const policy = { ...DEFAULT_POLICY, minBytes: 0 } // every uid qualifies
   const ctx: ReportContext = { workerId: 'bench', reportInterval: 300, minBytes: 0, maxUidsPerReport: REPORT_MAX_UIDS, newId: randomUUID }
-  try {
-    for (let r = 0; r < rounds; r++) {
-      const prefix = benchPrefix('seal')
-      const store = await openBenchStore(prefix, policy)
-      try {
-        const now = Date.now()
-        const deltas = makeDeltas(uids, 0, now)
-        await store.flush(deltas)
-        const mark = await slowlogMark(admin)
-        const t0 = performance.now()
-        const sealed = await store.seal({ now, intervalMs: 300_000, force: true, render: (records, at) => renderReports(records, at, ctx) })
-        const sealMs = performance.now() - t0
-        const slowest = await slowestSince(admin, mark, prefix)
-        const outbox = await prefixMemory(admin, prefix, (key) => key.startsWith(`{${prefix}}:report:`))
-        let acked = 0
-        let ackedUids = 0
-        let ackedBytes = 0
-        const t1 = performance.now()
-        for (let head = await store.outboxHead(); head !== undefined; head = await store.outboxHead()) {
-          if (!await store.outboxAck(head.reportId, now)) break
-          acked++
-          ackedUids += head.uids
-          ackedBytes += head.bytes
-        }
-        const ackMs = performance.now() - t1
-        const ok = sealed.reports.length === Math.ceil(uids / REPORT_MAX_UIDS) && acked === sealed.reports.length &&
-          ackedUids === uids && ackedBytes === bytesOf(deltas) && (await store.outboxStats()).pending === 0
-        out.push({ uids, reports: acked, sealMs, slowestMs: slowest === undefined ? undefined : slowest / 1000, ackMs, outboxBytesPerUid: outbox.bytes / uids, ok })
-        progress(`  seal ${uids} uids, round ${r + 1}/${rounds}: seal ${sealMs.toFixed(0)} ms, ${acked} acks ${ackMs.toFixed(0)} ms${ok ? '' : ' CHECK FAILED'}`)
-      } finally {
-        await store.close()
-        await deletePrefix(admin, prefix)
-      }
+  return await onFreshStores('seal', rounds, { policy }, async ({ admin, store, prefix, round: r }) => {
+    const now = Date.now()
+    const deltas = makeDeltas(uids, 0, now)
+    await store.flush(deltas)
+    const mark = await slowlogMark(admin)
+    const t0 = performance.now()
+    const sealed = await store.seal({ now, intervalMs: 300_000, force: true, render: (records, at) => renderReports(records, at, ctx) })
+    const sealMs = performance.now() - t0
+    const slowest = await slowestSince(admin, mark, prefix)
+    const outbox = await prefixMemory(admin, prefix, (key) => key.startsWith(`{${prefix}}:report:`))
+    let acked = 0
+    let ackedUids = 0
+    let ackedBytes = 0
+    const t1 = performance.now()
+    for (let head = await store.outboxHead(); head !== undefined; head = await store.outboxHead()) {
+      if (!await store.outboxAck(head.reportId, now)) break
+      acked++
+      ackedUids += head.uids
+      ackedBytes += head.bytes
     }
-  } finally {
-    await admin.quit()
-  }
-  return out
+    const ackMs = performance.now() - t1
+    const ok = sealed.reports.length === Math.ceil(uids / REPORT_MAX_UIDS) && acked === sealed.reports.length &&
+      ackedUids === uids && ackedBytes === bytesOf(deltas) && (await store.outboxStats()).pending === 0
+    const result: SealRound = { uids, reports: acked, sealMs, slowestMs: slowest === undefined ? undefined : slowest / 1000, ackMs, outboxBytesPerUid: outbox.bytes / uids, ok }
+    progress(`  seal ${uids} uids, round ${r + 1}/${rounds}: seal ${sealMs.toFixed(0)} ms, ${acked} acks ${ackMs.toFixed(0)} ms${ok ? '' : ' CHECK FAILED'}`)
+    return result
+  })
 }
