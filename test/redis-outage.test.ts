@@ -10,6 +10,7 @@ import { startCliServer } from './helpers/cli-server.ts'
 import type { CliServer } from './helpers/cli-server.ts'
 import { OwnRedis } from './helpers/own-redis.ts'
 import { Receiver } from './helpers/receiver.ts'
+import { download, stopGracefully, trafficOf } from './helpers/serve-fleet.ts'
 import { waitFor } from './helpers/wait.ts'
 
 const OUTAGE_MS = 10_000
@@ -49,28 +50,16 @@ function serve (t: TestContext, root: string, receiver: Receiver, redis: OwnRedi
 
 /** Fetch one file for `uid`; must be served in full whatever the store's state. Adds the body bytes to `got`. */
 async function fetchFor (server: CliServer, uid: string, file: keyof typeof FILES, got: Map<string, number>): Promise<void> {
-  const res = await request(`${server.url}/${file}?uid=${uid}`)
-  const body = Buffer.from(await res.body.arrayBuffer())
-  assert.equal(res.statusCode, 200)
-  assert.equal(body.length, FILES[file])
-  got.set(uid, (got.get(uid) ?? 0) + body.length)
+  const { status, bytes } = await download(server, `/${file}?uid=${uid}`)
+  assert.equal(status, 200)
+  assert.equal(bytes, FILES[file])
+  got.set(uid, (got.get(uid) ?? 0) + bytes)
 }
 
 async function health (server: CliServer): Promise<{ code: number, status: string }> {
   const res = await request(`${server.url}/health`)
   const body = await res.body.json() as { status: string }
   return { code: res.statusCode, status: body.status }
-}
-
-async function traffic (server: CliServer): Promise<Record<string, any>> {
-  const res = await request(`${server.url}/traffic`)
-  return await res.body.json() as Record<string, any>
-}
-
-/** SIGTERM and the exit status; the final seal and delivery run before the exit. */
-async function stop (server: CliServer): Promise<number | null> {
-  server.child.kill('SIGTERM')
-  return await server.exited
 }
 
 describe('Redis unavailable', suite, () => {
@@ -81,7 +70,7 @@ describe('Redis unavailable', suite, () => {
     const uids = ['u0', 'u1', 'u2', 'u3']
 
     for (let i = 0; i < 8; i++) await fetchFor(server, uids[i % 4]!, i % 2 === 0 ? 'a.ts' : 'b.m4s', got)
-    await waitFor(async () => (await traffic(server)).current_traffic_summary.unflushed_bytes === 0, 5000, 'first flush')
+    await waitFor(async () => (await trafficOf(server)).current_traffic_summary.unflushed_bytes === 0, 5000, 'first flush')
 
     await redis.stop()
     const outageEnds = Date.now() + OUTAGE_MS
@@ -94,7 +83,7 @@ describe('Redis unavailable', suite, () => {
       i++
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
-    const during = await traffic(server)
+    const during = await trafficOf(server)
     assert.equal(during.current_state.store_available, false)
     assert.ok(during.current_traffic_summary.unflushed_bytes > 0, 'usage waits in memory')
     assert.equal(during.statistics.events_dropped, 0)
@@ -102,10 +91,10 @@ describe('Redis unavailable', suite, () => {
     await redis.resume()
     await waitFor(async () => (await health(server)).code === 200, 10_000, '/health ok again')
     assert.equal((await health(server)).status, 'ok')
-    await waitFor(async () => (await traffic(server)).current_traffic_summary.unflushed_bytes === 0, 5000, 'flush after the outage')
+    await waitFor(async () => (await trafficOf(server)).current_traffic_summary.unflushed_bytes === 0, 5000, 'flush after the outage')
     for (let k = 0; k < 4; k++) await fetchFor(server, uids[k]!, 'a.ts', got)
 
-    assert.equal(await stop(server), 0)
+    assert.equal(await stopGracefully(server), 0)
     assert.deepEqual(new Map([...receiver.totals()].sort()), new Map([...got].sort()))
     assert.doesNotMatch(server.output(), /bytes_after_close|final flush or seal failed/)
   })
@@ -122,8 +111,8 @@ describe('Redis unavailable', suite, () => {
 
     await redis.resume()
     await waitFor(async () => (await health(server)).code === 200, 10_000, '/health ok')
-    await waitFor(async () => (await traffic(server)).current_traffic_summary.unflushed_bytes === 0, 5000, 'flush')
-    assert.equal(await stop(server), 0)
+    await waitFor(async () => (await trafficOf(server)).current_traffic_summary.unflushed_bytes === 0, 5000, 'flush')
+    assert.equal(await stopGracefully(server), 0)
     assert.deepEqual(receiver.totals(), got)
   })
 })
