@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { NotFoundError, StreammeterError, errorBody } from '../errors.ts'
+import { StreammeterError, errorBody } from '../errors.ts'
 import type { TrafficCollector } from '../meter/index.ts'
 import type { AdminAuth } from './admin-auth.ts'
 import type { InstrumentedStore } from './instrumented-store.ts'
 import type { ServerMetrics } from './metrics.ts'
+import { probeStore } from './store-probe.ts'
 import type { TransferRegistry } from './transfers.ts'
 
 /** What the admin endpoints read. */
@@ -21,71 +22,75 @@ export interface AdminContext {
 /** A store probe slower than this makes `/health` report the store as failing. */
 const HEALTH_PROBE_MS = 2000
 
+/** A route handler. */
+export type AdminHandler = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>
+
+/** Options of {@link adminGuard}. */
+export interface AdminGuardOptions {
+  /** Accept HTTP Basic too, and challenge with it (the dashboard). @default false */
+  basic?: boolean
+  /** Headers for every answer, the refusals included (the dashboard's security headers). @default {} */
+  headers?: Record<string, string>
+}
+
+/**
+ * Wrap a handler so that it runs only for a client {@link AdminAuth} lets in;
+ * others get 401 (with a `WWW-Authenticate` challenge) or 403 in the JSON
+ * error shape. Answers are never cached.
+ */
+export function adminGuard (auth: AdminAuth, options: AdminGuardOptions = {}): (handler: AdminHandler) => AdminHandler {
+  const challenge = options.basic === true ? 'Basic realm="streammeter", charset="UTF-8"' : 'Bearer'
+  return (handler) => async (req, reply) => {
+    reply.headers({ ...options.headers, 'cache-control': 'no-store' })
+    try {
+      auth.check(req.raw, { basic: options.basic === true })
+    } catch (err) {
+      const e = err as StreammeterError
+      if (e.statusCode === 401) reply.header('www-authenticate', challenge)
+      return await reply.code(e.statusCode).send(errorBody(e))
+    }
+    return await handler(req, reply)
+  }
+}
+
 /**
  * `/health` (no auth) and the admin endpoints of DESIGN §5 behind
  * `ADMIN_TOKEN` (or loopback only without one). None of them shows a secret.
  */
 export function registerAdminRoutes (app: FastifyInstance, ctx: AdminContext): void {
-  const guarded = (handler: (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>) =>
-    async (req: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
-      try {
-        ctx.auth.check(req.raw)
-      } catch (err) {
-        const e = err as StreammeterError
-        if (e.statusCode === 401) reply.header('www-authenticate', 'Bearer')
-        return await reply.code(e.statusCode).header('cache-control', 'no-store').send(errorBody(e))
-      }
-      reply.header('cache-control', 'no-store')
-      return await handler(req, reply)
-    }
+  const guarded = adminGuard(ctx.auth)
+  // HEAD too: the media route answers GET and HEAD of every other path, and
+  // an admin path must never reach it (Fastify adds no HEAD routes here).
+  const get = (url: string, handler: AdminHandler): void => { app.route({ method: ['GET', 'HEAD'], url, handler }) }
 
-  app.get('/health', async (_req, reply) => {
+  get('/health', async (_req, reply) => {
     const state = ctx.state()
-    let storeOk = true
-    let storeCode: string | null = null
-    try {
-      await withTimeout(ctx.store.outboxStats(), HEALTH_PROBE_MS)
-    } catch (err) {
-      storeOk = false
-      storeCode = err instanceof StreammeterError ? err.code : 'SM_ERR_STORE'
-    }
-    const status = state !== 'running' ? 'closing' : storeOk ? 'ok' : 'degraded'
+    const probe = await probeStore(ctx.store, HEALTH_PROBE_MS)
+    const status = state !== 'running' ? 'closing' : probe.ok ? 'ok' : 'degraded'
     return await reply.code(status === 'ok' ? 200 : 503).header('cache-control', 'no-store').send({
       status,
       version: ctx.version,
       worker_id: ctx.workerId,
       uptime_seconds: Math.round(process.uptime()),
-      store: { kind: ctx.store.kind, ok: storeOk, error: storeCode },
+      store: { kind: ctx.store.kind, ok: probe.ok, error: probe.error },
       collector: ctx.collector?.state ?? 'disabled',
       active_transfers: ctx.transfers.size
     })
   })
 
-  app.get('/traffic', guarded(async (req) => {
+  get('/traffic', guarded(async (req) => {
     if (ctx.collector === undefined) return { worker_id: ctx.workerId, running: false, enabled: false }
     const top = Number((req.query as Record<string, string>).top ?? 10)
     return await ctx.collector.status(Number.isInteger(top) && top >= 0 && top <= 1000 ? top : 10)
   }))
 
-  app.get('/active-transfers', guarded(async () => {
+  get('/active-transfers', guarded(async () => {
     const transfers = ctx.transfers.list(Date.now())
     return { count: ctx.transfers.size, transfers }
   }))
 
-  app.get('/metrics', guarded(async (_req, reply) => {
+  get('/metrics', guarded(async (_req, reply) => {
     const text = await ctx.metrics.registry.metrics()
     return await reply.header('content-type', ctx.metrics.registry.contentType).send(text)
   }))
-
-  app.get('/monitor', guarded(async (_req, reply) => {
-    return await reply.code(404).send(errorBody(new NotFoundError('the dashboard is not part of this build yet')))
-  }))
-}
-
-function withTimeout<T> (p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_resolve, reject) => { timer = setTimeout(() => reject(new Error('timeout')), ms) })
-  ])
 }

@@ -14,6 +14,9 @@ import { InstrumentedStore } from './instrumented-store.ts'
 import { serveMedia } from './media-route.ts'
 import type { MediaContext } from './media-route.ts'
 import { ServerMetrics } from './metrics.ts'
+import type { MonitorEvents } from './monitor-events.ts'
+import { registerMonitorRoutes } from './monitor-routes.ts'
+import type { ThroughputHistory } from './throughput-history.ts'
 import type { Origin } from './origin.ts'
 import { TransferRegistry } from './transfers.ts'
 
@@ -46,6 +49,8 @@ export interface App {
   readonly store: UsageStore
   readonly metrics: ServerMetrics
   readonly transfers: TransferRegistry
+  /** The `/monitor` dashboard's throughput sampler and live feed. */
+  readonly monitor: { readonly history: ThroughputHistory, readonly events: MonitorEvents }
   /** `running` until `close()` is called. */
   readonly state: AppState
   /**
@@ -68,8 +73,8 @@ export type AppState = 'running' | 'closing' | 'closed'
 /** How long a closing server waits for clients to hang up after the last response, in ms. */
 const LINGER_MS = 2000
 
-/** Paths the server answers itself; never proxied. */
-export const ADMIN_PATHS = ['/health', '/traffic', '/active-transfers', '/metrics', '/monitor'] as const
+/** Paths the server answers itself; never proxied. `/monitor/` stands for everything under it. */
+export const ADMIN_PATHS = ['/health', '/traffic', '/active-transfers', '/metrics', '/monitor', '/monitor/'] as const
 
 /** Build the Fastify app with the media route and the admin endpoints. */
 export function buildApp (options: AppOptions): App {
@@ -120,7 +125,7 @@ export function buildApp (options: AppOptions): App {
     reply.hijack()
   })
 
-  registerAdminRoutes(fastify, {
+  const admin = {
     auth: new AdminAuth(options.adminToken),
     collector,
     store,
@@ -129,7 +134,9 @@ export function buildApp (options: AppOptions): App {
     version: VERSION,
     workerId: options.workerId ?? collector?.options.workerId ?? `pid-${process.pid}`,
     state: () => state
-  })
+  }
+  registerAdminRoutes(fastify, admin)
+  const monitor = registerMonitorRoutes(fastify, { ...admin, origin: options.origin, signingSecret: options.signingSecret })
 
   fastify.route({
     method: ['GET', 'HEAD'],
@@ -214,6 +221,7 @@ export function buildApp (options: AppOptions): App {
     store,
     metrics,
     transfers,
+    monitor,
     get state () { return state },
     idle: allDone,
     close

@@ -21,7 +21,11 @@ export class ServerMetrics {
     requests: ReturnType<Counter<'method' | 'status' | 'file_type'>['labels']>
     bytes: ReturnType<Counter<'file_type'>['labels']>
     duration: ReturnType<Histogram<'file_type'>['labels']>
+    answered: { count: number }
   }>()
+
+  /** Requests answered per file type since start (the dashboard samples it). */
+  readonly #answered = new Map<string, { count: number }>()
 
   constructor (transfers: TransferRegistry) {
     const registers = [this.registry]
@@ -118,12 +122,30 @@ export class ServerMetrics {
       series = {
         requests: this.#requests.labels(method, String(status), fileType),
         bytes: this.#bytes.labels(fileType),
-        duration: this.#duration.labels(fileType)
+        duration: this.#duration.labels(fileType),
+        answered: this.#answeredCell(fileType)
       }
       this.#series.set(key, series)
     }
     series.requests.inc()
+    series.answered.count++
     if (bytes > 0) series.bytes.inc(bytes)
     series.duration.observe(ms / 1000)
+  }
+
+  /** Media requests answered since start, per file type (types never seen are absent). */
+  requestCounts (): ReadonlyMap<string, number> {
+    const out = new Map<string, number>()
+    for (const [type, cell] of this.#answered) out.set(type, cell.count)
+    return out
+  }
+
+  #answeredCell (fileType: string): { count: number } {
+    let cell = this.#answered.get(fileType)
+    if (cell === undefined) {
+      cell = { count: 0 }
+      this.#answered.set(fileType, cell)
+    }
+    return cell
   }
 }
