@@ -6,9 +6,11 @@ import type { FileType, TrafficCollector } from '../meter/index.ts'
 import type { ClientIpResolver } from './client-ip.ts'
 import type { CorsPolicy } from './cors.ts'
 import { sendError } from './error-reply.ts'
+import { BodyTooLargeError } from './dispatched-response.ts'
 import { fileTypeOf } from './media-types.ts'
 import type { ServerMetrics } from './metrics.ts'
-import type { ForwardedHeaders, Origin, OriginResponse } from './origin.ts'
+import { isPushedBody } from './origin.ts'
+import type { ForwardedHeaders, Origin, OriginResponse, PushedBody } from './origin.ts'
 import { isPlaylistPath, rewritePlaylist } from './playlist-rewriter.ts'
 import { parseMediaPath, splitTarget } from './request-path.ts'
 import { sessionIdOf } from './session-id.ts'
@@ -164,6 +166,10 @@ async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMe
   let text = ''
   if (Buffer.isBuffer(answer.body)) {
     text = answer.body.toString('utf8')
+  } else if (answer.body !== null && isPushedBody(answer.body)) {
+    text = (await answer.body.readAll(MAX_PLAYLIST_BYTES).catch((err: unknown) => {
+      throw new OriginError(err instanceof BodyTooLargeError ? 'the origin playlist is too large to rewrite' : undefined, { cause: err })
+    })).toString('utf8')
   } else if (answer.body !== null) {
     const chunks: Buffer[] = []
     let size = 0
@@ -197,7 +203,7 @@ async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMe
 }
 
 /** Release a body that will not be sent. */
-function discard (body: Readable | Buffer | null): void {
+function discard (body: Readable | Buffer | PushedBody | null): void {
   if (body !== null && !Buffer.isBuffer(body)) body.destroy()
 }
 
@@ -228,7 +234,10 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Identity,
     total: answer.length
   })
   try {
-    const complete = await (Buffer.isBuffer(answer.body) ? sendBuffer(answer.body, res, transfer) : streamBody(answer.body, res, transfer))
+    const body = answer.body
+    const complete = await (Buffer.isBuffer(body)
+      ? sendBuffer(body, res, transfer)
+      : isPushedBody(body) ? body.sendTo(res, transfer) : streamBody(body, res, transfer))
     // A complete response has run every write callback ('finish' comes
     // after them). An aborted one may still have callbacks to run: the
     // socket's 'close', then one more turn, and they are counted.

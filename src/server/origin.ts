@@ -1,4 +1,6 @@
+import type { ServerResponse } from 'node:http'
 import type { Readable } from 'node:stream'
+import type { ByteCounter } from './stream-body.ts'
 
 /**
  * Where media comes from: a directory (`ORIGIN_ROOT`, fs-origin.ts) or an
@@ -59,10 +61,36 @@ export interface OriginResponse {
    */
   headers: Record<string, string>
   /**
-   * The body; `null` for HEAD and 304. A stream must be read or destroyed by
-   * the consumer; a Buffer is a small body whole in memory.
+   * The body; `null` for HEAD and 304. A stream or a pushed body must be
+   * consumed or destroyed by the consumer; a Buffer is a small body whole in
+   * memory.
    */
-  body: Readable | Buffer | null
+  body: Readable | Buffer | PushedBody | null
   /** Body length in bytes when known (HEAD: the length a GET would have). */
   length?: number | undefined
+}
+
+/**
+ * A body its origin writes into the client's response itself, chunk by
+ * chunk as it arrives, with backpressure (the HTTP origin: see
+ * dispatched-response.ts). Consume it once: `sendTo`, `readAll` or `destroy`.
+ */
+export interface PushedBody {
+  /**
+   * Write the body into `res` and end it, counting each chunk in its write
+   * callback (DESIGN §2). Resolves `true` once `res` finished with the whole
+   * body; `false` when either side went away: client gone → the origin
+   * request is aborted; origin gone → `res` is destroyed, so the client sees
+   * a truncated response rather than a silently short one.
+   */
+  sendTo (res: ServerResponse, counter: ByteCounter): Promise<boolean>
+  /** The whole body; rejects when it is longer than `limit` bytes (the request is aborted) or the origin fails. */
+  readAll (limit: number): Promise<Buffer>
+  /** Release a body that will not be read (aborts the origin request). */
+  destroy (): void
+}
+
+/** Whether `body` is a {@link PushedBody}. */
+export function isPushedBody (body: Readable | Buffer | PushedBody): body is PushedBody {
+  return typeof (body as Partial<PushedBody>).sendTo === 'function'
 }

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict'
+import { isPushedBody } from '../../src/server/origin.ts'
 import type { OriginResponse } from '../../src/server/origin.ts'
 
 /** Read a GET answer's whole body (tests only). */
 export async function bodyOf (answer: OriginResponse): Promise<Buffer> {
   assert.ok(answer.body !== null, 'a GET answer has a body')
   if (Buffer.isBuffer(answer.body)) return answer.body
+  if (isPushedBody(answer.body)) return await answer.body.readAll(1 << 30)
   const chunks: Buffer[] = []
   for await (const chunk of answer.body as AsyncIterable<Buffer>) chunks.push(chunk)
   return Buffer.concat(chunks)
