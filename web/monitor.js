@@ -86,7 +86,7 @@ function makeChart (id, series, unit) {
   const opts = {
     width: Math.max(300, el.clientWidth),
     height: 220,
-    legend: { show: true },
+    legend: { show: true, live: false },
     cursor: { drag: { x: false, y: false } },
     scales: { x: { time: true } },
     axes: [{}, { size: 80, values: (u, vals) => vals.map(unit === 'bytes/s' ? (v) => `${bytes(v)}/s` : (v) => `${v}/s`) }],
