@@ -1,5 +1,6 @@
 import Fastify, { LogController } from 'fastify'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
   BadRequestError, MethodNotAllowedError, NotFoundError, ShuttingDownError
 } from '../errors.ts'
@@ -10,6 +11,7 @@ import { registerAdminRoutes } from './admin-routes.ts'
 import { ClientIpResolver } from './client-ip.ts'
 import { CorsPolicy } from './cors.ts'
 import { sendError } from './error-reply.ts'
+import { createHttpServer } from './http-server.ts'
 import { InstrumentedStore } from './instrumented-store.ts'
 import { serveMedia } from './media-route.ts'
 import type { MediaContext } from './media-route.ts'
@@ -79,6 +81,7 @@ export const ADMIN_PATHS = ['/health', '/traffic', '/active-transfers', '/metric
 /** Build the Fastify app with the media route and the admin endpoints. */
 export function buildApp (options: AppOptions): App {
   const graceMs = Math.round((options.shutdownGrace ?? 30) * 1000)
+  let handleMedia: (req: IncomingMessage, res: ServerResponse) => void = () => {}
   const transfers = new TransferRegistry()
   const fastify = Fastify({
     ...(options.logger !== undefined ? { loggerInstance: options.logger } : { logger: false }),
@@ -88,6 +91,8 @@ export function buildApp (options: AppOptions): App {
     exposeHeadRoutes: false,
     bodyLimit: 1024,
     routerOptions: { maxParamLength: 4096 },
+    // Media requests skip Fastify (see http-server.ts); handleMedia is set below.
+    serverFactory: (handler) => createHttpServer(handler, (req, res) => handleMedia(req, res), ADMIN_PATHS),
     // A malformed URL or a framework-level failure is a client error with our JSON shape.
     frameworkErrors: (err, _req, reply) => {
       reply.hijack()
@@ -118,10 +123,15 @@ export function buildApp (options: AppOptions): App {
   }
   const allDone = (): Promise<void> => inflight === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve))
 
+  // While closing, every request is answered 503 and its connection closed.
+  const refused = (res: ServerResponse): boolean => {
+    if (state === 'running') return false
+    res.setHeader('connection', 'close')
+    sendError(res, new ShuttingDownError())
+    return true
+  }
   fastify.addHook('onRequest', (req, reply, done) => {
-    if (state === 'running') return done()
-    reply.header('connection', 'close')
-    sendError(reply.raw, new ShuttingDownError())
+    if (!refused(reply.raw)) return done()
     reply.hijack()
   })
 
@@ -138,15 +148,21 @@ export function buildApp (options: AppOptions): App {
   registerAdminRoutes(fastify, admin)
   const monitor = registerMonitorRoutes(fastify, { ...admin, origin: options.origin, signingSecret: options.signingSecret })
 
+  // The media route: straight from the server for plain paths, through
+  // Fastify's catch-all route for the rest (see http-server.ts).
+  handleMedia = (req, res) => {
+    if (refused(res)) return
+    inflight++
+    serveMedia(req, res, ctx).catch((err: unknown) => {
+      fastify.log.error({ err }, 'media route failed')
+    }).finally(requestDone)
+  }
   fastify.route({
     method: ['GET', 'HEAD'],
     url: '/*',
     handler: (req, reply) => {
       reply.hijack()
-      inflight++
-      serveMedia(req.raw, reply.raw, ctx).catch((err: unknown) => {
-        req.log.error({ err }, 'media route failed')
-      }).finally(requestDone)
+      handleMedia(req.raw, reply.raw)
     }
   })
   fastify.route({
