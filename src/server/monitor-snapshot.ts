@@ -60,15 +60,9 @@ export interface MonitorSnapshot {
     top_uids: MonitorUid[]
   } | null
   /** Null when the collector is disabled. */
-  delivery: {
+  delivery: TrafficStatus['outbox'] & {
     report_url: string | null
     api_key_configured: boolean
-    pending: number
-    pending_bytes: number
-    oldest_age_seconds: number | null
-    last_success_at: number | null
-    last_error: string | null
-    last_error_at: number | null
     reports_failed: number
     total_reports_sent: number
     total_bytes_reported: number
