@@ -124,6 +124,7 @@ export class HttpOrigin implements Origin {
     // whole life, body included.
     const response = new DispatchedResponse()
     client?.addEventListener('abort', () => response.abort(client.reason as Error), { once: true })
+    request.onAbortable?.((reason) => response.abort(reason))
     this.#pool.dispatch({
       path: this.#basePath + request.path.split('/').map(encodeURIComponent).join('/') + this.#baseQuery,
       method: request.method,

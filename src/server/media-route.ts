@@ -59,12 +59,20 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
   let fileType: FileType = 'default'
   let status = 500
   let bytes = 0
-  const controller = new AbortController()
+  // The client leaving before the origin answered aborts the fetch. Not an
+  // AbortController: one with a listener costs ~8 µs per request on Node 20
+  // (measured), several per cent of a small response.
+  let clientGone = false
+  let abortFetch: ((reason: Error) => void) | undefined
   try {
     const who = identify(req, ctx)
     fileType = who.fileType
     const playlist = who.uid !== undefined && isPlaylistPath(who.path)
-    const onClose = (): void => { if (!res.writableFinished) controller.abort() }
+    const onClose = (): void => {
+      if (res.writableFinished) return
+      clientGone = true
+      abortFetch?.(new Error('the client went away'))
+    }
     res.once('close', onClose)
     let answer: OriginResponse
     try {
@@ -75,12 +83,13 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
         method: playlist ? 'GET' : method,
         headers: forwardedHeaders(req),
         whole: playlist,
-        signal: controller.signal
+        onAbortable: (abort) => { abortFetch = abort }
       })
     } finally {
       res.off('close', onClose)
     }
     if (res.destroyed) {
+      status = CLIENT_CLOSED
       discard(answer.body)
       return
     }
@@ -90,7 +99,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
     status = answer.status
     bytes = await send(res, answer, who, req, ctx)
   } catch (err) {
-    if (controller.signal.aborted) {
+    if (clientGone) {
       status = CLIENT_CLOSED // the client left before the origin answered: nothing to send
       return
     }
