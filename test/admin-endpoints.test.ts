@@ -24,7 +24,7 @@ describe('admin endpoints', () => {
       meter: { reportUrl: 'https://user:pw@billing.example/usage?key=zzz', apiKey: API_KEY }
     })
     t.after(() => server.close())
-    for (const path of ['/traffic', '/active-transfers', '/metrics']) {
+    for (const path of ['/traffic', '/active-transfers', '/metrics', '/monitor', '/monitor/api/snapshot']) {
       const none = await request(`${server.url}${path}`)
       assert.equal(none.statusCode, 401, path)
       assert.equal(JSON.parse(await none.body.text()).error.code, 'SM_ERR_UNAUTHORIZED')

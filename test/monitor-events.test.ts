@@ -109,7 +109,8 @@ describe('/monitor/api/events: the dashboard\'s live feed (SSE)', () => {
     const started = Date.now()
     await server.close()
     const took = Date.now() - started
-    assert.ok(took < 1000, `close() took ${took} ms with two dashboards open`)
+    // Well under the 2 s linger and the 30 s grace a held connection would cost.
+    assert.ok(took < 1500, `close() took ${took} ms with two dashboards open`)
     await Promise.all(feeds.map((f) => f.ended))
     assert.equal(server.app.monitor.events.viewers, 0)
     assert.equal(server.app.monitor.events.running, false)
