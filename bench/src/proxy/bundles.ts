@@ -26,18 +26,23 @@ export type BundleName = keyof typeof ENTRIES
 
 /**
  * Bundle every Node target into `dir` and return the path of each bundle.
- * streammeter's bundle sits next to a `node_modules` link to the
- * repository's packages, the peers' next to one to this package's (which
+ * streammeter's bundle sits where `dist/cli/main.js` would, under a
+ * `node_modules` link to the repository's packages and a `web` link to its
+ * dashboard files (read at start, two levels above the module, as from
+ * dist/); the peers' next to a link to this package's node_modules (which
  * finds the repository's fastify one level up, as from bench/src/).
  */
 export async function bundleNodeTargets (dir: string): Promise<Record<BundleName, string>> {
   const peers = join(dir, 'peers')
   mkdirSync(peers, { recursive: true })
   symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'), 'dir')
+  symlinkSync(join(REPO, 'web'), join(dir, 'web'), 'dir')
   symlinkSync(join(BENCH, 'node_modules'), join(peers, 'node_modules'), 'dir')
+  const own = join(dir, 'dist', 'cli')
+  mkdirSync(own, { recursive: true })
   const out = {} as Record<BundleName, string>
   for (const [name, entry] of Object.entries(ENTRIES) as Array<[BundleName, string]>) {
-    const file = join(name === 'streammeter' ? dir : peers, `${name}.mjs`)
+    const file = join(name === 'streammeter' ? own : peers, `${name}.mjs`)
     await build({
       entryPoints: [entry],
       outfile: file,
