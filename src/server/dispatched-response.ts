@@ -79,6 +79,9 @@ export class DispatchedResponse implements Dispatcher.DispatchHandler, PushedBod
   }
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    // undici's parser hands over empty chunks too (on 1 MiB bodies, about
+    // one per 64 KiB chunk): nothing to write or count.
+    if (chunk.length === 0) return
     switch (this.#mode) {
       case 'send': {
         const counter = this.#counter as ByteCounter

@@ -52,7 +52,20 @@ export class TransferRegistry {
 
   /** Register a new transfer. */
   open (t: Omit<Transfer, 'id' | 'bytes'>): Transfer {
-    const transfer: Transfer = { ...t, id: ++this.#next, bytes: 0 }
+    // Spelled out rather than spread: one object shape for every transfer,
+    // built without a property-by-property copy (2 % of a 4 KiB response's
+    // CPU in the profile with the spread).
+    const transfer: Transfer = {
+      id: ++this.#next,
+      uid: t.uid,
+      path: t.path,
+      fileType: t.fileType,
+      ip: t.ip,
+      sessionId: t.sessionId,
+      startedAt: t.startedAt,
+      bytes: 0,
+      total: t.total
+    }
     this.#live.set(transfer.id, transfer)
     return transfer
   }
