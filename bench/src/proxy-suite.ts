@@ -208,12 +208,15 @@ function writeScripts (tmp: string, content: Content, secret: string, expires: n
 
 /**
  * For each scenario: one warm-up run per target, then `rounds` rounds in
- * which every target runs once. The order of the targets rotates by one each
- * round, so that no target always follows the same neighbour.
+ * which every target runs once, in an order shuffled afresh each round (seeded,
+ * so runs repeat it). A rotation would keep every target behind the same
+ * neighbour in every round, and a neighbour can leave work behind (nginx
+ * proxy_pass spills large responses to temp files).
  */
 async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[], scenarios: readonly Scenario[], scripts: Record<ScenarioId, string>, timing: Timing): Promise<Sample[]> {
   const samples: Sample[] = []
   let seed = 1
+  const random = seededRandom(7)
   for (const sc of scenarios) {
     const inScenario = targets.filter((t) => t.spec.scenarios.includes(sc.id))
     for (const t of inScenario) {
@@ -222,8 +225,7 @@ async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[
       log(progressLine(s, sc, 'warm-up', t))
     }
     for (let round = 1; round <= timing.rounds; round++) {
-      for (let i = 0; i < inScenario.length; i++) {
-        const t = inScenario[(i + round - 1) % inScenario.length] as RunningTarget
+      for (const t of shuffled(inScenario, random)) {
         const s = await measure(group, t, sc, scripts[sc.id], timing.seconds, round, seed++)
         samples.push(s)
         log(progressLine(s, sc, `round ${round}/${timing.rounds}`, t))
@@ -231,6 +233,18 @@ async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[
     }
   }
   return samples
+}
+
+/** A copy of `items` in random order (Fisher–Yates). */
+function shuffled<T> (items: readonly T[], random: () => number): T[] {
+  const out = [...items]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const tmp = out[i] as T
+    out[i] = out[j] as T
+    out[j] = tmp
+  }
+  return out
 }
 
 async function measure (group: ProcessGroup, t: RunningTarget, sc: Scenario, script: string, seconds: number, round: number, seed: number): Promise<Sample> {
