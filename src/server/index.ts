@@ -13,8 +13,8 @@ import type { App } from './app.ts'
 import { FsOrigin } from './fs-origin.ts'
 import { HttpOrigin } from './http-origin.ts'
 import { createLogger } from './logger.ts'
+import { MONITOR_DEMO_UID, demoPlaylistTarget } from './monitor-demo.ts'
 import type { Origin } from './origin.ts'
-import { signedQuery } from './url-signer.ts'
 
 export { ADMIN_PATHS, buildApp } from './app.ts'
 export type { App, AppOptions, AppState } from './app.ts'
@@ -34,7 +34,7 @@ export interface RunningServer {
 }
 
 /** The uid the demo links are signed for. */
-export const DEMO_UID = 'demo'
+export const DEMO_UID = MONITOR_DEMO_UID
 
 /**
  * Open the store, build the app, start the collector and listen.
@@ -88,14 +88,9 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     logger.warn({}, 'SIGNING_SECRET is not set: the uid query parameter is trusted as-is (development only)')
   }
   if (config.origin.kind === 'demo') {
-    logger.info({ url: `${address}/${demoPlaylistTarget(config)}` }, 'serving the bundled demo media; play this URL')
+    // Signed for an hour: long enough to copy and play.
+    const { target } = demoPlaylistTarget(config.signingSecret, Date.now(), 3600)
+    logger.info({ url: `${address}/${target}`, dashboard: `${address}/monitor` }, 'serving the bundled demo media; play this URL')
   }
   return { address, port, app, close: () => app.close() }
-}
-
-/** `master.m3u8?…` for the demo uid: signed for an hour when a secret is set. */
-export function demoPlaylistTarget (config: Pick<Config, 'signingSecret'>, now = Date.now()): string {
-  const path = 'master.m3u8'
-  if (config.signingSecret === undefined) return `${path}?uid=${DEMO_UID}`
-  return `${path}?${signedQuery({ secret: config.signingSecret, uid: DEMO_UID, path, expires: Math.floor(now / 1000) + 3600 })}`
 }

@@ -40,10 +40,17 @@ export async function demoLink (origin: Origin, signingSecret: string | undefine
       : `the origin did not answer for /${MONITOR_DEMO_PLAYLIST} (${err instanceof StreammeterError ? err.code : 'SM_ERR_INTERNAL'})`
     return { ...base, available: false, reason }
   }
-  if (signingSecret === undefined) {
-    return { ...base, available: true, url: `/${MONITOR_DEMO_PLAYLIST}?uid=${MONITOR_DEMO_UID}`, reason: null }
-  }
-  const expires = Math.floor(now / 1000) + DEMO_TTL_SECONDS
+  const { target, expires } = demoPlaylistTarget(signingSecret, now, DEMO_TTL_SECONDS)
+  return { ...base, available: true, url: `/${target}`, expires_at: expires ?? null, reason: null }
+}
+
+/**
+ * `master.m3u8?…` for the demo uid: signed to expire `ttlSeconds` after
+ * `now` (ms) when a secret is set, `?uid=demo` without one.
+ */
+export function demoPlaylistTarget (signingSecret: string | undefined, now: number, ttlSeconds: number): { target: string, expires?: number } {
+  if (signingSecret === undefined) return { target: `${MONITOR_DEMO_PLAYLIST}?uid=${MONITOR_DEMO_UID}` }
+  const expires = Math.floor(now / 1000) + ttlSeconds
   const query = signedQuery({ secret: signingSecret, uid: MONITOR_DEMO_UID, path: MONITOR_DEMO_PLAYLIST, expires })
-  return { ...base, available: true, url: `/${MONITOR_DEMO_PLAYLIST}?${query}`, expires_at: expires, reason: null }
+  return { target: `${MONITOR_DEMO_PLAYLIST}?${query}`, expires }
 }
