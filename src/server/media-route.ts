@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { once } from 'node:events'
-import { Readable } from 'node:stream'
+import type { Readable } from 'node:stream'
 import { BadRequestError, BadSignatureError, OriginError, StreammeterError, UrlExpiredError } from '../errors.ts'
 import type { FileType, TrafficCollector } from '../meter/index.ts'
 import type { ClientIpResolver } from './client-ip.ts'
@@ -208,7 +208,7 @@ async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMe
   delete headers['last-modified']
   delete headers['content-encoding']
   headers['content-length'] = String(body.length)
-  return { status: 200, headers, body: Readable.from([body]), length: body.length }
+  return { status: 200, headers, body, length: body.length }
 }
 
 /** Release a body that will not be sent. */
