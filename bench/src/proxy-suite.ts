@@ -23,7 +23,7 @@ import { coreTimes, cpuSeconds, peakRssBytes, processTree, resetPeakRss } from '
 import type { CoreTimes } from './proxy/proc-stats.ts'
 import { ProcessGroup, isRunning, logTail } from './proxy/processes.ts'
 import { ReportReceiver } from './proxy/report-receiver.ts'
-import { seededRandom, signedPath, signedPool } from './proxy/signed-paths.ts'
+import { seededRandom, shuffled, signedPath, signedPool } from './proxy/signed-paths.ts'
 import { errorCount, limits, othersOnTargetCore, ratios, renderTables, summarize, throughput } from './proxy/summary.ts'
 import type { Sample } from './proxy/summary.ts'
 import { startOrigin, startTarget } from './proxy/targets.ts'
@@ -233,18 +233,6 @@ async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[
     }
   }
   return samples
-}
-
-/** A copy of `items` in random order (Fisher–Yates). */
-function shuffled<T> (items: readonly T[], random: () => number): T[] {
-  const out = [...items]
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1))
-    const tmp = out[i] as T
-    out[i] = out[j] as T
-    out[j] = tmp
-  }
-  return out
 }
 
 async function measure (group: ProcessGroup, t: RunningTarget, sc: Scenario, script: string, seconds: number, round: number, seed: number): Promise<Sample> {

@@ -4,7 +4,7 @@ import { VERIFY } from './plan.ts'
 import type { ProcessGroup } from './processes.ts'
 import { logTail } from './processes.ts'
 import type { ReportReceiver } from './report-receiver.ts'
-import { seededRandom, signedPool } from './signed-paths.ts'
+import { seededRandom, shuffled, signedPool } from './signed-paths.ts'
 import type { RunningTarget } from './targets.ts'
 import { fetchAll, settledMetrics } from './verify.ts'
 import type { VerifyRequest } from './verify.ts'
@@ -113,13 +113,7 @@ function verifyRequests (opts: { content: Content, secret: string, expires: numb
     }
   }
   // Shuffled, so that 1 MiB and 4 KiB responses overlap on the connections as in real traffic.
-  for (let i = list.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1))
-    const t = list[i] as VerifyRequest
-    list[i] = list[j] as VerifyRequest
-    list[j] = t
-  }
-  return list
+  return shuffled(list, random)
 }
 
 /** One line per check for the report. */

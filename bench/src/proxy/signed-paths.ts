@@ -26,6 +26,18 @@ export function seededRandom (seed: number): () => number {
   }
 }
 
+/** A copy of `items` in random order (Fisher–Yates). */
+export function shuffled<T> (items: readonly T[], random: () => number): T[] {
+  const out = [...items]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const tmp = out[i] as T
+    out[i] = out[j] as T
+    out[j] = tmp
+  }
+  return out
+}
+
 /** One request of a pool: which file, for which uid, at which signed path. */
 export interface PoolEntry {
   file: string
