@@ -257,6 +257,27 @@ describe('chunked redis flush', suite, () => {
     assert.deepEqual([summary.pendingUids, summary.pendingBytes], [5181, 51_810])
   })
 
+  it('expiry goes in chunks too, and discards exactly what one step would', async (t) => {
+    // 250 sub-threshold uids (starts 1 ms apart) and 3 qualified ones, the
+    // oldest first; with 40 candidates per script, expiry takes 7 scripts.
+    const chunked = await fresh(t, 40)
+    const memory = new MemoryStore(POLICY)
+    const old = Array.from({ length: 250 }, (_, i) => delta(`old${i}`, 10 + i, { firstSeen: T0 + i, lastSeen: T0 + i }))
+    const big = Array.from({ length: 3 }, (_, i) => delta(`big${i}`, 5000, { firstSeen: T0 - 1, lastSeen: T0 - 1 }))
+    const young = delta('young', 5, { firstSeen: T0 + 5000, lastSeen: T0 + 5000 })
+    for (const store of [chunked, memory]) await store.flush([...big, ...old, young], 'b')
+    const now = T0 + POLICY.accumulatorTimeoutMs + 1000 // old0…old249 expire, young does not
+    const [fromChunks, fromMemory] = [await chunked.expire(now), await memory.expire(now)]
+    const byUidOf = (r: { discarded: Array<{ uid: string }> }): string[] => r.discarded.map((d) => d.uid).sort()
+    assert.equal(fromChunks.discarded.length, 250)
+    assert.deepEqual(byUidOf(fromChunks), byUidOf(fromMemory))
+    assert.equal(fromChunks.discarded.reduce((sum, d) => sum + d.bytes, 0), old.reduce((sum, d) => sum + d.bytes, 0))
+    assert.deepEqual(await state(chunked), await state(memory))
+    assert.deepEqual((await chunked.expire(now)).discarded, [], 'nothing is left to expire')
+    const counters = await chunked.counters()
+    assert.deepEqual([counters.accumulator_cleanups, counters.bytes_discarded], [250, old.reduce((sum, d) => sum + d.bytes, 0)])
+  })
+
   it('refuses a chunk size that is not a positive integer', async (t) => {
     assert.ok(await redisOrSkip(t))
     for (const flushChunkUids of [0, -1, 1.5, Number.NaN]) {

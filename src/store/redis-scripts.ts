@@ -272,15 +272,18 @@ return result
 `
 
 /**
- * expire — KEYS: records, pending, by-bytes, meta, counters. ARGV: now, accumulatorTimeoutMs.
- * Returns JSON [[uid, bytes, start], …]. O(expired · log n): the pending set is
- * ordered by start time; a 1 ms margin covers float rounding and isExpired's
- * own comparison decides.
+ * expire, one chunk — KEYS: records, pending, by-bytes, meta, counters.
+ * ARGV: now, accumulatorTimeoutMs, most candidates to look at.
+ * Returns {candidates looked at, JSON [[uid, bytes, start], …] of those discarded}.
+ * O(chunk · log n): the pending set is ordered by start time; a 1 ms margin
+ * covers float rounding and isExpired's own comparison decides. The caller
+ * repeats while a full chunk discarded something (see RedisStore.expire).
  */
 const EXPIRE = `${PRELUDE}
 local now, timeout = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out, removed, lost = {}, {}, 0
-for _, uid in ipairs(call('ZRANGEBYSCORE', KEYS[2], '-inf', num(now - timeout + 1))) do
+local candidates = call('ZRANGEBYSCORE', KEYS[2], '-inf', num(now - timeout + 1), 'LIMIT', 0, tonumber(ARGV[3]))
+for _, uid in ipairs(candidates) do
   local raw = call('HGET', KEYS[1], uid)
   if raw then
     local r = cdecode(raw)
@@ -300,7 +303,7 @@ if #removed > 0 then
   add(KEYS[4], 'p_uids', -#removed)
   add(KEYS[4], 'p_bytes', -lost)
 end
-return '[' .. concat(out, ',') .. ']'
+return { #candidates, '[' .. concat(out, ',') .. ']' }
 `
 
 /**

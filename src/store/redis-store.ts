@@ -27,6 +27,7 @@ export interface RedisStoreOptions {
    * from 250 to 2000 uids per script (docs/scaling.md), so a chunk buys a
    * shorter stall at no cost in throughput. A batch must be retried by a
    * store with the same value, since markers name chunks by their index.
+   * It also bounds the candidates one expiry script looks at.
    * @default 500
    */
   flushChunkUids?: number | undefined
@@ -246,12 +247,25 @@ export class RedisStore implements UsageStore {
     await this.#script('release_leadership', 'smLease', [k.lease, k.fence], [holder, 1, 'release'])
   }
 
+  /**
+   * Discard expired accumulators in chunks of `flushChunkUids` candidates,
+   * one script each, for the reason flushes are chunked: 100,000 uids
+   * expiring at once would hold Redis for about a second. Each uid's
+   * discard is atomic on its own (expiry needs no window-wide atomicity);
+   * the loop goes on while a full chunk discarded something, so it ends
+   * even when a chunk's candidates are all kept (within the 1 ms margin).
+   */
   async expire (now: number): Promise<ExpireResult> {
     const k = this.#keys
-    const reply = await this.#script('expire', 'smExpire', [k.records, k.pending, k.byBytes, k.meta, k.counters], [
-      now, limit(this.policy.accumulatorTimeoutMs)
-    ])
-    return { discarded: toDiscarded(JSON.parse(String(reply)) as Array<[string, number, number]>) }
+    const discarded: ExpireResult['discarded'] = []
+    for (;;) {
+      const [candidates, json] = await this.#script('expire', 'smExpire', [k.records, k.pending, k.byBytes, k.meta, k.counters], [
+        now, limit(this.policy.accumulatorTimeoutMs), this.#flushChunkUids
+      ]) as [number, string]
+      const chunk = toDiscarded(JSON.parse(json) as Array<[string, number, number]>)
+      discarded.push(...chunk)
+      if (candidates < this.#flushChunkUids || chunk.length === 0) return { discarded }
+    }
   }
 
   async seal (request: SealRequest): Promise<SealResult> {
