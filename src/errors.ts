@@ -179,6 +179,16 @@ export class OriginError extends StreammeterError<'SM_ERR_ORIGIN_ERROR'> {
   }
 }
 
+/**
+ * An origin body longer than its reader takes whole (a playlist over the
+ * rewrite limit); the request is aborted. 502 with the code of {@link OriginError}.
+ */
+export class OriginBodyTooLargeError extends OriginError {
+  constructor (limit: number) {
+    super(`the origin body is longer than ${limit} bytes`)
+  }
+}
+
 /** The server is draining for shutdown and takes no new requests. 503. */
 export class ShuttingDownError extends StreammeterError<'SM_ERR_SHUTTING_DOWN'> {
   constructor () {

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
+import { OriginBodyTooLargeError } from '../errors.ts'
 import type { PushedBody } from './origin.ts'
 import type { ByteCounter } from './stream-body.ts'
 
@@ -100,8 +101,8 @@ export class DispatchedResponse implements Dispatcher.DispatchHandler, PushedBod
       case 'read':
         this.#heldBytes += chunk.length
         if (this.#heldBytes > this.#readLimit) {
-          this.#fail?.(new BodyTooLargeError(this.#readLimit))
-          controller.abort(new BodyTooLargeError(this.#readLimit))
+          this.#fail?.(new OriginBodyTooLargeError(this.#readLimit))
+          controller.abort(new OriginBodyTooLargeError(this.#readLimit))
           return
         }
         this.#held.push(chunk)
@@ -109,7 +110,7 @@ export class DispatchedResponse implements Dispatcher.DispatchHandler, PushedBod
       case 'drain':
         this.#heldBytes += chunk.length
         if (this.#heldBytes > this.#readLimit) {
-          controller.abort(new BodyTooLargeError(this.#readLimit))
+          controller.abort(new OriginBodyTooLargeError(this.#readLimit))
           this.#settle?.(false)
         }
     }
@@ -201,8 +202,8 @@ export class DispatchedResponse implements Dispatcher.DispatchHandler, PushedBod
     this.#mode = 'read'
     this.#readLimit = limit
     if (this.#heldBytes > limit) {
-      this.abort(new BodyTooLargeError(limit))
-      return Promise.reject(new BodyTooLargeError(limit))
+      this.abort(new OriginBodyTooLargeError(limit))
+      return Promise.reject(new OriginBodyTooLargeError(limit))
     }
     return new Promise<Buffer>((resolve, reject) => {
       this.#settle = () => resolve(Buffer.concat(this.#held))
@@ -222,7 +223,7 @@ export class DispatchedResponse implements Dispatcher.DispatchHandler, PushedBod
     this.#readLimit = limit
     this.#held = []
     if (this.#heldBytes > limit) {
-      this.abort(new BodyTooLargeError(limit))
+      this.abort(new OriginBodyTooLargeError(limit))
       return Promise.resolve()
     }
     return new Promise<void>((resolve) => {
@@ -236,13 +237,5 @@ export class DispatchedResponse implements Dispatcher.DispatchHandler, PushedBod
   destroy (): void {
     this.#held = []
     if (!this.#ended && this.#error === undefined) this.abort(new Error('the body is not wanted'))
-  }
-}
-
-/** A body longer than its reader accepts (the request is then aborted). */
-export class BodyTooLargeError extends Error {
-  constructor (limit: number) {
-    super(`origin body longer than ${limit} bytes`)
-    this.name = 'BodyTooLargeError'
   }
 }

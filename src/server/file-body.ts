@@ -1,5 +1,6 @@
 import { close, read } from 'node:fs'
 import type { ServerResponse } from 'node:http'
+import { OriginBodyTooLargeError } from '../errors.ts'
 import type { PushedBody } from './origin.ts'
 import type { ByteCounter } from './stream-body.ts'
 
@@ -81,7 +82,7 @@ export class FileBody implements PushedBody {
   readAll (limit: number): Promise<Buffer> {
     if (this.#remaining > limit) {
       this.destroy()
-      return Promise.reject(new Error(`file body longer than ${limit} bytes`))
+      return Promise.reject(new OriginBodyTooLargeError(limit))
     }
     const chunks: Buffer[] = []
     return new Promise<Buffer>((resolve, reject) => {

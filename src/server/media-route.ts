@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import type { Readable } from 'node:stream'
-import { BadRequestError, BadSignatureError, OriginError, StreammeterError, UrlExpiredError } from '../errors.ts'
+import {
+  BadRequestError, BadSignatureError, OriginBodyTooLargeError, OriginError, StreammeterError, UrlExpiredError
+} from '../errors.ts'
 import type { FileType, TrafficCollector } from '../meter/index.ts'
 import type { ClientIpResolver } from './client-ip.ts'
 import type { CorsPolicy } from './cors.ts'
 import { sendError } from './error-reply.ts'
-import { BodyTooLargeError } from './dispatched-response.ts'
 import { fileTypeOf } from './media-types.ts'
 import type { ServerMetrics } from './metrics.ts'
 import { isPushedBody } from './origin.ts'
@@ -177,7 +178,7 @@ async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMe
     text = answer.body.toString('utf8')
   } else if (answer.body !== null && isPushedBody(answer.body)) {
     text = (await answer.body.readAll(MAX_PLAYLIST_BYTES).catch((err: unknown) => {
-      throw new OriginError(err instanceof BodyTooLargeError ? 'the origin playlist is too large to rewrite' : undefined, { cause: err })
+      throw new OriginError(err instanceof OriginBodyTooLargeError ? 'the origin playlist is too large to rewrite' : undefined, { cause: err })
     })).toString('utf8')
   } else if (answer.body !== null) {
     const chunks: Buffer[] = []
