@@ -65,6 +65,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
   // (measured), several per cent of a small response.
   let clientGone = false
   let abortFetch: ((reason: Error) => void) | undefined
+  let answer: OriginResponse | undefined
   try {
     const who = identify(req, ctx)
     fileType = who.fileType
@@ -75,7 +76,6 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
       abortFetch?.(new Error('the client went away'))
     }
     res.once('close', onClose)
-    let answer: OriginResponse
     try {
       answer = await ctx.origin.fetch({
         path: who.path,
@@ -100,6 +100,10 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
     status = answer.status
     bytes = await send(res, answer, who, req, ctx)
   } catch (err) {
+    // A body nobody consumed would hold its origin connection (or file)
+    // open: a paused origin socket has no body timer. Releasing one already
+    // sent or read is a no-op.
+    if (answer !== undefined) discard(answer.body)
     if (clientGone) {
       status = CLIENT_CLOSED // the client left before the origin answered: nothing to send
       return
