@@ -16,6 +16,7 @@ import type { ReportTransport } from './report-transport.ts'
 import { HttpReportTransport } from './report-transport.ts'
 import type { DeliveryRun } from './reporter.ts'
 import { Reporter } from './reporter.ts'
+import { ReporterLease } from './reporter-lease.ts'
 import { buildTrafficStatus } from './traffic-status.ts'
 import type { InstanceCounters, TrafficStatus } from './traffic-status.ts'
 import type { DiscardedUsage, StoreCounters, TrafficEvent, UsageDelta, UsagePolicy } from './types.ts'
@@ -94,12 +95,7 @@ export class TrafficCollector {
   #dropping = false
   /** The store's part of the last `status()` that could read it, shown while it cannot. */
   #lastStoreView: StoreView | undefined
-  /** Unique per collector: two processes with one worker id never share a lease. */
-  readonly #holder: string
-  /** Lease TTL: three ticks, at least 2 s, so a live reporter renews it in time. */
-  readonly #leaseTtlMs: number
-  #leader: boolean
-  #leaseFailing = false
+  readonly #lease: ReporterLease
   /** A batch whose flush failed, kept to be sent again with the same id. */
   #heldBatch: { id: string, bytes: number, deltas: UsageDelta[] } | undefined
   readonly #counters: InstanceCounters = {
@@ -128,11 +124,10 @@ export class TrafficCollector {
     this.#store = deps.store
     this.#memoryMaxUids = o.memoryMaxUids
     this.#earlyFlushUids = Math.min(o.flushMaxUids, o.memoryMaxUids)
-    this.#holder = `${o.workerId}/${randomUUID()}`
-    this.#leaseTtlMs = Math.max(2000, Math.round(o.flushInterval * 3000))
-    this.#leader = deps.store.leadership === undefined
     this.#clock = deps.clock ?? systemClock
     this.#logger = deps.logger ?? silentLogger
+    // TTL: three ticks, at least 2 s, so a live reporter renews it in time.
+    this.#lease = new ReporterLease(deps.store, `${o.workerId}/${randomUUID()}`, Math.max(2000, Math.round(o.flushInterval * 3000)), this.#logger)
     this.#deltas = new DeltaMap(o.maxIps, o.maxSessions)
     this.#ctx = {
       workerId: o.workerId,
@@ -155,7 +150,7 @@ export class TrafficCollector {
         retryCap: o.retryCap,
         pollMs: Math.max(50, Math.round(o.flushInterval * 1000)),
         random: deps.random,
-        canDeliver: () => this.#leader
+        canDeliver: () => this.#lease.held
       })
   }
 
@@ -254,7 +249,7 @@ export class TrafficCollector {
     try {
       // Expiry and seals are the reporter's job: with a shared store one
       // instance at a time does them for all (DESIGN §2, thresholds are global).
-      if (!await this.#holdLease()) return
+      if (!await this.#lease.hold()) return
       await this.expire()
       await this.#serial(() => this.#sealNow(false))
     } catch (err) {
@@ -264,26 +259,7 @@ export class TrafficCollector {
 
   /** True while this instance is the reporter (always, with a store that has no lease). */
   get isReporter (): boolean {
-    return this.#leader
-  }
-
-  /** Take or renew the reporter lease; true while held. */
-  async #holdLease (): Promise<boolean> {
-    const store = this.#store
-    if (store.leadership === undefined) return true
-    let fence = 0
-    try {
-      fence = await store.leadership(this.#holder, this.#leaseTtlMs)
-      this.#leaseFailing = false
-    } catch (err) {
-      // Once per outage, not once per tick.
-      if (!this.#leaseFailing) this.#logger.warn({ err }, 'reporter lease unavailable')
-      this.#leaseFailing = true
-    }
-    const leader = fence > 0
-    if (leader !== this.#leader) this.#logger.info({ holder: this.#holder, fence }, leader ? 'became the reporter' : 'stopped being the reporter')
-    this.#leader = leader
-    return leader
+    return this.#lease.held
   }
 
   /** Try each pending report once, in order, until one fails. Resolves `{ delivered: 0 }` without a transport. */
@@ -327,7 +303,7 @@ export class TrafficCollector {
       },
       unflushedUids: this.#deltas.size + (this.#heldBatch?.deltas.length ?? 0),
       unflushedBytes: this.#bytesInMemory(),
-      isReporter: this.#leader
+      isReporter: this.#lease.held
     })
   }
 
@@ -365,7 +341,7 @@ export class TrafficCollector {
         this.#finalFlushed = true
         // Only the reporter seals; another instance's flushed bytes are
         // sealed by the reporter in its next window.
-        if (await this.#holdLease()) await this.#sealNow(true)
+        if (await this.#lease.hold()) await this.#sealNow(true)
       })
     } catch (err) {
       this.#finalFlushed = true
@@ -376,7 +352,7 @@ export class TrafficCollector {
     if (this.#reporter !== undefined) {
       await this.#reporter.stop(deadline)
       const remaining = deadline - Date.now()
-      if (remaining > 0 && this.#leader) {
+      if (remaining > 0 && this.#lease.held) {
         try {
           const run = await this.#reporter.deliverPending(AbortSignal.timeout(remaining))
           this.#logger.info({ delivered: run.delivered, failed: run.failed }, 'final delivery pass done')
@@ -385,11 +361,7 @@ export class TrafficCollector {
         }
       }
     }
-    if (this.#leader && this.#store.releaseLeadership !== undefined) {
-      // Hand over at once rather than after the lease's TTL.
-      await this.#store.releaseLeadership(this.#holder).catch((err: unknown) => this.#logger.warn({ err }, 'could not release the reporter lease'))
-      this.#leader = false
-    }
+    await this.#lease.release()
     if (this.#ownsTransport) await this.#transport?.close().catch(() => {})
     this.#setState('closed')
   }
