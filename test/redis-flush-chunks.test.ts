@@ -39,14 +39,20 @@ async function open (t: TestContext, prefix: string, chunk: number | undefined, 
   return store
 }
 
-/** A store over a client the test controls (to make replies time out), closed when the test ends. */
-async function withClient (t: TestContext, prefix: string, chunk: number): Promise<{ store: RedisStore, client: Redis }> {
+/**
+ * A store on a fresh prefix (keys deleted when the test ends) over a client
+ * the test controls (to make replies time out), closed when the test ends.
+ */
+async function withClient (t: TestContext, chunk: number): Promise<{ store: RedisStore, client: Redis, prefix: string }> {
+  assert.ok(await redisOrSkip(t))
+  const prefix = uniquePrefix('flush-chunks')
+  cleanupPrefix(t, prefix)
   const client = new Redis(REDIS_URL, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false, commandTimeout: 10_000, lazyConnect: true })
   client.on('error', () => {})
   await client.connect()
   const store = new RedisStore(client, POLICY, { prefix, flushChunkUids: chunk })
   t.after(() => store.close())
-  return { store, client }
+  return { store, client, prefix }
 }
 
 function byUid (records: readonly UsageRecord[]): UsageRecord[] {
@@ -191,10 +197,7 @@ describe('chunked redis flush', suite, () => {
   })
 
   it('a batch whose replies were lost (Redis ran it) is counted once when retried', async (t) => {
-    assert.ok(await redisOrSkip(t))
-    const prefix = uniquePrefix('flush-chunks')
-    cleanupPrefix(t, prefix)
-    const { store, client } = await withClient(t, prefix, 500)
+    const { store, client } = await withClient(t, 500)
     const memory = new MemoryStore(POLICY)
     await store.flush([delta('warm-up', 1)])
     await memory.flush([delta('warm-up', 1)])
@@ -220,10 +223,7 @@ describe('chunked redis flush', suite, () => {
   })
 
   it('markers go once their batch answered whole, never while it may be retried', async (t) => {
-    assert.ok(await redisOrSkip(t))
-    const prefix = uniquePrefix('flush-chunks')
-    cleanupPrefix(t, prefix)
-    const { store, client } = await withClient(t, prefix, 50)
+    const { store, client, prefix } = await withClient(t, 50)
     const k = redisKeys(prefix)
     const markers = async (): Promise<string[]> => (await keysOf(prefix, client)).filter((key) => key.startsWith(k.flushedPrefix)).sort()
     const names = (id: string, chunks: number): string[] => Array.from({ length: chunks }, (_, i) => `${k.flushedPrefix}${id}:${i}`)
