@@ -101,8 +101,9 @@ export class DispatchedResponse implements Dispatcher.DispatchHandler, PushedBod
       case 'read':
         this.#heldBytes += chunk.length
         if (this.#heldBytes > this.#readLimit) {
-          this.#fail?.(new OriginBodyTooLargeError(this.#readLimit))
-          controller.abort(new OriginBodyTooLargeError(this.#readLimit))
+          const err = new OriginBodyTooLargeError(this.#readLimit)
+          this.#fail?.(err)
+          controller.abort(err)
           return
         }
         this.#held.push(chunk)
