@@ -318,6 +318,33 @@ export function storeContract (name: string, factory: StoreFactory): void {
         assert.deepEqual(await store.counters(), counters({ total_recorded_uids: 1 }))
       })
 
+      it('a wall clock set forward seals once, and set back again never stops seals', async (t) => {
+        const store = await open(t)
+        const interval = 60_000
+        const year = 365 * 24 * 3600_000
+        await schedule(store, T0, interval)
+        await store.flush([delta('a', 2000)])
+        const ahead = await store.seal({ now: T0 + year, intervalMs: interval, render: renderer(Infinity, 'ahead').render })
+        assert.equal(ahead.sealed, true)
+        assert.deepEqual(ahead.reports.map((r) => r.reportId), ['ahead-1'])
+        assert.equal(ahead.nextSealAt, T0 + year + interval)
+        // Still a year ahead: one seal only.
+        assert.equal((await store.seal({ now: T0 + year + 1, intervalMs: interval, render: renderer().render })).sealed, false)
+        // Put right: the year-ahead schedule means nothing, the window seals now.
+        const back = T0 + 61_000
+        await store.flush([delta('b', 3000, { firstSeen: back, lastSeen: back })])
+        const corrected = await store.seal({ now: back, intervalMs: interval, render: renderer(Infinity, 'back').render })
+        assert.equal(corrected.sealed, true)
+        assert.deepEqual(corrected.reports.map((r) => [r.reportId, r.bytes]), [['back-1', 3000]])
+        assert.equal(corrected.nextSealAt, back + interval)
+        assert.equal(await store.nextSealAt(), back + interval)
+        // From there on the usual rhythm; a step back within the slack between instances' clocks waits.
+        assert.equal((await store.seal({ now: back - 4000, intervalMs: interval, render: renderer().render })).sealed, false)
+        assert.equal((await store.seal({ now: back + interval - 1, intervalMs: interval, render: renderer().render })).sealed, false)
+        assert.equal((await store.seal({ now: back + interval, intervalMs: interval, render: renderer().render })).sealed, true)
+        assert.deepEqual(await store.outbox().then((o) => o.map((e) => e.reportId)), ['ahead-1', 'back-1'])
+      })
+
       it('a due seal moves the qualified records into the outbox and carries the others over', async (t) => {
         const store = await open(t)
         await schedule(store, T0, 60_000)

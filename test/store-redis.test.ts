@@ -3,7 +3,7 @@ import { describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
 import { Redis } from 'ioredis'
 import { StoreError } from '../src/errors.ts'
-import { emptyCounters } from '../src/meter/index.ts'
+import { CLOCK_BACK_SLACK_MS, emptyCounters } from '../src/meter/index.ts'
 import type { RenderedReport, UsageDelta, UsagePolicy, UsageRecord, UsageStore } from '../src/meter/index.ts'
 import { MemoryStore, openStore, parseStoreUrl } from '../src/store/index.ts'
 import { RedisStore } from '../src/store/redis-store.ts'
@@ -72,7 +72,7 @@ async function reported (store: UsageStore): Promise<Map<string, number>> {
 /** Run the staging script the way RedisStore.seal does, as a sealer that then dies. */
 async function stageOnly (client: Redis, prefix: string, now: number, intervalMs: number, token: string): Promise<unknown> {
   const k = redisKeys(prefix)
-  return client.eval(SCRIPTS.smStage, 6, k.records, k.qualified, k.byBytes, k.meta, k.stage, k.stageMeta, now, intervalMs, '0', token)
+  return client.eval(SCRIPTS.smStage, 6, k.records, k.qualified, k.byBytes, k.meta, k.stage, k.stageMeta, now, intervalMs, '0', token, CLOCK_BACK_SLACK_MS)
 }
 
 describe('redis store', suite, () => {

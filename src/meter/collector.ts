@@ -23,6 +23,9 @@ import type { DiscardedUsage, StoreCounters, TrafficEvent, UsageDelta, UsagePoli
 import type { FlushResult, OutboxStats, SealResult, UsageStore, UsageSummary } from './usage-store.ts'
 import { emptyCounters } from './usage-store.ts'
 
+/** A wall clock that moved this much more (or less) than the monotonic one between ticks is logged, in ms. */
+const CLOCK_JUMP_WARN_MS = 5000
+
 /** The shared figures `status()` reads from the store. */
 interface StoreView {
   nextSealAt: number | undefined
@@ -96,6 +99,8 @@ export class TrafficCollector {
   /** The store's part of the last `status()` that could read it, shown while it cannot. */
   #lastStoreView: StoreView | undefined
   readonly #lease: ReporterLease
+  /** Wall and monotonic time of the last tick, to notice the wall clock jumping. */
+  #lastTick: { wall: number, mono: number } | undefined
   /** A batch whose flush failed, kept to be sent again with the same id. */
   #heldBatch: { id: string, bytes: number, deltas: UsageDelta[] } | undefined
   readonly #counters: InstanceCounters = {
@@ -240,6 +245,7 @@ export class TrafficCollector {
 
   /** One timer step: flush, expire, seal when due. */
   async tick (): Promise<void> {
+    this.#watchClock()
     try {
       await this.flush()
     } catch {
@@ -364,6 +370,25 @@ export class TrafficCollector {
     await this.#lease.release()
     if (this.#ownsTransport) await this.#transport?.close().catch(() => {})
     this.#setState('closed')
+  }
+
+  /**
+   * Log a jump of the wall clock (against the monotonic one) between two
+   * ticks: it explains an early seal (forward) or one that seals at once
+   * (back: src/meter/seal-schedule.ts), and sub-threshold cycles that expire
+   * early (forward) or late (back), since expiry follows the wall clock.
+   */
+  #watchClock (): void {
+    const wall = this.#clock.now()
+    const mono = performance.now()
+    const last = this.#lastTick
+    this.#lastTick = { wall, mono }
+    if (last === undefined) return
+    const jump = (wall - last.wall) - (mono - last.mono)
+    if (Math.abs(jump) > CLOCK_JUMP_WARN_MS) {
+      this.#logger.warn({ jumpSeconds: Math.round(jump / 1000) },
+        'the wall clock jumped: a window may seal early, and sub-threshold usage may expire early (forward) or late (back)')
+    }
   }
 
   #setState (state: CollectorState): void {

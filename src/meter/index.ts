@@ -10,6 +10,8 @@ export type {
 export { isExpired, mergeDelta, unionCapped } from './usage-record.ts'
 export type { MergeOutcome } from './usage-record.ts'
 export { checkRendered, compareRecords, emptyCounters } from './usage-store.ts'
+export { CLOCK_BACK_SLACK_MS, sealDecision } from './seal-schedule.ts'
+export type { SealSchedule } from './seal-schedule.ts'
 export type {
   ExpireResult, FlushResult, OutboxStats, SealRequest, SealResult, UsageStore, UsageSummary
 } from './usage-store.ts'

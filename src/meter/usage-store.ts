@@ -36,7 +36,9 @@ export interface UsageStore {
   /** Discard sub-threshold records whose cycle began more than the timeout before `now`. */
   expire (now: number): Promise<ExpireResult>
   /**
-   * Seal the window when it is due (`now >= nextSealAt`) or when `force` is set.
+   * Seal the window when it is due or when `force` is set, as
+   * `sealDecision` (seal-schedule.ts) says: due at `nextSealAt`, and at once when `now` is
+   * before the time the schedule was set (the wall clock went back).
    * The first call on a fresh store only schedules the first seal at
    * `now + intervalMs` (unless forced). Every seal schedules the next one.
    */

@@ -1,6 +1,6 @@
 import { StoreClosedError } from '../errors.ts'
 import {
-  checkRendered, compareRecords, emptyCounters, isExpired, mergeDelta
+  checkRendered, compareRecords, emptyCounters, isExpired, mergeDelta, sealDecision
 } from '../meter/index.ts'
 import type {
   ExpireResult, FlushResult, OutboxEntry, OutboxStats, SealRequest, SealResult, StoreCounters,
@@ -19,6 +19,8 @@ export class MemoryStore implements UsageStore {
   #outbox: OutboxEntry[] = []
   #counters: StoreCounters = emptyCounters()
   #nextSealAt: number | undefined
+  /** When #nextSealAt was set (see sealDecision). */
+  #scheduledAt: number | undefined
   #seq = 0
   #closed = false
 
@@ -63,13 +65,13 @@ export class MemoryStore implements UsageStore {
   async seal (request: SealRequest): Promise<SealResult> {
     this.#check()
     const { now, intervalMs } = request
-    if (this.#nextSealAt === undefined && request.force !== true) {
+    const decision = sealDecision({ nextSealAt: this.#nextSealAt, scheduledAt: this.#scheduledAt }, now, request.force === true)
+    if (decision === 'schedule') {
       this.#nextSealAt = now + intervalMs
+      this.#scheduledAt = now
       return { sealed: false, reports: [], nextSealAt: this.#nextSealAt }
     }
-    if (request.force !== true && this.#nextSealAt !== undefined && now < this.#nextSealAt) {
-      return { sealed: false, reports: [], nextSealAt: this.#nextSealAt }
-    }
+    if (decision === 'wait') return { sealed: false, reports: [], nextSealAt: this.#nextSealAt as number }
     const qualified = [...this.#records.values()].filter((r) => r.qualified).sort(compareRecords)
     // Render before touching state: a throwing render leaves the window unsealed.
     const rendered = qualified.length > 0 ? checkRendered(qualified, request.render(qualified, now)) : []
@@ -90,6 +92,7 @@ export class MemoryStore implements UsageStore {
     this.#counters.reports_created += reports.length
     if (reports.length > 0) this.#counters.windows_sealed++
     this.#nextSealAt = now + intervalMs
+    this.#scheduledAt = now
     return { sealed: true, reports: reports.map((r) => ({ ...r })), nextSealAt: this.#nextSealAt }
   }
 

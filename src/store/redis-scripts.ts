@@ -20,9 +20,9 @@ export interface RedisKeys {
   readonly byBytes: string
   /** `{p}:stage` — hash uid → record JSON: what a seal took and has not committed yet. */
   readonly stage: string
-  /** `{p}:stage-meta` — hash: `token`, `sealed_at`, `prev_next_seal_at` of the staged seal. */
+  /** `{p}:stage-meta` — hash: `token`, `sealed_at`, `prev_next_seal_at`, `prev_scheduled_at` of the staged seal. */
   readonly stageMeta: string
-  /** `{p}:meta` — hash: `next_seal_at`; totals of the live records `q_uids`, `q_bytes`, `p_uids`, `p_bytes`; `outbox_bytes`. */
+  /** `{p}:meta` — hash: `next_seal_at`, `scheduled_at` (when it was set); totals of the live records `q_uids`, `q_bytes`, `p_uids`, `p_bytes`; `outbox_bytes`. */
   readonly meta: string
   /** `{p}:counters` — hash of exactly the StoreCounters fields. */
   readonly counters: string
@@ -308,27 +308,31 @@ return { #candidates, '[' .. concat(out, ',') .. ']' }
 
 /**
  * seal, step 1 — KEYS: records, qualified, by-bytes, meta, stage, stage-meta.
- * ARGV: now, intervalMs, force ('1' | '0'), token.
+ * ARGV: now, intervalMs, force ('1' | '0'), token, clock-back slack ms.
  * Returns {status, sealedAt, nextSealAt, [uid, record JSON, …]} with status
  * `scheduled` (first call), `waiting` (not due), `empty` (sealed, nothing
- * qualified) or `staged`. A stage left by a sealer that never came back is
- * returned as it is (and claimed with the new token) instead of taking new records.
+ * qualified) or `staged`. Due as src/meter/seal-schedule.ts says: at
+ * `next_seal_at`, or at once when `now` is before `scheduled_at` (the clock
+ * went back). A stage left by a sealer that never came back is returned as
+ * it is (and claimed with the new token) instead of taking new records.
  */
 const STAGE = `${PRELUDE}
 local now, interval, force, token = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4]
-local next = call('HGET', KEYS[4], 'next_seal_at')
+local schedule = call('HMGET', KEYS[4], 'next_seal_at', 'scheduled_at')
+local next, setAt = schedule[1], schedule[2]
 if call('EXISTS', KEYS[6]) == 1 then
   call('HSET', KEYS[6], 'token', token)
   return { 'staged', call('HGET', KEYS[6], 'sealed_at'), next or '', call('HGETALL', KEYS[5]) }
 end
 local at = num(now + interval)
 if not next and not force then
-  call('HSET', KEYS[4], 'next_seal_at', at)
+  call('HSET', KEYS[4], 'next_seal_at', at, 'scheduled_at', num(now))
   return { 'scheduled', '', at, {} }
 end
-if next and not force and now < tonumber(next) then return { 'waiting', '', next, {} } end
+local clockBack = setAt and now < tonumber(setAt) - tonumber(ARGV[5])
+if next and not force and now < tonumber(next) and not clockBack then return { 'waiting', '', next, {} } end
 local uids = call('SMEMBERS', KEYS[2])
-call('HSET', KEYS[4], 'next_seal_at', at)
+call('HSET', KEYS[4], 'next_seal_at', at, 'scheduled_at', num(now))
 if #uids == 0 then return { 'empty', '', at, {} } end
 local flat, bytes = {}, 0
 for i = 1, #uids, 1000 do
@@ -347,7 +351,7 @@ each('ZREM', KEYS[3], uids)
 call('DEL', KEYS[2])
 add(KEYS[4], 'q_uids', -#uids)
 add(KEYS[4], 'q_bytes', -bytes)
-call('HSET', KEYS[6], 'token', token, 'sealed_at', num(now), 'prev_next_seal_at', next or '')
+call('HSET', KEYS[6], 'token', token, 'sealed_at', num(now), 'prev_next_seal_at', next or '', 'prev_scheduled_at', setAt or '')
 return { 'staged', num(now), at, flat }
 `
 
@@ -399,8 +403,10 @@ return out
 const UNSTAGE = `${PRELUDE}
 if call('HGET', KEYS[8], 'token') ~= ARGV[1] then return 0 end
 local maxIps, maxSessions = tonumber(ARGV[2]), tonumber(ARGV[3])
-local prev = call('HGET', KEYS[8], 'prev_next_seal_at')
-if prev == '' then call('HDEL', KEYS[5], 'next_seal_at') else call('HSET', KEYS[5], 'next_seal_at', prev) end
+local prev = call('HMGET', KEYS[8], 'prev_next_seal_at', 'prev_scheduled_at')
+for i, field in ipairs({ 'next_seal_at', 'scheduled_at' }) do
+  if not prev[i] or prev[i] == '' then call('HDEL', KEYS[5], field) else call('HSET', KEYS[5], field, prev[i]) end
+end
 local flat = call('HGETALL', KEYS[7])
 local qUids, qBytes, pUids, pBytes, cycles = 0, 0, 0, 0, 0
 for i = 1, #flat, 2 do

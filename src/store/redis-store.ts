@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { ChainableCommander, Cluster, RedisOptions } from 'ioredis'
 import { StoreClosedError, StoreError, StreammeterError } from '../errors.ts'
-import { checkRendered, compareRecords, emptyCounters } from '../meter/index.ts'
+import { CLOCK_BACK_SLACK_MS, checkRendered, compareRecords, emptyCounters } from '../meter/index.ts'
 import type {
   ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
@@ -273,7 +273,7 @@ export class RedisStore implements UsageStore {
     const token = randomUUID()
     const [status, sealedAt, next, flat] = await this.#script('seal', 'smStage',
       [k.records, k.qualified, k.byBytes, k.meta, k.stage, k.stageMeta],
-      [request.now, request.intervalMs, request.force === true ? '1' : '0', token]) as [string, string, string, string[]]
+      [request.now, request.intervalMs, request.force === true ? '1' : '0', token, CLOCK_BACK_SLACK_MS]) as [string, string, string, string[]]
     const nextSealAt = Number(next)
     if (status !== 'staged') return { sealed: status === 'empty', reports: [], nextSealAt }
 

@@ -36,9 +36,9 @@ CREATE TABLE IF NOT EXISTS outbox (
   last_error      TEXT,
   last_attempt_ms INTEGER
 );
--- next_seal_at, the StoreCounters and the reporter lease (LEASE_KEY). No
--- declared type on value: counters are numbers, last_error and the lease are
--- text, and SQLite keeps each as given.
+-- next_seal_at and scheduled_at (when it was set), the StoreCounters and the
+-- reporter lease (LEASE_KEY). No declared type on value: counters are
+-- numbers, last_error and the lease are text, and SQLite keeps each as given.
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value

@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { StoreClosedError, StoreError, StreammeterError } from '../errors.ts'
 import {
-  checkRendered, compareRecords, emptyCounters, isExpired, mergeDelta, systemClock
+  checkRendered, compareRecords, emptyCounters, isExpired, mergeDelta, sealDecision, systemClock
 } from '../meter/index.ts'
 import type {
   Clock, ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
@@ -313,13 +313,12 @@ export class SqliteStore implements UsageStore {
     const { now, intervalMs } = request
     const force = request.force === true
     const scheduled = this.#nextSeal()
-    if (scheduled === undefined && !force) {
-      this.#setMeta.run('next_seal_at', now + intervalMs)
+    const decision = sealDecision({ nextSealAt: scheduled, scheduledAt: this.#metaNumber('scheduled_at') }, now, force)
+    if (decision === 'schedule') {
+      this.#schedule(now, intervalMs)
       return { sealed: false, reports: [], nextSealAt: now + intervalMs }
     }
-    if (!force && scheduled !== undefined && now < scheduled) {
-      return { sealed: false, reports: [], nextSealAt: scheduled }
-    }
+    if (decision === 'wait') return { sealed: false, reports: [], nextSealAt: scheduled as number }
     const qualified = this.#qualifiedRecords.all().map(toRecord).sort(compareRecords)
     let rendered: RenderedReport[] = []
     if (qualified.length > 0) {
@@ -336,7 +335,7 @@ export class SqliteStore implements UsageStore {
     this.#deleteQualified.run()
     this.#add('reports_created', reports.length)
     if (reports.length > 0) this.#add('windows_sealed', 1)
-    this.#setMeta.run('next_seal_at', now + intervalMs)
+    this.#schedule(now, intervalMs)
     return { sealed: true, reports, nextSealAt: now + intervalMs }
   }
 
@@ -402,8 +401,18 @@ export class SqliteStore implements UsageStore {
   }
 
   #nextSeal (): number | undefined {
-    const value = this.#getMeta.get('next_seal_at')
+    return this.#metaNumber('next_seal_at')
+  }
+
+  #metaNumber (key: string): number | undefined {
+    const value = this.#getMeta.get(key)
     return value === undefined || value === null ? undefined : Number(value)
+  }
+
+  /** The next seal at `now + intervalMs`, set at `now` (see sealDecision). */
+  #schedule (now: number, intervalMs: number): void {
+    this.#setMeta.run('next_seal_at', now + intervalMs)
+    this.#setMeta.run('scheduled_at', now)
   }
 
   #add (counter: NumericCounter, n: number): void {
