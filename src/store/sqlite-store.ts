@@ -1,6 +1,7 @@
 import { mkdirSync, readlinkSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { dirname, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import { StoreClosedError, StoreError, StreammeterError } from '../errors.ts'
 import {
@@ -12,6 +13,15 @@ import type {
 } from '../meter/index.ts'
 import { LEASE_KEY, migrate, parseLease, toEntry, toRecord, toRow } from './sqlite-schema.ts'
 import type { LeaseRow, OutboxRow, UsageRow } from './sqlite-schema.ts'
+
+/** How long opening the file may wait for another process's lock, in ms (nothing is served yet). */
+const OPEN_BUSY_TIMEOUT_MS = 5000
+/**
+ * How long an operation keeps retrying a database another process has
+ * locked before it fails (the collector then keeps its batch and tries again
+ * at the next tick), in ms. @default 30000
+ */
+const BUSY_RETRY_MS = 30_000
 
 type NumericCounter = { [K in keyof StoreCounters]: StoreCounters[K] extends number ? K : never }[keyof StoreCounters]
 
@@ -105,7 +115,10 @@ export class SqliteStore implements UsageStore {
     try {
       if (this.path !== ':memory:') mkdirSync(dirname(this.path), { recursive: true })
       db = new Database(this.path)
-      db.pragma('busy_timeout = 5000')
+      // Opening may wait for another process's write lock (a worker's
+      // flush): nothing is served yet. After that the timeout is 0 and #run
+      // retries a locked database asynchronously, see there.
+      db.pragma(`busy_timeout = ${OPEN_BUSY_TIMEOUT_MS}`)
       db.pragma('journal_mode = WAL')
       // NORMAL in WAL mode: a commit survives a crash of this process (the
       // WAL is in the OS page cache) but only a power loss or OS crash can
@@ -114,6 +127,7 @@ export class SqliteStore implements UsageStore {
       // FULL's fsync per flush. seal() is the exception, see there.
       db.pragma('synchronous = NORMAL')
       migrate(db)
+      db.pragma('busy_timeout = 0')
     } catch (err) {
       db?.close()
       if (err instanceof StoreError) throw err
@@ -208,7 +222,7 @@ export class SqliteStore implements UsageStore {
 
   /** Free the lease if `holder` has it, so that another process takes over at its next tick. */
   async releaseLeadership (holder: string): Promise<void> {
-    this.#run('releaseLeadership', () => this.#releaseTx(holder))
+    await this.#run('releaseLeadership', () => this.#releaseTx(holder))
   }
 
   async nextSealAt (): Promise<number | undefined> {
@@ -227,7 +241,7 @@ export class SqliteStore implements UsageStore {
   }
 
   async outboxFail (reportId: string, error: string, now: number): Promise<void> {
-    this.#run('outboxFail', () => this.#failTx(reportId, error, now))
+    await this.#run('outboxFail', () => this.#failTx(reportId, error, now))
   }
 
   async outboxStats (): Promise<OutboxStats> {
@@ -419,15 +433,36 @@ export class SqliteStore implements UsageStore {
     if (n !== 0) this.#addMeta.run(n, counter)
   }
 
-  /** Run one operation: closed check, and unexpected SQLite failures become StoreError. */
-  #run<T> (operation: string, fn: () => T): T {
-    if (this.#closed) throw new StoreClosedError()
-    try {
-      return fn()
-    } catch (err) {
-      if (err instanceof CallerError) throw err.error
-      if (err instanceof StreammeterError) throw err
-      throw new StoreError(`sqlite store ${operation} failed: ${messageOf(err)}`, { cause: err })
+  /**
+   * Run one operation: closed check, a locked database retried, and
+   * unexpected SQLite failures become StoreError.
+   *
+   * better-sqlite3 is synchronous: with a busy timeout, a transaction that
+   * finds another process holding the write lock (a worker's big flush, a
+   * backup, an operator's sqlite3 shell) would wait for it on the event loop,
+   * and every request of this process with it (a 4 s lock held a small
+   * request for 3.2 s). So the timeout is 0: a locked database fails at once
+   * with SQLITE_BUSY, and the operation is tried again after a short pause
+   * (2 ms doubling to 50 ms, jittered so that workers do not retry in step)
+   * on a timer, for up to {@link BUSY_RETRY_MS}. Nothing was written by a
+   * try that failed to begin, so trying again is safe; a seal's `render` runs
+   * again and makes new report ids, none of which was stored.
+   */
+  async #run<T> (operation: string, fn: () => T): Promise<T> {
+    const started = performance.now()
+    for (let attempt = 0; ; attempt++) {
+      if (this.#closed) throw new StoreClosedError()
+      try {
+        return fn()
+      } catch (err) {
+        if (err instanceof CallerError) throw err.error
+        if (err instanceof StreammeterError) throw err
+        if (isBusy(err) && performance.now() - started < BUSY_RETRY_MS) {
+          await sleep(Math.min(50, 2 ** (attempt + 1)) * (0.5 + Math.random()))
+          continue
+        }
+        throw new StoreError(`sqlite store ${operation} failed: ${messageOf(err)}`, { cause: err })
+      }
     }
   }
 }
@@ -446,6 +481,12 @@ function holderGone (lease: LeaseRow): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ESRCH'
   }
+}
+
+/** SQLITE_BUSY and its extended codes (SQLITE_BUSY_SNAPSHOT, …): another connection holds a lock. */
+function isBusy (err: unknown): boolean {
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY')
 }
 
 function messageOf (err: unknown): string {
