@@ -99,6 +99,7 @@ export class TrafficCollector {
   /** The store's part of the last `status()` that could read it, shown while it cannot. */
   #lastStoreView: StoreView | undefined
   readonly #lease: ReporterLease
+  readonly #beforeFlush: Array<() => void> = []
   /** Wall and monotonic time of the last tick, to notice the wall clock jumping. */
   #lastTick: { wall: number, mono: number } | undefined
   /** A batch whose flush failed, kept to be sent again with the same id. */
@@ -192,7 +193,7 @@ export class TrafficCollector {
       return
     }
     const time = event.time ?? this.#clock.now()
-    this.#deltas.add(uid, bytes, fileTypeIndex(event.fileType), event.ip || undefined, event.sessionId || undefined, time)
+    this.#deltas.add(uid, bytes, fileTypeIndex(event.fileType), event.ip || undefined, event.sessionId || undefined, time, event.requests === 0 ? 0 : 1)
     this.#counters.events_recorded++
     this.#counters.bytes_recorded += bytes
     this.#unflushedBytes += bytes
@@ -207,6 +208,16 @@ export class TrafficCollector {
       })
     }
     if (channels.traffic.hasSubscribers) channels.traffic.publish(event)
+  }
+
+  /**
+   * Call `hook` synchronously at the start of every flush, just before the
+   * in-process deltas are taken: a source of usage that is still growing
+   * (a long response's bytes so far) records it there, so that it reaches
+   * the store within one flush interval.
+   */
+  beforeFlush (hook: () => void): void {
+    this.#beforeFlush.push(hook)
   }
 
   /** Start the flush/seal timer and the delivery loop. */
@@ -430,6 +441,15 @@ export class TrafficCollector {
       }
       this.#heldBatch = undefined
       this.#afterFlush(result)
+    }
+    if (!this.#finalFlushed) {
+      for (const hook of this.#beforeFlush) {
+        try {
+          hook()
+        } catch (err) {
+          this.#logger.error({ err }, 'a flush hook failed')
+        }
+      }
     }
     if (this.#deltas.size === 0) return undefined
     const batch = { id: randomUUID(), bytes: this.#unflushedBytes, deltas: this.#deltas.drain() }

@@ -49,8 +49,8 @@ export class DeltaMap {
     return this.#slot.has(uid)
   }
 
-  /** Add one event. `typeIndex` is an index into {@link FILE_TYPES}. */
-  add (uid: string, bytes: number, typeIndex: number, ip: string | undefined, sid: string | undefined, time: number): void {
+  /** Add one event of `requests` (0 or 1) requests. `typeIndex` is an index into {@link FILE_TYPES}. */
+  add (uid: string, bytes: number, typeIndex: number, ip: string | undefined, sid: string | undefined, time: number, requests = 1): void {
     let i = this.#slot.get(uid)
     if (i === undefined) {
       i = this.#size++
@@ -62,13 +62,13 @@ export class DeltaMap {
       this.#bytes[i] = bytes
       this.#first[i] = time
       this.#last[i] = time
-      this.#requests[i] = 1
+      this.#requests[i] = requests
       this.#type[i] = typeIndex
       return
     }
     const prevBytes = this.#bytes[i] as number
     this.#bytes[i] = prevBytes + bytes
-    this.#requests[i]! += 1
+    this.#requests[i]! += requests
     if (time < (this.#first[i] as number)) this.#first[i] = time
     if (time > (this.#last[i] as number)) this.#last[i] = time
     const t = this.#type[i] as number

@@ -17,6 +17,15 @@ export interface TrafficEvent {
   sessionId?: string | undefined
   /** When the response finished, in ms since the epoch. @default clock.now() */
   time?: number | undefined
+  /**
+   * Requests this event counts: 1 for a response (the default), 0 for a
+   * further piece of a response whose request an earlier piece counted. A
+   * long response is recorded in pieces as its bytes go out (DESIGN §2:
+   * what a crash can lose is bounded by the flush interval, even mid-download);
+   * its first piece counts the request.
+   * @default 1
+   */
+  requests?: 0 | 1 | undefined
 }
 
 /**

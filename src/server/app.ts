@@ -14,6 +14,7 @@ import { sendError } from './error-reply.ts'
 import { createHttpServer } from './http-server.ts'
 import { InstrumentedStore } from './instrumented-store.ts'
 import { serveMedia } from './media-route.ts'
+import { MeteringInput } from './metering-input.ts'
 import type { MediaContext } from './media-route.ts'
 import { ServerMetrics } from './metrics.ts'
 import type { MonitorEvents } from './monitor-events.ts'
@@ -105,7 +106,7 @@ export function buildApp (options: AppOptions): App {
   if (collector !== undefined) metrics.watch(collector)
   const ctx: MediaContext = {
     origin: options.origin,
-    collector,
+    metering: collector === undefined ? undefined : new MeteringInput(collector, transfers, Date.now),
     signingSecret: options.signingSecret,
     ips: new ClientIpResolver([...(options.trustedProxies ?? [])]),
     cors: new CorsPolicy(options.corsOrigins ?? ['*']),

@@ -4,11 +4,12 @@ import type { Readable } from 'node:stream'
 import {
   BadRequestError, BadSignatureError, OriginBodyTooLargeError, OriginError, StreammeterError, UrlExpiredError
 } from '../errors.ts'
-import type { FileType, TrafficCollector } from '../meter/index.ts'
+import type { FileType } from '../meter/index.ts'
 import type { ClientIpResolver } from './client-ip.ts'
 import type { CorsPolicy } from './cors.ts'
 import { sendError } from './error-reply.ts'
 import { fileTypeOf } from './media-types.ts'
+import type { MeteringInput } from './metering-input.ts'
 import type { ServerMetrics } from './metrics.ts'
 import { isPushedBody } from './origin.ts'
 import type { ForwardedHeaders, Origin, OriginResponse, PushedBody } from './origin.ts'
@@ -29,7 +30,8 @@ const MAX_PLAYLIST_BYTES = 8 * 1024 * 1024
 /** What the media handler needs. */
 export interface MediaContext {
   origin: Origin
-  collector: TrafficCollector | undefined
+  /** Turns transfers into traffic events; undefined when metering is off. */
+  metering: MeteringInput | undefined
   signingSecret: string | undefined
   ips: ClientIpResolver
   cors: CorsPolicy
@@ -262,15 +264,6 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Identity,
   } finally {
     ctx.transfers.close(transfer)
   }
-  if (who.uid !== undefined && transfer.bytes > 0 && ctx.collector !== undefined) {
-    ctx.collector.record({
-      uid: who.uid,
-      bytes: transfer.bytes,
-      fileType: who.fileType,
-      ip: who.ip,
-      sessionId: who.sessionId,
-      time: ctx.now()
-    })
-  }
+  ctx.metering?.finish(transfer)
   return transfer.bytes
 }
