@@ -78,7 +78,6 @@ export class SqliteStore implements UsageStore {
   readonly #qualifiedRecords
   readonly #deleteQualified
   readonly #allRecords
-  readonly #countRecords
   readonly #topCutoff
   readonly #recordsFrom
   readonly #insertOutbox
@@ -127,6 +126,7 @@ export class SqliteStore implements UsageStore {
       // FULL's fsync per flush. seal() is the exception, see there.
       db.pragma('synchronous = NORMAL')
       migrate(db)
+      ensureTotals(db)
       db.pragma('busy_timeout = 0')
     } catch (err) {
       db?.close()
@@ -149,8 +149,6 @@ export class SqliteStore implements UsageStore {
     this.#qualifiedRecords = db.prepare<[], UsageRow>('SELECT * FROM usage WHERE qualified = 1')
     this.#deleteQualified = db.prepare<[]>('DELETE FROM usage WHERE qualified = 1')
     this.#allRecords = db.prepare<[], UsageRow>('SELECT * FROM usage ORDER BY rowid')
-    this.#countRecords = db.prepare<[], { qualified: number, n: number, bytes: number }>(
-      'SELECT qualified, count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM usage GROUP BY qualified')
     this.#topCutoff = db.prepare<[number], number>(
       'SELECT bytes FROM usage ORDER BY bytes DESC LIMIT 1 OFFSET ?').pluck()
     this.#recordsFrom = db.prepare<[number], UsageRow>('SELECT * FROM usage WHERE bytes >= ? ORDER BY bytes DESC')
@@ -289,11 +287,14 @@ export class SqliteStore implements UsageStore {
   #flushIn (deltas: readonly UsageDelta[]): FlushResult {
     const result: FlushResult = { uids: deltas.length, created: 0, qualified: 0, discarded: [] }
     let discardedBytes = 0
+    const totals = new Totals()
     for (const delta of deltas) {
       // Read inside the loop: a batch may hold the same uid twice.
       const row = this.#getRecord.get(delta.uid)
       const before = row === undefined ? undefined : toRecord(row)
       const outcome = mergeDelta(before, delta, this.policy)
+      if (before !== undefined) totals.remove(before)
+      totals.add(outcome.record)
       if (outcome.discarded !== undefined) {
         result.discarded.push(outcome.discarded)
         discardedBytes += outcome.discarded.bytes
@@ -305,21 +306,25 @@ export class SqliteStore implements UsageStore {
     this.#add('accumulator_cleanups', result.discarded.length)
     this.#add('bytes_discarded', discardedBytes)
     this.#add('total_recorded_uids', result.created)
+    this.#applyTotals(totals)
     return result
   }
 
   #expireIn (now: number): ExpireResult {
     const result: ExpireResult = { discarded: [] }
+    const totals = new Totals()
     // The index narrows the scan (with 1 ms to spare for float rounding);
     // isExpired decides, so the rule stays the shared one.
     for (const row of this.#expiryCandidates.all(now - this.policy.accumulatorTimeoutMs + 1)) {
       const record = toRecord(row)
       if (!isExpired(record, now, this.policy)) continue
       this.#deleteRecord.run(record.uid)
+      totals.remove(record)
       result.discarded.push({ uid: record.uid, bytes: record.bytes, startTime: record.startTime })
       this.#add('accumulator_cleanups', 1)
       this.#add('bytes_discarded', record.bytes)
     }
+    this.#applyTotals(totals)
     return result
   }
 
@@ -347,6 +352,9 @@ export class SqliteStore implements UsageStore {
       return { seq: Number(lastInsertRowid), reportId: r.reportId, createdAt: now, body: r.body, uids: r.uids, bytes: r.bytes, attempts: 0 }
     })
     this.#deleteQualified.run()
+    const totals = new Totals()
+    for (const record of qualified) totals.remove(record)
+    this.#applyTotals(totals)
     this.#add('reports_created', reports.length)
     if (reports.length > 0) this.#add('windows_sealed', 1)
     this.#schedule(now, intervalMs)
@@ -370,15 +378,14 @@ export class SqliteStore implements UsageStore {
   }
 
   #summaryIn (top: number): UsageSummary {
-    const summary: UsageSummary = { qualifiedUids: 0, pendingUids: 0, qualifiedBytes: 0, pendingBytes: 0, top: [] }
-    for (const row of this.#countRecords.all()) {
-      if (row.qualified === 1) {
-        summary.qualifiedUids = row.n
-        summary.qualifiedBytes = row.bytes
-      } else {
-        summary.pendingUids = row.n
-        summary.pendingBytes = row.bytes
-      }
+    // The totals kept in meta: four rows, not a scan of every record (the
+    // dashboard asks every second).
+    const summary: UsageSummary = {
+      qualifiedUids: this.#metaNumber('q_uids') ?? 0,
+      pendingUids: this.#metaNumber('p_uids') ?? 0,
+      qualifiedBytes: this.#metaNumber('q_bytes') ?? 0,
+      pendingBytes: this.#metaNumber('p_bytes') ?? 0,
+      top: []
     }
     const n = Math.max(0, Math.trunc(top))
     if (n === 0) return summary
@@ -429,6 +436,13 @@ export class SqliteStore implements UsageStore {
     this.#setMeta.run('scheduled_at', now)
   }
 
+  #applyTotals (t: Totals): void {
+    if (t.qUids !== 0) this.#addMeta.run(t.qUids, 'q_uids')
+    if (t.qBytes !== 0) this.#addMeta.run(t.qBytes, 'q_bytes')
+    if (t.pUids !== 0) this.#addMeta.run(t.pUids, 'p_uids')
+    if (t.pBytes !== 0) this.#addMeta.run(t.pBytes, 'p_bytes')
+  }
+
   #add (counter: NumericCounter, n: number): void {
     if (n !== 0) this.#addMeta.run(n, counter)
   }
@@ -465,6 +479,53 @@ export class SqliteStore implements UsageStore {
       }
     }
   }
+}
+
+/** Changes to the live-record totals of `meta` (`q_uids`, `q_bytes`, `p_uids`, `p_bytes`) within one transaction. */
+class Totals {
+  qUids = 0
+  qBytes = 0
+  pUids = 0
+  pBytes = 0
+
+  add (r: UsageRecord): void {
+    this.#count(r, 1)
+  }
+
+  remove (r: UsageRecord): void {
+    this.#count(r, -1)
+  }
+
+  #count (r: UsageRecord, sign: 1 | -1): void {
+    if (r.qualified) {
+      this.qUids += sign
+      this.qBytes += sign * r.bytes
+    } else {
+      this.pUids += sign
+      this.pBytes += sign * r.bytes
+    }
+  }
+}
+
+/**
+ * The live-record totals `summary()` reads, kept in `meta` by every write
+ * since they were added. A file written before then gets them counted once,
+ * here, at open.
+ */
+function ensureTotals (db: Database.Database): void {
+  db.transaction(() => {
+    const has = db.prepare<[], unknown>("SELECT 1 FROM meta WHERE key = 'q_uids'").pluck().get()
+    if (has !== undefined) return
+    const rows = db.prepare<[], { qualified: number, n: number, bytes: number }>(
+      'SELECT qualified, count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM usage GROUP BY qualified').all()
+    const q = rows.find((r) => r.qualified === 1)
+    const p = rows.find((r) => r.qualified !== 1)
+    const put = db.prepare<[string, number]>('INSERT INTO meta (key, value) VALUES (?, ?)')
+    put.run('q_uids', q?.n ?? 0)
+    put.run('q_bytes', q?.bytes ?? 0)
+    put.run('p_uids', p?.n ?? 0)
+    put.run('p_bytes', p?.bytes ?? 0)
+  }).immediate()
 }
 
 /**
