@@ -24,7 +24,7 @@ function workdir (dotenv?: string): string {
 const empty = workdir()
 
 function load (env: Env = {}, argv: string[] = [], cwd = empty): Config {
-  return loadConfig({ env, argv, cwd })
+  return loadConfig({ env, argv, cwd }).config
 }
 
 /** The ConfigError `fn` throws. */
@@ -259,28 +259,33 @@ describe('invalid settings stop the start, naming the setting', () => {
 })
 
 describe('unknown settings', () => {
-  it('rejects an unknown variable with one of our prefixes', () => {
-    for (const name of ['TRAFFIC_FOO', 'ORIGIN_PATH', 'STORE_PATH', 'SIGNING_KEY', 'SHUTDOWN_TIMEOUT', 'ADMIN_PASSWORD', 'CORS_ORIGIN', 'TRUSTED_PROXY']) {
-      const err = configError(() => load({ [name]: '1' }))
-      assert.equal(err.setting, name)
-      assert.match(err.message, new RegExp(`^${name}: unknown setting`))
-    }
+  it('warns about an unknown variable with one of our prefixes, by name, and loads the rest', () => {
+    const names = ['TRAFFIC_FOO', 'ORIGIN_PATH', 'STORE_PATH', 'SIGNING_KEY', 'SHUTDOWN_TIMEOUT', 'ADMIN_PASSWORD', 'CORS_ORIGIN', 'TRUSTED_PROXY']
+    const { config, warnings } = loadConfig({ env: { ...Object.fromEntries(names.map((n) => [n, '1'])), PORT: '9000' }, argv: [], cwd: empty })
+    assert.equal(config.port, 9000)
+    assert.deepEqual(warnings.map((w) => w.variable), names)
+    for (const w of warnings) assert.match(w.message, new RegExp(`^${w.variable} is not a setting and is ignored`))
   })
 
   it('suggests the setting a typo was meant to be', () => {
-    assert.match(configError(() => load({ TRAFFIC_MIN_BYTE: '1' })).message, /did you mean TRAFFIC_MIN_BYTES\?/)
-    assert.match(configError(() => load({ CORS_ORIGIN: '*' })).message, /did you mean CORS_ORIGINS\?/)
+    const { warnings } = loadConfig({ env: { TRAFFIC_MIN_BYTE: '1', CORS_ORIGIN: '*', TRAFFIC_WHATEVER_ELSE: '1' }, argv: [], cwd: empty })
+    assert.deepEqual(warnings.map((w) => [w.variable, w.suggestion]), [
+      ['TRAFFIC_MIN_BYTE', 'TRAFFIC_MIN_BYTES'], ['CORS_ORIGIN', 'CORS_ORIGINS'], ['TRAFFIC_WHATEVER_ELSE', undefined]
+    ])
+    assert.equal(warnings[0]?.message, 'TRAFFIC_MIN_BYTE is not a setting and is ignored (did you mean TRAFFIC_MIN_BYTES?)')
+    assert.equal(warnings[2]?.message, 'TRAFFIC_WHATEVER_ELSE is not a setting and is ignored')
   })
 
-  it('rejects one in .env too', () => {
-    const err = configError(() => load({}, [], workdir('TRAFFIC_FOO=1\n')))
-    assert.equal(err.setting, 'TRAFFIC_FOO')
-    assert.match(err.message, /in \.env/)
+  it('rejects one in .env (streammeter\'s own file), with a suggestion', () => {
+    const err = configError(() => load({}, [], workdir('TRAFFIC_MIN_BYTE=1\n')))
+    assert.equal(err.setting, 'TRAFFIC_MIN_BYTE')
+    assert.equal(err.message, 'TRAFFIC_MIN_BYTE: unknown setting (in .env) (did you mean TRAFFIC_MIN_BYTES?)')
   })
 
-  it('ignores the machine\'s other variables, and empty unknown ones', () => {
-    const c = load({ PATH: '/bin', HOME: '/root', NODE_ENV: 'test', TRAFFICKING: 'x', FOO_TRAFFIC_BAR: 'x', TRAFFIC_FOO: '' })
-    assert.equal(c.port, 8080)
+  it('ignores the machine\'s other variables, and empty unknown ones, without a warning', () => {
+    const { config, warnings } = loadConfig({ env: { PATH: '/bin', HOME: '/root', NODE_ENV: 'test', TRAFFICKING: 'x', FOO_TRAFFIC_BAR: 'x', TRAFFIC_FOO: '' }, argv: [], cwd: empty })
+    assert.equal(config.port, 8080)
+    assert.deepEqual(warnings, [])
   })
 
   it('rejects an unknown flag, naming it', () => {
@@ -393,8 +398,8 @@ describe('docs/configuration.md', () => {
   })
 })
 
-it('variables injected by Kubernetes service links do not stop the start', () => {
-  const config = loadConfig({
+it('variables injected by Kubernetes service links are not even warned about', () => {
+  const { config, warnings } = loadConfig({
     env: {
       ORIGIN_SERVICE_HOST: '10.0.0.9',
       ORIGIN_SERVICE_PORT: '80',
@@ -409,5 +414,6 @@ it('variables injected by Kubernetes service links do not stop the start', () =>
     cwd: tmpdir()
   })
   assert.equal(config.origin.kind, 'demo')
-  assert.throws(() => loadConfig({ env: { ORIGIN_PORTS: '1' }, argv: [], cwd: tmpdir() }), /ORIGIN_PORTS: unknown setting/)
+  assert.deepEqual(warnings, [])
+  assert.deepEqual(loadConfig({ env: { ORIGIN_PORTS: '1' }, argv: [], cwd: tmpdir() }).warnings.map((w) => w.variable), ['ORIGIN_PORTS'])
 })
