@@ -389,11 +389,34 @@ describe('toMeterOptions', () => {
 })
 
 describe('docs/configuration.md', () => {
+  const doc = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8')
+  /** The text of a setting's entry: from its heading to the next heading. */
+  const entryOf = (name: string): string => {
+    const at = doc.search(new RegExp(`^#{3,4} \`${name}\``, 'm'))
+    if (at === -1) return ''
+    const next = doc.slice(at + 1).search(/^#{2,4} /m)
+    return next === -1 ? doc.slice(at) : doc.slice(at, at + 1 + next)
+  }
+
   it('has an entry for every setting', () => {
-    const doc = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8')
     for (const name of SETTING_NAMES) {
-      assert.match(doc, new RegExp(`^#{3,4} \`${name}\``, 'm'), `no entry for ${name}`)
+      assert.ok(entryOf(name) !== '', `no entry for ${name}`)
       assert.ok(doc.includes(`\`${flagOf(name)}\``), `no flag for ${name}`)
+    }
+  })
+
+  it('gives every duration, size and count a bound, the bound the schema enforces', () => {
+    for (const name of SETTING_NAMES) {
+      const entry = entryOf(name)
+      const type = /Type: ([^·\n]+)/.exec(entry)?.[1] ?? ''
+      if (!/seconds|bytes|integer/.test(type)) continue
+      const bound = /^- Bound: at most `(\d+)`/m.exec(entry)?.[1]
+      assert.ok(bound !== undefined, `${name} (${type.trim()}) has no "Bound: at most \`N\`" line`)
+      assert.doesNotThrow(() => load({ [name]: bound }), `${name} refuses its documented bound ${bound}`)
+      const past = /seconds/.test(type) ? `${bound}.5` : String(BigInt(bound) + 1n)
+      const err = configError(() => load({ [name]: past }))
+      assert.equal(err.setting, name)
+      assert.match(err.message, new RegExp(`must be at most ${bound}\\b`), err.message)
     }
   })
 })

@@ -15,9 +15,10 @@ export interface CliRun {
  * `streammeter <args…>` as a child process with only `env` (and PATH) in its
  * environment, in `cwd`; resolves once it has exited. For runs that end by
  * themselves (usage and configuration errors); a server is started with
- * `startCliServer` instead.
+ * `startCliServer` instead. A run still going after `timeoutMs` (a server
+ * that should have refused to start) is killed: its code is then null.
  */
-export function runCli (args: readonly string[], env: Record<string, string>, cwd: string): Promise<CliRun> {
+export function runCli (args: readonly string[], env: Record<string, string>, cwd: string, timeoutMs = 20_000): Promise<CliRun> {
   const child = spawn(process.execPath, ['--import', tsx, main, ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? '', ...env },
@@ -27,5 +28,9 @@ export function runCli (args: readonly string[], env: Record<string, string>, cw
   let stderr = ''
   child.stdout.on('data', (c: Buffer) => { stdout += c.toString() })
   child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  return new Promise((resolve) => child.on('close', (code) => {
+    clearTimeout(timer)
+    resolve({ code, stdout, stderr })
+  }))
 }
