@@ -320,13 +320,20 @@ describe('secrets never show', () => {
       configError(() => load({}, ['--signing-secret', SECRET, 'stray'])).message
     ]
     for (const m of messages) assert.ok(!m.includes('hunter2'), m)
-    assert.match(messages[0] ?? '', /^SIGNING_SECRET: must not contain control characters/)
-    assert.match(messages[1] ?? '', /^TRAFFIC_API_KEY: must not begin or end with whitespace/)
-    assert.match(messages[2] ?? '', /^ADMIN_TOKEN: /)
+    assert.match(messages[0] ?? '', /^SIGNING_SECRET: must be a single token/)
+    assert.match(messages[1] ?? '', /^TRAFFIC_API_KEY: must be a single token/)
+    assert.match(messages[2] ?? '', /^ADMIN_TOKEN: must be a single token/)
+  })
+
+  it('refuses whitespace anywhere in a secret, and control characters', () => {
+    for (const value of ['a b', 'a\tb', 'a\nb', 'a\u00a0b', 'a\u2003b', 'ab ']) {
+      assert.match(configError(() => load({ ADMIN_TOKEN: value })).message, /^ADMIN_TOKEN: must be a single token, without spaces or other whitespace \(from the environment\)$/)
+    }
+    assert.match(configError(() => load({ ADMIN_TOKEN: 'a\u0000b' })).message, /^ADMIN_TOKEN: must not contain control characters/)
   })
 
   it('keeps a secret exactly as given (not trimmed, not lower-cased)', () => {
-    assert.equal(load({ SIGNING_SECRET: 'Mixed Case inside' }).signingSecret, 'Mixed Case inside')
+    assert.equal(load({ SIGNING_SECRET: 'Mixed-Case/inside+=' }).signingSecret, 'Mixed-Case/inside+=')
   })
 
   it('not in describeConfig, which still says what is set', () => {

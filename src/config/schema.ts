@@ -125,14 +125,16 @@ const boolean = () => setting((s) => BOOLEANS[s.toLowerCase()] ?? new Invalid('m
 
 /**
  * A secret as given (never trimmed: it must equal what the other side
- * holds). Surrounding whitespace or a control character is refused because it
- * is always a paste or quoting mistake that would fail every check silently;
- * the reason never repeats the value.
+ * holds). Secrets are single tokens (DESIGN §10): whitespace anywhere (a
+ * space, tab, newline, no-break space) or a control character is refused,
+ * since it is always a paste or quoting mistake (`KEY=abc def`, two values
+ * run together) that would fail every check silently. The reason never
+ * repeats the value.
  */
 const secret = () => setting((s) => {
+  if (/\s/.test(s)) return new Invalid('must be a single token, without spaces or other whitespace')
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(s)) return new Invalid('must not contain control characters (a pasted newline?)')
-  if (s.trim() !== s) return new Invalid('must not begin or end with whitespace')
+  if (/[\u0000-\u001f\u007f]/.test(s)) return new Invalid('must not contain control characters')
   return s
 })
 
