@@ -24,6 +24,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   ORIGIN_ROOT: undefined, // directory; with neither ORIGIN_ROOT nor ORIGIN_URL: the bundled demo media
   ORIGIN_URL: undefined, // http(s) base URL
   ORIGIN_TIMEOUT: 10, // seconds for the origin to answer with headers, then 504
+  ORIGIN_HOST_HEADER: undefined, // Host sent to ORIGIN_URL; unset: the URL's own host
   STORE_URL: 'sqlite:./data/streammeter.db', // relative to the working directory
   STORE_PREFIX: 'streammeter', // key prefix in a shared (redis) store
   SIGNING_SECRET: undefined, // without it the `uid` parameter is trusted (development only)
@@ -151,6 +152,21 @@ function httpUrl (s: string, base: boolean): string | Invalid {
   return s
 }
 
+/**
+ * A `Host` field value (RFC 9110 §7.2): a host name, an IPv4 address or a
+ * bracketed IPv6 address, and an optional port. Nothing else may reach a
+ * request header (no spaces, no line breaks).
+ */
+function hostHeader (s: string): string | Invalid {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::(\d{1,5}))?$/.exec(s)
+  const bad = new Invalid('must be a host name or address with an optional port, e.g. media.example.com or media.example.com:8080')
+  if (m === null) return bad
+  const host = m[1] as string
+  if (host.startsWith('[') && isIP(host.slice(1, -1)) !== 6) return bad
+  if (m[2] !== undefined && Number(m[2]) > 65535) return bad
+  return s
+}
+
 function storeUrl (s: string): string | Invalid {
   // A redis URL is checked for shape here; the connection is the store's
   // business (and its error never repeats the URL, which may hold a password).
@@ -234,6 +250,8 @@ const settingsShape = {
   // An origin silent for an hour is down; a player gave up long before.
   ORIGIN_TIMEOUT: seconds(3600).default(D.ORIGIN_TIMEOUT)
     .describe('seconds the origin may take to answer with headers before a 504'),
+  ORIGIN_HOST_HEADER: setting(hostHeader).optional()
+    .describe('Host header sent to ORIGIN_URL instead of its own host (host[:port])'),
   STORE_URL: setting(storeUrl).default(D.STORE_URL)
     .describe('where usage and undelivered reports live: memory:, sqlite:PATH or redis://…'),
   STORE_PREFIX: setting((s) => /^[A-Za-z0-9:_.-]+$/.test(s) ? s : new Invalid('must be letters, digits and : _ . - only')).default(D.STORE_PREFIX)
@@ -348,6 +366,7 @@ export const configSchema = z.strictObject(settingsShape)
       ? { kind: 'http', url: s.ORIGIN_URL }
       : s.ORIGIN_ROOT !== undefined ? { kind: 'fs', root: s.ORIGIN_ROOT } : { kind: 'demo', root: DEMO_MEDIA_ROOT }) as OriginConfig,
     originTimeout: s.ORIGIN_TIMEOUT,
+    originHostHeader: s.ORIGIN_HOST_HEADER,
     storeUrl: s.STORE_URL,
     storePrefix: s.STORE_PREFIX,
     signingSecret: s.SIGNING_SECRET,

@@ -44,7 +44,11 @@ export async function startServer (config: Config, options: { logger?: Logger } 
   const logger = options.logger ?? createLogger(config.logLevel)
   const meter = resolveMeterOptions(toMeterOptions(config))
   const origin: Origin = config.origin.kind === 'http'
-    ? new HttpOrigin({ baseUrl: config.origin.url, timeout: config.originTimeout })
+    ? new HttpOrigin({
+      baseUrl: config.origin.url,
+      timeout: config.originTimeout,
+      hostHeader: config.originHostHeader
+    })
     : new FsOrigin(config.origin.root)
   let store
   try {
