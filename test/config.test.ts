@@ -47,6 +47,7 @@ describe('defaults', () => {
     assert.deepEqual(c.origin, { kind: 'demo', root: DEMO_MEDIA_ROOT })
     assert.equal(c.originTimeout, 10)
     assert.equal(c.originHostHeader, undefined)
+    assert.equal(c.originMaxConnections, 256)
     assert.equal(c.storeUrl, `sqlite:${join(empty, 'data', 'streammeter.db')}`)
     assert.equal(c.storePrefix, 'streammeter')
     assert.equal(c.signingSecret, undefined)
@@ -89,6 +90,7 @@ const SAMPLES: Record<string, { value: string, check: (c: Config) => void }> = {
   ORIGIN_URL: { value: 'https://media.example.com/base', check: (c) => assert.deepEqual(c.origin, { kind: 'http', url: 'https://media.example.com/base' }) },
   ORIGIN_TIMEOUT: { value: '2.5', check: (c) => assert.equal(c.originTimeout, 2.5) },
   ORIGIN_HOST_HEADER: { value: 'media.example.com:8080', check: (c) => assert.equal(c.originHostHeader, 'media.example.com:8080') },
+  ORIGIN_MAX_CONNECTIONS: { value: '8', check: (c) => assert.equal(c.originMaxConnections, 8) },
   STORE_URL: { value: 'memory:', check: (c) => assert.equal(c.storeUrl, 'memory:') },
   STORE_PREFIX: { value: 'sm:test', check: (c) => assert.equal(c.storePrefix, 'sm:test') },
   SIGNING_SECRET: { value: 'sign-me', check: (c) => assert.equal(c.signingSecret, 'sign-me') },
@@ -198,6 +200,8 @@ describe('invalid settings stop the start, naming the setting', () => {
     ['ORIGIN_HOST_HEADER', 'a b', /host name or address/],
     ['ORIGIN_HOST_HEADER', 'media.example.com:70000', /host name or address/],
     ['ORIGIN_HOST_HEADER', '[not-v6]', /host name or address/],
+    ['ORIGIN_MAX_CONNECTIONS', '0', /positive integer/],
+    ['ORIGIN_MAX_CONNECTIONS', '16385', /at most 16384/],
     ['STORE_URL', 'postgres://db', /names no store/],
     ['STORE_URL', 'sqlite://x.db', /without "\/\/"/],
     ['STORE_PREFIX', 'a b', /letters, digits/],

@@ -437,6 +437,25 @@ describe('HttpOrigin: aborts', () => {
     await waitFor(() => fake.aborted === 1, 2000, 'the origin to see the request closed')
   })
 
+  it('a client leaving while its request waits for a connection rejects at once; the request never goes out', async (t) => {
+    const fake = await FakeOrigin.start(t)
+    const origin = makeOrigin(t, { baseUrl: `${fake.url}/media/`, timeout: 5, connections: 1 })
+    const holding = get(origin, 'slow-body.ts') // headers, then never the rest: holds the connection
+    const answer = await holding
+    const controller = new AbortController()
+    const waiting = get(origin, 'a.ts', {}, { signal: controller.signal })
+    const reason = new Error('client went away')
+    const started = Date.now()
+    controller.abort(reason)
+    await assert.rejects(waiting, (err) => err === reason)
+    assert.ok(Date.now() - started < 1000)
+    if (answer.body !== null && !Buffer.isBuffer(answer.body)) answer.body.destroy()
+    await waitFor(() => fake.aborted === 1, 2000, 'the holding request to close')
+    // The next request takes the freed connection; the abandoned one never went out.
+    await bodyOf(await get(origin, 'b.ts'))
+    assert.deepEqual(fake.seen.map((s) => s.url), ['/media/slow-body.ts', '/media/b.ts'])
+  })
+
   it('an already-aborted signal rejects without a request', async (t) => {
     const fake = await FakeOrigin.start(t)
     const origin = makeOrigin(t, { baseUrl: `${fake.url}/media/`, timeout: 5 })

@@ -23,8 +23,9 @@ export const CONFIG_DEFAULTS = Object.freeze({
   HOST: '::', // every interface, IPv6 and (dual-stack) IPv4
   ORIGIN_ROOT: undefined, // directory; with neither ORIGIN_ROOT nor ORIGIN_URL: the bundled demo media
   ORIGIN_URL: undefined, // http(s) base URL
-  ORIGIN_TIMEOUT: 10, // seconds for the origin to answer with headers, then 504
+  ORIGIN_TIMEOUT: 10, // seconds for the origin to answer with headers (a wait for a connection included), then 504
   ORIGIN_HOST_HEADER: undefined, // Host sent to ORIGIN_URL; unset: the URL's own host
+  ORIGIN_MAX_CONNECTIONS: 256, // connections to ORIGIN_URL per process; more requests wait (within ORIGIN_TIMEOUT)
   STORE_URL: 'sqlite:./data/streammeter.db', // relative to the working directory
   STORE_PREFIX: 'streammeter', // key prefix in a shared (redis) store
   SIGNING_SECRET: undefined, // without it the `uid` parameter is trusted (development only)
@@ -252,6 +253,10 @@ const settingsShape = {
     .describe('seconds the origin may take to answer with headers before a 504'),
   ORIGIN_HOST_HEADER: setting(hostHeader).optional()
     .describe('Host header sent to ORIGIN_URL instead of its own host (host[:port])'),
+  // Each is a socket and its buffers; past a few thousand a second origin
+  // (or a CDN) is the answer, not more connections to one.
+  ORIGIN_MAX_CONNECTIONS: integer(1, 16384, 'a positive integer').default(D.ORIGIN_MAX_CONNECTIONS)
+    .describe('most connections to ORIGIN_URL; further requests wait for one within ORIGIN_TIMEOUT'),
   STORE_URL: setting(storeUrl).default(D.STORE_URL)
     .describe('where usage and undelivered reports live: memory:, sqlite:PATH or redis://…'),
   STORE_PREFIX: setting((s) => /^[A-Za-z0-9:_.-]+$/.test(s) ? s : new Invalid('must be letters, digits and : _ . - only')).default(D.STORE_PREFIX)
@@ -367,6 +372,7 @@ export const configSchema = z.strictObject(settingsShape)
       : s.ORIGIN_ROOT !== undefined ? { kind: 'fs', root: s.ORIGIN_ROOT } : { kind: 'demo', root: DEMO_MEDIA_ROOT }) as OriginConfig,
     originTimeout: s.ORIGIN_TIMEOUT,
     originHostHeader: s.ORIGIN_HOST_HEADER,
+    originMaxConnections: s.ORIGIN_MAX_CONNECTIONS,
     storeUrl: s.STORE_URL,
     storePrefix: s.STORE_PREFIX,
     signingSecret: s.SIGNING_SECRET,

@@ -25,11 +25,19 @@ export interface HttpOriginOptions {
    */
   baseUrl: string
   /**
-   * Seconds the origin may take to accept a connection, and then to answer
-   * a request with its headers; past either, 504.
+   * `ORIGIN_TIMEOUT`: seconds from asking to the origin's headers, a wait
+   * for a free connection included; past it, 504. Connecting and then
+   * answering each have it too.
    */
   timeout: number
-  /** Most connections kept open to the origin; unlimited, since a long MP4 download holds one for its whole length. @default unlimited */
+  /**
+   * `ORIGIN_MAX_CONNECTIONS`: most connections open to the origin (DESIGN
+   * §10). Beyond them requests wait in undici's queue, each for at most
+   * `timeout`: what waits is bounded by the timeout and the arrival rate,
+   * never by memory alone. A download holds its connection for its whole
+   * length, so size it to the concurrent transfers expected.
+   * @default 256
+   */
   connections?: number | undefined
   /**
    * `ORIGIN_HOST_HEADER`: the `Host` sent instead of the base URL's own
@@ -48,6 +56,8 @@ export interface HttpOriginOptions {
   bodyTimeout?: number | undefined
 }
 
+/** `ORIGIN_MAX_CONNECTIONS`'s default (DESIGN §10). */
+const DEFAULT_CONNECTIONS = 256
 /** Request fields forwarded unless the fetch is `whole`. */
 const CONDITIONAL = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const
 /** Most body bytes read and dropped to keep a connection after a HEAD, a 304 or an error status. */
@@ -60,7 +70,7 @@ const UNREACHABLE_CODES = new Set([
 
 /**
  * Fetches from an HTTP(S) origin (`ORIGIN_URL`, DESIGN §4) over a keep-alive
- * undici pool. To the origin go Range and
+ * undici pool of at most `connections`. To the origin go Range and
  * conditional headers, `User-Agent`, `X-Forwarded-For`/`-Proto`
  * (forwarding.ts), its own `Host` (or `hostHeader`) and the client's query
  * less streammeter's parameters (origin-query.ts); from it come its
@@ -85,6 +95,16 @@ export class HttpOrigin implements Origin {
   readonly #query: OriginQuery
   readonly #authorization: string | undefined
   readonly #host: string | undefined
+  readonly #timeoutMs: number
+  /**
+   * Whether every connection is busy: the pool's last `dispatch()` said so
+   * (false = "busy until 'drain'", undici's Dispatcher contract) and no
+   * 'drain' came since. A request dispatched then waits in the pool's queue,
+   * where undici runs no timer (its connect and headers timers start once a
+   * connection takes the request), so it gets one of ours. Only then: a
+   * timer per request would cost every request for the rare queued one.
+   */
+  #saturated = false
   #closing: Promise<void> | undefined
 
   constructor (options: HttpOriginOptions) {
@@ -101,16 +121,17 @@ export class HttpOrigin implements Origin {
       ? 'Basic ' + Buffer.from(`${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`).toString('base64')
       : undefined
     this.#host = options.hostHeader
-    const timeoutMs = Math.max(1, Math.round(options.timeout * 1000))
+    this.#timeoutMs = Math.max(1, Math.round(options.timeout * 1000))
     this.#pool = new Pool(base.origin, {
-      connections: options.connections ?? null,
-      // The deadline: connecting, then the headers, each within the timeout
-      // (the pool has no connection limit, so no request waits in a queue).
-      connectTimeout: timeoutMs,
-      headersTimeout: timeoutMs,
+      connections: options.connections ?? DEFAULT_CONNECTIONS,
+      // Connecting, then the headers, each within the timeout; a request
+      // that waits for a connection first has a timer of its own (fetch).
+      connectTimeout: this.#timeoutMs,
+      headersTimeout: this.#timeoutMs,
       bodyTimeout: Math.max(1, Math.round((options.bodyTimeout ?? 30) * 1000)),
       keepAliveTimeout: 4_000
     })
+    this.#pool.on('drain', () => { this.#saturated = false })
   }
 
   /**
@@ -128,22 +149,28 @@ export class HttpOrigin implements Origin {
     // undici's dispatch() with a handler of our own: the body goes from
     // undici's parser into the client's response without a Readable in
     // between (see DispatchedResponse). The deadline is undici's own connect
-    // and headers timers; the client's signal aborts the request for its
-    // whole life, body included.
+    // and headers timers, plus ours for a request that waits for a
+    // connection; the client's signal aborts the request for its whole
+    // life, body included.
     const response = new DispatchedResponse()
     client?.addEventListener('abort', () => response.abort(client.reason as Error), { once: true })
     request.onAbortable?.((reason) => response.abort(reason))
-    this.#pool.dispatch({
+    const queued = this.#saturated
+    this.#saturated = !this.#pool.dispatch({
       path: this.#basePath + request.path.split('/').map(encodeURIComponent).join('/') + this.#query.for(request.query),
       method: request.method,
       headers
     }, response)
+    // ORIGIN_TIMEOUT counts from here for a request that waits for a connection.
+    const deadline = queued ? setTimeout(queuedTooLong, this.#timeoutMs, response) : undefined
     let head: ResponseHead
     try {
       head = await response.head
     } catch (err) {
       if (client?.aborted === true) throw client.reason
       throw classify(err, this.#closing !== undefined)
+    } finally {
+      clearTimeout(deadline)
     }
 
     // Read and drop what body there is (none for HEAD and 304, a short one
@@ -238,6 +265,11 @@ class OriginStatus extends Error {
 
 function first (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
+}
+
+/** A request still waiting for a connection when ORIGIN_TIMEOUT is up: 504, and it never goes out. */
+function queuedTooLong (response: DispatchedResponse): void {
+  response.abort(new OriginTimeoutError({ cause: new Error('no origin connection came free within ORIGIN_TIMEOUT') }))
 }
 
 /** Map an undici/network failure to a gateway error; the original stays in `cause`. */

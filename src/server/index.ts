@@ -47,6 +47,7 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     ? new HttpOrigin({
       baseUrl: config.origin.url,
       timeout: config.originTimeout,
+      connections: config.originMaxConnections,
       hostHeader: config.originHostHeader
     })
     : new FsOrigin(config.origin.root)
