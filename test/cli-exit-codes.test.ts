@@ -112,9 +112,6 @@ describe('serve', () => {
     const unknownFlag = await runDone(['serve', '--traffic-min-byte', '1'])
     assert.equal(unknownFlag.code, 2)
     assert.match(unknownFlag.err, /--traffic-min-byte: unknown flag/)
-    const unknownVar = await runDone(['serve'], { TRAFFIC_FOO: '1' })
-    assert.equal(unknownVar.code, 2)
-    assert.match(unknownVar.err, /TRAFFIC_FOO: unknown setting/)
   })
 
   it('starts the server with the loaded config and closes it once on SIGTERM: 0', async () => {

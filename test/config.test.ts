@@ -24,7 +24,7 @@ function workdir (dotenv?: string): string {
 const empty = workdir()
 
 function load (env: Env = {}, argv: string[] = [], cwd = empty): Config {
-  return loadConfig({ env, argv, cwd })
+  return loadConfig({ env, argv, cwd }).config
 }
 
 /** The ConfigError `fn` throws. */
@@ -46,6 +46,8 @@ describe('defaults', () => {
     assert.equal(c.host, '::')
     assert.deepEqual(c.origin, { kind: 'demo', root: DEMO_MEDIA_ROOT })
     assert.equal(c.originTimeout, 10)
+    assert.equal(c.originHostHeader, undefined)
+    assert.equal(c.originMaxConnections, 256)
     assert.equal(c.storeUrl, `sqlite:${join(empty, 'data', 'streammeter.db')}`)
     assert.equal(c.storePrefix, 'streammeter')
     assert.equal(c.signingSecret, undefined)
@@ -87,6 +89,8 @@ const SAMPLES: Record<string, { value: string, check: (c: Config) => void }> = {
   ORIGIN_ROOT: { value: '.', check: (c) => assert.deepEqual(c.origin, { kind: 'fs', root: empty }) },
   ORIGIN_URL: { value: 'https://media.example.com/base', check: (c) => assert.deepEqual(c.origin, { kind: 'http', url: 'https://media.example.com/base' }) },
   ORIGIN_TIMEOUT: { value: '2.5', check: (c) => assert.equal(c.originTimeout, 2.5) },
+  ORIGIN_HOST_HEADER: { value: 'media.example.com:8080', check: (c) => assert.equal(c.originHostHeader, 'media.example.com:8080') },
+  ORIGIN_MAX_CONNECTIONS: { value: '8', check: (c) => assert.equal(c.originMaxConnections, 8) },
   STORE_URL: { value: 'memory:', check: (c) => assert.equal(c.storeUrl, 'memory:') },
   STORE_PREFIX: { value: 'sm:test', check: (c) => assert.equal(c.storePrefix, 'sm:test') },
   SIGNING_SECRET: { value: 'sign-me', check: (c) => assert.equal(c.signingSecret, 'sign-me') },
@@ -192,6 +196,12 @@ describe('invalid settings stop the start, naming the setting', () => {
     ['ORIGIN_URL', 'ftp://files.example', /http:\/\/ or https:\/\//],
     ['ORIGIN_URL', 'https://media.example/?a=1', /without a query/],
     ['ORIGIN_TIMEOUT', '0', /positive number of seconds/],
+    ['ORIGIN_HOST_HEADER', 'media.example.com/path', /host name or address/],
+    ['ORIGIN_HOST_HEADER', 'a b', /host name or address/],
+    ['ORIGIN_HOST_HEADER', 'media.example.com:70000', /host name or address/],
+    ['ORIGIN_HOST_HEADER', '[not-v6]', /host name or address/],
+    ['ORIGIN_MAX_CONNECTIONS', '0', /positive integer/],
+    ['ORIGIN_MAX_CONNECTIONS', '16385', /at most 16384/],
     ['STORE_URL', 'postgres://db', /names no store/],
     ['STORE_URL', 'sqlite://x.db', /without "\/\/"/],
     ['STORE_PREFIX', 'a b', /letters, digits/],
@@ -259,28 +269,33 @@ describe('invalid settings stop the start, naming the setting', () => {
 })
 
 describe('unknown settings', () => {
-  it('rejects an unknown variable with one of our prefixes', () => {
-    for (const name of ['TRAFFIC_FOO', 'ORIGIN_PATH', 'STORE_PATH', 'SIGNING_KEY', 'SHUTDOWN_TIMEOUT', 'ADMIN_PASSWORD', 'CORS_ORIGIN', 'TRUSTED_PROXY']) {
-      const err = configError(() => load({ [name]: '1' }))
-      assert.equal(err.setting, name)
-      assert.match(err.message, new RegExp(`^${name}: unknown setting`))
-    }
+  it('warns about an unknown variable with one of our prefixes, by name, and loads the rest', () => {
+    const names = ['TRAFFIC_FOO', 'ORIGIN_PATH', 'STORE_PATH', 'SIGNING_KEY', 'SHUTDOWN_TIMEOUT', 'ADMIN_PASSWORD', 'CORS_ORIGIN', 'TRUSTED_PROXY']
+    const { config, warnings } = loadConfig({ env: { ...Object.fromEntries(names.map((n) => [n, '1'])), PORT: '9000' }, argv: [], cwd: empty })
+    assert.equal(config.port, 9000)
+    assert.deepEqual(warnings.map((w) => w.variable), names)
+    for (const w of warnings) assert.match(w.message, new RegExp(`^${w.variable} is not a setting and is ignored`))
   })
 
   it('suggests the setting a typo was meant to be', () => {
-    assert.match(configError(() => load({ TRAFFIC_MIN_BYTE: '1' })).message, /did you mean TRAFFIC_MIN_BYTES\?/)
-    assert.match(configError(() => load({ CORS_ORIGIN: '*' })).message, /did you mean CORS_ORIGINS\?/)
+    const { warnings } = loadConfig({ env: { TRAFFIC_MIN_BYTE: '1', CORS_ORIGIN: '*', TRAFFIC_WHATEVER_ELSE: '1' }, argv: [], cwd: empty })
+    assert.deepEqual(warnings.map((w) => [w.variable, w.suggestion]), [
+      ['TRAFFIC_MIN_BYTE', 'TRAFFIC_MIN_BYTES'], ['CORS_ORIGIN', 'CORS_ORIGINS'], ['TRAFFIC_WHATEVER_ELSE', undefined]
+    ])
+    assert.equal(warnings[0]?.message, 'TRAFFIC_MIN_BYTE is not a setting and is ignored (did you mean TRAFFIC_MIN_BYTES?)')
+    assert.equal(warnings[2]?.message, 'TRAFFIC_WHATEVER_ELSE is not a setting and is ignored')
   })
 
-  it('rejects one in .env too', () => {
-    const err = configError(() => load({}, [], workdir('TRAFFIC_FOO=1\n')))
-    assert.equal(err.setting, 'TRAFFIC_FOO')
-    assert.match(err.message, /in \.env/)
+  it('rejects one in .env (streammeter\'s own file), with a suggestion', () => {
+    const err = configError(() => load({}, [], workdir('TRAFFIC_MIN_BYTE=1\n')))
+    assert.equal(err.setting, 'TRAFFIC_MIN_BYTE')
+    assert.equal(err.message, 'TRAFFIC_MIN_BYTE: unknown setting (in .env) (did you mean TRAFFIC_MIN_BYTES?)')
   })
 
-  it('ignores the machine\'s other variables, and empty unknown ones', () => {
-    const c = load({ PATH: '/bin', HOME: '/root', NODE_ENV: 'test', TRAFFICKING: 'x', FOO_TRAFFIC_BAR: 'x', TRAFFIC_FOO: '' })
-    assert.equal(c.port, 8080)
+  it('ignores the machine\'s other variables, and empty unknown ones, without a warning', () => {
+    const { config, warnings } = loadConfig({ env: { PATH: '/bin', HOME: '/root', NODE_ENV: 'test', TRAFFICKING: 'x', FOO_TRAFFIC_BAR: 'x', TRAFFIC_FOO: '' }, argv: [], cwd: empty })
+    assert.equal(config.port, 8080)
+    assert.deepEqual(warnings, [])
   })
 
   it('rejects an unknown flag, naming it', () => {
@@ -315,13 +330,20 @@ describe('secrets never show', () => {
       configError(() => load({}, ['--signing-secret', SECRET, 'stray'])).message
     ]
     for (const m of messages) assert.ok(!m.includes('hunter2'), m)
-    assert.match(messages[0] ?? '', /^SIGNING_SECRET: must not contain control characters/)
-    assert.match(messages[1] ?? '', /^TRAFFIC_API_KEY: must not begin or end with whitespace/)
-    assert.match(messages[2] ?? '', /^ADMIN_TOKEN: /)
+    assert.match(messages[0] ?? '', /^SIGNING_SECRET: must be a single token/)
+    assert.match(messages[1] ?? '', /^TRAFFIC_API_KEY: must be a single token/)
+    assert.match(messages[2] ?? '', /^ADMIN_TOKEN: must be a single token/)
+  })
+
+  it('refuses whitespace anywhere in a secret, and control characters', () => {
+    for (const value of ['a b', 'a\tb', 'a\nb', 'a\u00a0b', 'a\u2003b', 'ab ']) {
+      assert.match(configError(() => load({ ADMIN_TOKEN: value })).message, /^ADMIN_TOKEN: must be a single token, without spaces or other whitespace \(from the environment\)$/)
+    }
+    assert.match(configError(() => load({ ADMIN_TOKEN: 'a\u0000b' })).message, /^ADMIN_TOKEN: must not contain control characters/)
   })
 
   it('keeps a secret exactly as given (not trimmed, not lower-cased)', () => {
-    assert.equal(load({ SIGNING_SECRET: 'Mixed Case inside' }).signingSecret, 'Mixed Case inside')
+    assert.equal(load({ SIGNING_SECRET: 'Mixed-Case/inside+=' }).signingSecret, 'Mixed-Case/inside+=')
   })
 
   it('not in describeConfig, which still says what is set', () => {
@@ -384,17 +406,40 @@ describe('toMeterOptions', () => {
 })
 
 describe('docs/configuration.md', () => {
+  const doc = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8')
+  /** The text of a setting's entry: from its heading to the next heading. */
+  const entryOf = (name: string): string => {
+    const at = doc.search(new RegExp(`^#{3,4} \`${name}\``, 'm'))
+    if (at === -1) return ''
+    const next = doc.slice(at + 1).search(/^#{2,4} /m)
+    return next === -1 ? doc.slice(at) : doc.slice(at, at + 1 + next)
+  }
+
   it('has an entry for every setting', () => {
-    const doc = readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8')
     for (const name of SETTING_NAMES) {
-      assert.match(doc, new RegExp(`^#{3,4} \`${name}\``, 'm'), `no entry for ${name}`)
+      assert.ok(entryOf(name) !== '', `no entry for ${name}`)
       assert.ok(doc.includes(`\`${flagOf(name)}\``), `no flag for ${name}`)
+    }
+  })
+
+  it('gives every duration, size and count a bound, the bound the schema enforces', () => {
+    for (const name of SETTING_NAMES) {
+      const entry = entryOf(name)
+      const type = /Type: ([^·\n]+)/.exec(entry)?.[1] ?? ''
+      if (!/seconds|bytes|integer/.test(type)) continue
+      const bound = /^- Bound: at most `(\d+)`/m.exec(entry)?.[1]
+      assert.ok(bound !== undefined, `${name} (${type.trim()}) has no "Bound: at most \`N\`" line`)
+      assert.doesNotThrow(() => load({ [name]: bound }), `${name} refuses its documented bound ${bound}`)
+      const past = /seconds/.test(type) ? `${bound}.5` : String(BigInt(bound) + 1n)
+      const err = configError(() => load({ [name]: past }))
+      assert.equal(err.setting, name)
+      assert.match(err.message, new RegExp(`must be at most ${bound}\\b`), err.message)
     }
   })
 })
 
-it('variables injected by Kubernetes service links do not stop the start', () => {
-  const config = loadConfig({
+it('variables injected by Kubernetes service links are not even warned about', () => {
+  const { config, warnings } = loadConfig({
     env: {
       ORIGIN_SERVICE_HOST: '10.0.0.9',
       ORIGIN_SERVICE_PORT: '80',
@@ -409,5 +454,6 @@ it('variables injected by Kubernetes service links do not stop the start', () =>
     cwd: tmpdir()
   })
   assert.equal(config.origin.kind, 'demo')
-  assert.throws(() => loadConfig({ env: { ORIGIN_PORTS: '1' }, argv: [], cwd: tmpdir() }), /ORIGIN_PORTS: unknown setting/)
+  assert.deepEqual(warnings, [])
+  assert.deepEqual(loadConfig({ env: { ORIGIN_PORTS: '1' }, argv: [], cwd: tmpdir() }).warnings.map((w) => w.variable), ['ORIGIN_PORTS'])
 })

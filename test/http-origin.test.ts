@@ -114,7 +114,11 @@ class FakeOrigin {
       expires: 'Wed, 03 Jan 2024 00:00:00 GMT',
       'proxy-authenticate': 'Basic realm="origin"',
       vary: 'Accept-Encoding',
-      'x-powered-by': 'origin-internal'
+      'x-powered-by': 'origin-internal',
+      // Never passed on: the origin's cookies, CORS and CDN caching.
+      'set-cookie': 'origin-session=1; Path=/',
+      'access-control-allow-origin': '*',
+      'cdn-cache-control': 'public, max-age=3600'
     }
     if (req.headers['if-none-match'] === ETAG) {
       res.writeHead(304, { etag: ETAG, 'cache-control': 'public, max-age=60' }).end()
@@ -156,20 +160,23 @@ function assertNoOriginMessage (err: StreammeterError): void {
 }
 
 describe('HttpOrigin: pass-through', () => {
-  it('GET: status, body and exactly the listed end-to-end headers; hop-by-hop and Connection-named fields dropped', async (t) => {
+  it('GET: status, body and every end-to-end header; hop-by-hop, Connection-named, cookies, CORS dropped; our Cache-Control', async (t) => {
     const fake = await FakeOrigin.start(t)
     const origin = makeOrigin(t, { baseUrl: `${fake.url}/media`, timeout: 5 })
     const answer = await get(origin, 'v/seg.ts')
     assert.equal(answer.status, 200)
     assert.equal(answer.length, SIZE)
-    assert.deepEqual(answer.headers, {
+    const { date, ...rest } = answer.headers
+    assert.ok(date !== undefined && !Number.isNaN(Date.parse(date)))
+    assert.deepEqual(rest, {
       etag: ETAG,
       'last-modified': LAST_MODIFIED,
       'accept-ranges': 'bytes',
-      'cache-control': 'public, max-age=60',
+      'cache-control': 'private, max-age=86400',
       'content-type': 'video/mp2t',
       'content-length': String(SIZE),
-      vary: 'Accept-Encoding'
+      vary: 'Accept-Encoding',
+      'x-powered-by': 'origin-internal'
     })
     assert.deepEqual(await bodyOf(answer), content)
     assert.equal(fake.seen[0]?.url, '/media/v/seg.ts')
@@ -180,6 +187,46 @@ describe('HttpOrigin: pass-through', () => {
     const origin = makeOrigin(t, { baseUrl: `${fake.url}/media/?key=k1`, timeout: 5 })
     await bodyOf(await get(origin, 'vidéo/a b+c#d?.ts'))
     assert.equal(fake.seen[0]?.url, '/media/vid%C3%A9o/a%20b%2Bc%23d%3F.ts?key=k1')
+  })
+
+  it('sends the base query first, then the client\'s less streammeter\'s parameters and any the base names', async (t) => {
+    const fake = await FakeOrigin.start(t)
+    const origin = makeOrigin(t, { baseUrl: `${fake.url}/media/?key=k1&v=2`, timeout: 5 })
+    await bodyOf(await get(origin, 'a.ts', {}, { query: 'key=mine&_HLS_msn=3&uid=u&k%65y=also-mine&x=%2F+y&v' }))
+    await bodyOf(await get(origin, 'a.ts', {}, { query: 'uid=u&token=t' }))
+    await bodyOf(await get(origin, 'a.ts', {}, { query: '' }))
+    assert.deepEqual(fake.seen.map((s) => s.url), [
+      '/media/a.ts?key=k1&v=2&_HLS_msn=3&x=%2F+y',
+      '/media/a.ts?key=k1&v=2',
+      '/media/a.ts?key=k1&v=2'
+    ])
+  })
+
+  it('keeps an origin\'s no-store (made private); replaces any other Cache-Control with streammeter\'s', async (t) => {
+    const server = createServer((req, res) => {
+      res.writeHead(200, { 'content-length': '1', 'cache-control': req.url === '/ns.ts' ? 'public, No-Store' : 'public, max-age=60' }).end('x')
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+    const origin = makeOrigin(t, { baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, timeout: 5 })
+    const noStore = await get(origin, 'ns.ts')
+    await bodyOf(noStore)
+    assert.equal(noStore.headers['cache-control'], 'private, no-store')
+    const other = await get(origin, 'p.m3u8')
+    await bodyOf(other)
+    assert.equal(other.headers['cache-control'], 'private, no-cache')
+  })
+
+  it('sends no X-Forwarded-* without a client, and the peer in canonical form with one', async (t) => {
+    const fake = await FakeOrigin.start(t)
+    const origin = makeOrigin(t, { baseUrl: `${fake.url}/media/`, timeout: 5 })
+    await bodyOf(await get(origin, 'a.ts'))
+    await bodyOf(await get(origin, 'a.ts', {}, { client: { address: '::ffff:192.0.2.9' } }))
+    await bodyOf(await get(origin, 'a.ts', {}, { client: { address: '::ffff:10.0.0.1', forwardedFor: ' 198.51.100.4 ', proto: 'https, http' } }))
+    await bodyOf(await get(origin, 'a.ts', {}, { client: { address: '10.0.0.1', proto: 'not a scheme' } }))
+    const xff = fake.seen.map((s) => [s.headers['x-forwarded-for'], s.headers['x-forwarded-proto']])
+    assert.deepEqual(xff, [[undefined, undefined], ['192.0.2.9', 'http'], ['198.51.100.4, 10.0.0.1', 'https'], ['10.0.0.1', 'http']])
   })
 
   it('sends accept-encoding: identity whatever the client accepts, and forwards the user agent', async (t) => {
@@ -388,6 +435,25 @@ describe('HttpOrigin: aborts', () => {
     controller.abort(reason)
     await assert.rejects(pending, (err) => err === reason)
     await waitFor(() => fake.aborted === 1, 2000, 'the origin to see the request closed')
+  })
+
+  it('a client leaving while its request waits for a connection rejects at once; the request never goes out', async (t) => {
+    const fake = await FakeOrigin.start(t)
+    const origin = makeOrigin(t, { baseUrl: `${fake.url}/media/`, timeout: 5, connections: 1 })
+    const holding = get(origin, 'slow-body.ts') // headers, then never the rest: holds the connection
+    const answer = await holding
+    const controller = new AbortController()
+    const waiting = get(origin, 'a.ts', {}, { signal: controller.signal })
+    const reason = new Error('client went away')
+    const started = Date.now()
+    controller.abort(reason)
+    await assert.rejects(waiting, (err) => err === reason)
+    assert.ok(Date.now() - started < 1000)
+    if (answer.body !== null && !Buffer.isBuffer(answer.body)) answer.body.destroy()
+    await waitFor(() => fake.aborted === 1, 2000, 'the holding request to close')
+    // The next request takes the freed connection; the abandoned one never went out.
+    await bodyOf(await get(origin, 'b.ts'))
+    assert.deepEqual(fake.seen.map((s) => s.url), ['/media/slow-body.ts', '/media/b.ts'])
   })
 
   it('an already-aborted signal rejects without a request', async (t) => {

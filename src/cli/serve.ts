@@ -90,7 +90,8 @@ export async function runServe (argv: readonly string[], env: Env, ctx: CliConte
     ctx.stdout.write(serveHelp())
     return 0
   }
-  const config = loadConfig({ env, argv, cwd: ctx.cwd })
+  const { config, warnings } = loadConfig({ env, argv, cwd: ctx.cwd })
+  for (const w of warnings) ctx.stderr.write(`streammeter serve: warning: ${w.message}\n`)
   const workers = workerCount(config)
   if (config.origin.kind === 'demo') {
     ctx.stderr.write(`streammeter serve: no ORIGIN_ROOT or ORIGIN_URL set; serving the bundled demo media from ${config.origin.root}\n`)

@@ -3,7 +3,7 @@
  * environment, `.env` and the defaults.
  */
 export { loadConfig, readDotEnv, readSetting } from './load.ts'
-export type { Env, LoadConfigOptions } from './load.ts'
+export type { ConfigWarning, Env, LoadConfigOptions, LoadedConfig } from './load.ts'
 export {
   BOOLEAN_SETTINGS, CONFIG_DEFAULTS, DEMO_MEDIA_ROOT, LOG_LEVELS, SECRET_SETTINGS, SETTING_NAMES,
   configSchema, describeConfig, flagOf, redactStoreUrl, settingHelp, toMeterOptions

@@ -20,10 +20,31 @@ export interface LoadConfigOptions {
   cwd?: string | undefined
 }
 
+/** What {@link loadConfig} resolved, and what it has to say about it. */
+export interface LoadedConfig {
+  readonly config: Config
+  /** Settings-like environment variables that are no setting: the CLI prints one line each. */
+  readonly warnings: readonly ConfigWarning[]
+}
+
+/** An environment variable that looks like a setting but is none (a typo, or another program's). */
+export interface ConfigWarning {
+  /** The variable's name (never its value: it may be a mistyped secret). */
+  readonly variable: string
+  /** The setting it is nearest to, when one is within three edits. */
+  readonly suggestion: SettingName | undefined
+  /** One line for the operator, e.g. `ORIGIN_CPU is not a setting and is ignored (did you mean ORIGIN_URL?)`. */
+  readonly message: string
+}
+
 /**
  * Prefixes that belong to streammeter: a variable with one of them that is no
- * setting is a typo (`TRAFFIC_MIN_BYTE`) and stops the start. Other variables
- * (PATH, HOME, the platform's own) are none of our business.
+ * setting is likely a typo (`TRAFFIC_MIN_BYTE`). In the environment it is
+ * warned about, not refused: the environment is shared with other software
+ * and an orchestrator's stray `ORIGIN_*` must not stop a proxy (DESIGN §6).
+ * In `.env` and on the command line, which are streammeter's alone, it stops
+ * the start. Other variables (PATH, HOME, the platform's own) are none of
+ * our business.
  */
 const OWN_PREFIXES = /^(?:TRAFFIC|ORIGIN|STORE|SIGNING|SHUTDOWN|ADMIN|CORS|TRUSTED)_/
 
@@ -47,16 +68,20 @@ interface Sourced {
  * The configuration from, in order of precedence, `argv` flags, `env`, the
  * `.env` file in `cwd`, and the defaults. Empty values count as unset.
  * Relative paths (`ORIGIN_ROOT`, `sqlite:PATH`) are resolved against `cwd`.
- * The result is deep-frozen.
- * @throws {ConfigError} naming the first unknown or invalid setting (its
- *   variable name, or the flag); the message never contains a secret.
+ * The configuration is deep-frozen. Prints nothing: unknown settings-like
+ * environment variables come back as `warnings` for the caller to show.
+ * @throws {ConfigError} naming the first invalid setting, unknown flag or
+ *   unknown `.env` key; the message never contains a secret.
  */
-export function loadConfig (options: LoadConfigOptions): Config {
+export function loadConfig (options: LoadConfigOptions): LoadedConfig {
   const cwd = options.cwd ?? process.cwd()
   const flags = parseSettingFlags(options.argv ?? [])
   const dotenv = readDotEnv(cwd)
-  rejectUnknown(options.env)
-  rejectUnknown(dotenv, '.env')
+  const warnings = unknownVariables(options.env).map(warnAbout)
+  const unknownInDotEnv = unknownVariables(dotenv)[0]
+  if (unknownInDotEnv !== undefined) {
+    throw new ConfigError(unknownInDotEnv, `unknown setting (in .env)${didYouMean(nearest(unknownInDotEnv, SETTING_NAMES))}`)
+  }
 
   const values = new Map<SettingName, Sourced>()
   for (const name of SETTING_NAMES) {
@@ -91,7 +116,7 @@ export function loadConfig (options: LoadConfigOptions): Config {
     // log says, whatever the process's directory later is.
     config = { ...config, storeUrl: `sqlite:${resolve(cwd, sqlitePath)}` }
   }
-  return deepFreeze(config)
+  return { config: deepFreeze(config), warnings }
 }
 
 /**
@@ -129,12 +154,19 @@ function pick (name: SettingName, raw: string | undefined, from: string): Source
   return value === '' ? undefined : { value, from }
 }
 
-function rejectUnknown (vars: Env, from?: string): void {
+/** Set variables with one of our prefixes that are no setting (nor a Kubernetes service link). */
+function unknownVariables (vars: Env): string[] {
+  const out: string[] = []
   for (const [name, value] of Object.entries(vars)) {
     if (!OWN_PREFIXES.test(name) || SETTINGS.has(name) || SERVICE_LINKS.test(name) || value === undefined || value === '') continue
-    const where = from === undefined ? '' : ` (in ${from})`
-    throw new ConfigError(name, `unknown setting${where}${suggest(name, SETTING_NAMES)}`)
+    out.push(name)
   }
+  return out
+}
+
+function warnAbout (variable: string): ConfigWarning {
+  const suggestion = nearest(variable, SETTING_NAMES)
+  return { variable, suggestion, message: `${variable} is not a setting and is ignored${didYouMean(suggestion)}` }
 }
 
 /**
@@ -164,7 +196,7 @@ function parseSettingFlags (argv: readonly string[]): Map<SettingName, string> {
     }
     const name = FLAG_NAMES.get(token.name)
     if (name === undefined || !token.rawName.startsWith('--')) {
-      throw new ConfigError(token.rawName, `unknown flag${suggest(token.rawName, SETTING_NAMES.map(flagOf))}; see streammeter serve --help`)
+      throw new ConfigError(token.rawName, `unknown flag${didYouMean(nearest(token.rawName, SETTING_NAMES.map(flagOf)))}; see streammeter serve --help`)
     }
     // `--port --host x`: parseArgs would take "--host" as the port.
     if (token.value === undefined || (!token.inlineValue && token.value.startsWith('--'))) {
@@ -189,9 +221,14 @@ function truncate (s: string): string {
   return s.length > 60 ? s.slice(0, 57) + '…' : s
 }
 
-/** ` (did you mean X?)` for the nearest of `candidates` within 3 edits, else ''. */
-function suggest (name: string, candidates: readonly string[]): string {
-  let best: string | undefined
+/** ` (did you mean X?)`, or '' without a suggestion. */
+function didYouMean (suggestion: string | undefined): string {
+  return suggestion === undefined ? '' : ` (did you mean ${suggestion}?)`
+}
+
+/** The nearest of `candidates` to `name` within 3 edits, ignoring case. */
+function nearest<T extends string> (name: string, candidates: readonly T[]): T | undefined {
+  let best: T | undefined
   let bestDistance = 4
   for (const c of candidates) {
     const d = editDistance(name.toUpperCase(), c.toUpperCase())
@@ -200,7 +237,7 @@ function suggest (name: string, candidates: readonly string[]): string {
       bestDistance = d
     }
   }
-  return best === undefined ? '' : ` (did you mean ${best}?)`
+  return best
 }
 
 function editDistance (a: string, b: string): number {

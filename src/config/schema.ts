@@ -23,7 +23,9 @@ export const CONFIG_DEFAULTS = Object.freeze({
   HOST: '::', // every interface, IPv6 and (dual-stack) IPv4
   ORIGIN_ROOT: undefined, // directory; with neither ORIGIN_ROOT nor ORIGIN_URL: the bundled demo media
   ORIGIN_URL: undefined, // http(s) base URL
-  ORIGIN_TIMEOUT: 10, // seconds for the origin to answer with headers, then 504
+  ORIGIN_TIMEOUT: 10, // seconds for the origin to answer with headers (a wait for a connection included), then 504
+  ORIGIN_HOST_HEADER: undefined, // Host sent to ORIGIN_URL; unset: the URL's own host
+  ORIGIN_MAX_CONNECTIONS: 256, // connections to ORIGIN_URL per process; more requests wait (within ORIGIN_TIMEOUT)
   STORE_URL: 'sqlite:./data/streammeter.db', // relative to the working directory
   STORE_PREFIX: 'streammeter', // key prefix in a shared (redis) store
   SIGNING_SECRET: undefined, // without it the `uid` parameter is trusted (development only)
@@ -83,30 +85,58 @@ function setting<T> (parse: (raw: string) => T | Invalid) {
 const DECIMAL = /^(?:\d+(?:\.\d*)?|\.\d+)$/
 const DIGITS = /^\d+$/
 
-/** Seconds: any positive decimal, so that tests can run 1–2 s windows. */
-const seconds = () => setting((s) => {
-  const n = DECIMAL.test(s) ? Number(s) : NaN
-  return Number.isFinite(n) && n > 0 ? n : new Invalid('must be a positive number of seconds (decimals allowed), e.g. 300 or 1.5')
-})
+/**
+ * The largest bound a duration may have: Node's timers hold at most
+ * 2^31 − 1 ms and fire after 1 ms when given more (a 3,000,000 s flush
+ * interval ticked every millisecond), so no duration may exceed 2,147,483 s
+ * whatever a setting's own bound.
+ */
+export const MAX_DURATION_SECONDS = Math.floor((2 ** 31 - 1) / 1000)
 
-const integer = (min: number, max: number, what: string) => setting((s) => {
-  const n = DIGITS.test(s) ? Number(s) : NaN
-  return Number.isSafeInteger(n) && n >= min && n <= max ? n : new Invalid(`must be ${what}`)
-})
+/**
+ * Seconds: any positive decimal up to `max`, so that tests can run 1–2 s
+ * windows while a slip of the keyboard cannot overflow a timer. Every
+ * duration setting has its own `max`, documented in docs/configuration.md.
+ * @param max - the bound in seconds, at most {@link MAX_DURATION_SECONDS}
+ */
+function seconds (max: number) {
+  if (!(max > 0 && max <= MAX_DURATION_SECONDS)) throw new RangeError(`a duration's bound must be in (0, ${MAX_DURATION_SECONDS}] s, got ${max}`)
+  return setting((s) => {
+    const n = DECIMAL.test(s) ? Number(s) : NaN
+    if (n > max) return new Invalid(`must be at most ${max} seconds`)
+    return n > 0 ? n : new Invalid(`must be a positive number of seconds (decimals allowed) up to ${max}, e.g. 1.5`)
+  })
+}
+
+/**
+ * A whole number from `min` to `max`; `what` describes it after "must be"
+ * (`a positive integer`). Every size and count has a `max`, documented in
+ * docs/configuration.md: what memory (or the protocol) allows.
+ */
+function integer (min: number, max: number, what: string) {
+  if (!(Number.isSafeInteger(min) && Number.isSafeInteger(max) && min <= max)) throw new RangeError(`bad integer bounds ${min}…${max}`)
+  return setting((s) => {
+    const n = DIGITS.test(s) ? Number(s) : NaN
+    if (n > max) return new Invalid(`must be at most ${max} (${what})`)
+    return n >= min ? n : new Invalid(`must be ${what}`)
+  })
+}
 
 const BOOLEANS: Readonly<Record<string, boolean>> = { true: true, false: false, 1: true, 0: false, yes: true, no: false }
 const boolean = () => setting((s) => BOOLEANS[s.toLowerCase()] ?? new Invalid('must be true or false (also 1/0, yes/no)'))
 
 /**
  * A secret as given (never trimmed: it must equal what the other side
- * holds). Surrounding whitespace or a control character is refused because it
- * is always a paste or quoting mistake that would fail every check silently;
- * the reason never repeats the value.
+ * holds). Secrets are single tokens (DESIGN §10): whitespace anywhere (a
+ * space, tab, newline, no-break space) or a control character is refused,
+ * since it is always a paste or quoting mistake (`KEY=abc def`, two values
+ * run together) that would fail every check silently. The reason never
+ * repeats the value.
  */
 const secret = () => setting((s) => {
+  if (/\s/.test(s)) return new Invalid('must be a single token, without spaces or other whitespace')
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(s)) return new Invalid('must not contain control characters (a pasted newline?)')
-  if (s.trim() !== s) return new Invalid('must not begin or end with whitespace')
+  if (/[\u0000-\u001f\u007f]/.test(s)) return new Invalid('must not contain control characters')
   return s
 })
 
@@ -120,6 +150,21 @@ function httpUrl (s: string, base: boolean): string | Invalid {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return new Invalid('must be an absolute http:// or https:// URL')
   if (base && (url.search !== '' || url.hash !== '')) return new Invalid('must be a base URL without a query or fragment')
+  return s
+}
+
+/**
+ * A `Host` field value (RFC 9110 §7.2): a host name, an IPv4 address or a
+ * bracketed IPv6 address, and an optional port. Nothing else may reach a
+ * request header (no spaces, no line breaks).
+ */
+function hostHeader (s: string): string | Invalid {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::(\d{1,5}))?$/.exec(s)
+  const bad = new Invalid('must be a host name or address with an optional port, e.g. media.example.com or media.example.com:8080')
+  if (m === null) return bad
+  const host = m[1] as string
+  if (host.startsWith('[') && isIP(host.slice(1, -1)) !== 6) return bad
+  if (m[2] !== undefined && Number(m[2]) > 65535) return bad
   return s
 }
 
@@ -195,7 +240,7 @@ const D = CONFIG_DEFAULTS
 
 /** The settings: environment variable name → validator, default and one line of help. */
 const settingsShape = {
-  PORT: integer(0, 65535, 'a TCP port number (0–65535)').default(D.PORT)
+  PORT: integer(0, 65535, 'a TCP port number').default(D.PORT)
     .describe('TCP port to listen on (0 takes a free port)'),
   HOST: setting((s) => isIP(s) !== 0 || /^[A-Za-z0-9.-]+$/.test(s) ? s : new Invalid('must be an IP address or a host name')).default(D.HOST)
     .describe('address to listen on'),
@@ -203,8 +248,15 @@ const settingsShape = {
     .describe('directory to serve media from (relative to the working directory)'),
   ORIGIN_URL: setting((s) => httpUrl(s, true)).optional()
     .describe('http(s) base URL to proxy media from (instead of ORIGIN_ROOT)'),
-  ORIGIN_TIMEOUT: seconds().default(D.ORIGIN_TIMEOUT)
+  // An origin silent for an hour is down; a player gave up long before.
+  ORIGIN_TIMEOUT: seconds(3600).default(D.ORIGIN_TIMEOUT)
     .describe('seconds the origin may take to answer with headers before a 504'),
+  ORIGIN_HOST_HEADER: setting(hostHeader).optional()
+    .describe('Host header sent to ORIGIN_URL instead of its own host (host[:port])'),
+  // Each is a socket and its buffers; past a few thousand a second origin
+  // (or a CDN) is the answer, not more connections to one.
+  ORIGIN_MAX_CONNECTIONS: integer(1, 16384, 'a positive integer').default(D.ORIGIN_MAX_CONNECTIONS)
+    .describe('most connections to ORIGIN_URL; further requests wait for one within ORIGIN_TIMEOUT'),
   STORE_URL: setting(storeUrl).default(D.STORE_URL)
     .describe('where usage and undelivered reports live: memory:, sqlite:PATH or redis://…'),
   STORE_PREFIX: setting((s) => /^[A-Za-z0-9:_.-]+$/.test(s) ? s : new Invalid('must be letters, digits and : _ . - only')).default(D.STORE_PREFIX)
@@ -229,34 +281,44 @@ const settingsShape = {
     .describe('where usage reports are POSTed'),
   TRAFFIC_API_KEY: secret().optional()
     .describe('sent to TRAFFIC_REPORT_URL as Authorization: Bearer'),
-  TRAFFIC_MIN_BYTES: integer(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer (bytes)').default(D.TRAFFIC_MIN_BYTES)
+  // 1 TiB: a uid must reach it within one cycle (TRAFFIC_ACCUMULATOR_TIMEOUT,
+  // at most 7 days: 1 TiB is 14.5 Mbit/s for the whole week); past it nobody
+  // would ever be reported.
+  TRAFFIC_MIN_BYTES: integer(0, 2 ** 40, 'a non-negative integer (bytes)').default(D.TRAFFIC_MIN_BYTES)
     .describe('bytes a uid must reach in a cycle to be reported; 0 reports every byte'),
-  TRAFFIC_REPORT_INTERVAL: seconds().default(D.TRAFFIC_REPORT_INTERVAL)
+  // A day: billing windows longer than that hold a day of usage per report.
+  TRAFFIC_REPORT_INTERVAL: seconds(86400).default(D.TRAFFIC_REPORT_INTERVAL)
     .describe('seconds between report windows'),
-  TRAFFIC_ACCUMULATOR_TIMEOUT: seconds().default(D.TRAFFIC_ACCUMULATOR_TIMEOUT)
+  // A week of sub-threshold usage kept per uid, in memory and in the store.
+  TRAFFIC_ACCUMULATOR_TIMEOUT: seconds(604800).default(D.TRAFFIC_ACCUMULATOR_TIMEOUT)
     .describe('seconds after which sub-threshold usage is discarded (and counted)'),
-  TRAFFIC_FLUSH_INTERVAL: seconds().default(D.TRAFFIC_FLUSH_INTERVAL)
+  // An hour: the most a crash may lose (DESIGN §2); also the tick of seals and expiry.
+  TRAFFIC_FLUSH_INTERVAL: seconds(3600).default(D.TRAFFIC_FLUSH_INTERVAL)
     .describe('seconds between flushes of usage to the store (what a crash can lose)'),
-  TRAFFIC_MAX_IPS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_MAX_IPS)
+  // Kept in every record of a cycle (about 40 bytes each, in memory and in the store).
+  TRAFFIC_MAX_IPS: integer(1, 1000, 'a positive integer').default(D.TRAFFIC_MAX_IPS)
     .describe('distinct client IPs kept per uid and cycle'),
-  TRAFFIC_MAX_SESSIONS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_MAX_SESSIONS)
+  TRAFFIC_MAX_SESSIONS: integer(1, 1000, 'a positive integer').default(D.TRAFFIC_MAX_SESSIONS)
     .describe('distinct session ids kept per uid and cycle'),
-  TRAFFIC_REPORT_MAX_UIDS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_REPORT_MAX_UIDS)
+  // A part is rendered and stored whole: 100,000 uids is about 40 MB of JSON.
+  TRAFFIC_REPORT_MAX_UIDS: integer(1, 100000, 'a positive integer').default(D.TRAFFIC_REPORT_MAX_UIDS)
     .describe('uids per report; larger windows are split into parts'),
-  TRAFFIC_REPORT_TIMEOUT: seconds().default(D.TRAFFIC_REPORT_TIMEOUT)
+  TRAFFIC_REPORT_TIMEOUT: seconds(3600).default(D.TRAFFIC_REPORT_TIMEOUT)
     .describe('seconds one delivery attempt may take'),
-  TRAFFIC_FLUSH_MAX_UIDS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_FLUSH_MAX_UIDS)
+  // About 150 bytes per uid in process memory: 10 million is 1.5 GB.
+  TRAFFIC_FLUSH_MAX_UIDS: integer(1, 10_000_000, 'a positive integer').default(D.TRAFFIC_FLUSH_MAX_UIDS)
     .describe('distinct uids held in memory before an early flush'),
-  TRAFFIC_MEMORY_MAX_UIDS: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer').default(D.TRAFFIC_MEMORY_MAX_UIDS)
+  TRAFFIC_MEMORY_MAX_UIDS: integer(1, 10_000_000, 'a positive integer').default(D.TRAFFIC_MEMORY_MAX_UIDS)
     .describe('distinct uids kept in memory while the store is unavailable; usage of further new uids is dropped and counted'),
-  SHUTDOWN_GRACE: seconds().default(D.SHUTDOWN_GRACE)
+  // Longer than any orchestrator waits before SIGKILL (Kubernetes: 30 s by default).
+  SHUTDOWN_GRACE: seconds(3600).default(D.SHUTDOWN_GRACE)
     .describe('seconds a graceful stop waits for streams and the last delivery'),
   LOG_LEVEL: setting((s) => {
     const level = LOG_LEVELS.find((l) => l === s.toLowerCase())
     return level ?? new Invalid(`must be one of ${LOG_LEVELS.join(', ')}`)
   }).default(D.LOG_LEVEL)
     .describe(`log level: ${LOG_LEVELS.join(', ')}`),
-  WORKERS: integer(0, 1024, 'a non-negative integer (0 = one per CPU core)').default(D.WORKERS)
+  WORKERS: integer(0, 1024, 'a non-negative integer; 0 = one per CPU core').default(D.WORKERS)
     .describe('server processes (0 = one per CPU core)')
 }
 
@@ -309,6 +371,8 @@ export const configSchema = z.strictObject(settingsShape)
       ? { kind: 'http', url: s.ORIGIN_URL }
       : s.ORIGIN_ROOT !== undefined ? { kind: 'fs', root: s.ORIGIN_ROOT } : { kind: 'demo', root: DEMO_MEDIA_ROOT }) as OriginConfig,
     originTimeout: s.ORIGIN_TIMEOUT,
+    originHostHeader: s.ORIGIN_HOST_HEADER,
+    originMaxConnections: s.ORIGIN_MAX_CONNECTIONS,
     storeUrl: s.STORE_URL,
     storePrefix: s.STORE_PREFIX,
     signingSecret: s.SIGNING_SECRET,

@@ -24,7 +24,7 @@ export class CorsPolicy {
     if (this.#any) {
       res.setHeader('access-control-allow-origin', '*')
     } else {
-      res.setHeader('vary', 'Origin')
+      res.setHeader('vary', withOrigin(res.getHeader('vary')))
       const origin = req.headers.origin
       if (origin === undefined || !this.#origins.has(origin.toLowerCase())) return
       res.setHeader('access-control-allow-origin', origin)
@@ -42,4 +42,19 @@ export class CorsPolicy {
     res.setHeader('content-length', '0')
     res.end()
   }
+}
+
+/** `Vary` already naming `Origin`, or `*` (which covers every field). */
+const COVERS_ORIGIN = /(?:^|,)\s*(?:origin|\*)\s*(?:,|$)/i
+
+/**
+ * The answer's `Vary` with `Origin` added: the CORS headers depend on it,
+ * and the origin's own fields (say `Accept-Encoding`) must stay, or a cache
+ * would serve one representation for another (RFC 9110 §12.5.5).
+ */
+function withOrigin (vary: string | number | string[] | undefined): string {
+  if (vary === undefined) return 'Origin'
+  const value = Array.isArray(vary) ? vary.join(', ') : String(vary)
+  if (value.trim() === '') return 'Origin'
+  return COVERS_ORIGIN.test(value) ? value : `${value}, Origin`
 }

@@ -60,10 +60,23 @@ export class DispatchedResponse implements Dispatcher.DispatchHandler, PushedBod
     })
   }
 
-  /** Abort the origin request (before or after the headers). Idempotent. */
+  /**
+   * Abort the origin request (before or after the headers). Idempotent.
+   * Before a connection took the request (it waits in the pool's queue, or
+   * for its connection), undici calls nothing yet: the head rejects now with
+   * `reason`, and the request is aborted as soon as it starts.
+   */
   abort (reason: Error): void {
-    if (this.#controller === undefined) this.#abortReason ??= reason
-    else if (!this.#controller.aborted) this.#controller.abort(reason)
+    if (this.#controller !== undefined) {
+      if (!this.#controller.aborted) this.#controller.abort(reason)
+      return
+    }
+    this.#abortReason ??= reason
+    if (!this.#headSettled) {
+      this.#headSettled = true
+      this.#error = reason
+      this.#rejectHead(reason)
+    }
   }
 
   // --- undici's handler interface

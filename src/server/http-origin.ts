@@ -7,8 +7,11 @@ import { VERSION } from '../version.ts'
 import { isMultiRange, parseContentRange } from './byte-range.ts'
 import { DispatchedResponse } from './dispatched-response.ts'
 import type { ResponseHead } from './dispatched-response.ts'
-import { cacheControlFor, contentTypeOf, fileTypeOf } from './media-types.ts'
+import { xForwardedFor, xForwardedProto } from './forwarding.ts'
+import { contentTypeOf, fileTypeOf } from './media-types.ts'
 import type { Origin, OriginRequest, OriginResponse } from './origin.ts'
+import { OriginQuery } from './origin-query.ts'
+import { passedHeaders } from './origin-response-headers.ts'
 
 /** Settings of {@link HttpOrigin}. */
 export interface HttpOriginOptions {
@@ -16,17 +19,34 @@ export interface HttpOriginOptions {
    * `ORIGIN_URL`: the http(s) base URL. A request for `a/b.ts` goes to
    * `<base path>/a/b.ts`, the base path taken as a directory whether or not
    * it ends in `/`. A query on the base URL is sent with every request (an
-   * origin access key, say); the client's query never is. User info becomes
-   * `Authorization: Basic`.
+   * origin access key, say), followed by the client's query less
+   * streammeter's own parameters (see origin-query.ts for how the two
+   * combine). User info becomes `Authorization: Basic`.
    */
   baseUrl: string
   /**
-   * Seconds the origin may take to accept a connection, and then to answer
-   * a request with its headers; past either, 504.
+   * `ORIGIN_TIMEOUT`: seconds from asking to the origin's headers, a wait
+   * for a free connection included; past it, 504. Connecting and then
+   * answering each have it too.
    */
   timeout: number
-  /** Most connections kept open to the origin; unlimited, since a long MP4 download holds one for its whole length. @default unlimited */
+  /**
+   * `ORIGIN_MAX_CONNECTIONS`: most connections open to the origin (DESIGN
+   * §10). Beyond them requests wait in undici's queue, each for at most
+   * `timeout`: what waits is bounded by the timeout and the arrival rate,
+   * never by memory alone. A download holds its connection for its whole
+   * length, so size it to the concurrent transfers expected.
+   * @default 256
+   */
   connections?: number | undefined
+  /**
+   * `ORIGIN_HOST_HEADER`: the `Host` sent instead of the base URL's own
+   * (`host[:port]`), for an origin that serves several virtual hosts. Over
+   * https it is also the TLS server name, so the origin's certificate must
+   * be valid for it.
+   * @default the base URL's host
+   */
+  hostHeader?: string | undefined
   /**
    * Seconds the origin may go silent in the middle of a body. Time the body
    * sits paused because the client reads slowly does not count (undici
@@ -36,16 +56,8 @@ export interface HttpOriginOptions {
   bodyTimeout?: number | undefined
 }
 
-/** Response headers passed on (see {@link OriginResponse.headers}). */
-const PASSED = new Set(['content-type', 'content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges', 'cache-control', 'content-encoding', 'vary', 'expires'])
-/** Of those, the ones defined as comma-separated lists: duplicates may be joined (RFC 9110 §5.3). */
-const LISTS = new Set(['accept-ranges', 'cache-control', 'content-encoding', 'vary'])
-/**
- * Hop-by-hop fields (RFC 9110 §7.6.1), plus `proxy-connection` and
- * `keep-alive` from older practice. They describe one connection and are
- * never forwarded, nor is any field the `Connection` header names.
- */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+/** `ORIGIN_MAX_CONNECTIONS`'s default (DESIGN §10). */
+const DEFAULT_CONNECTIONS = 256
 /** Request fields forwarded unless the fetch is `whole`. */
 const CONDITIONAL = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const
 /** Most body bytes read and dropped to keep a connection after a HEAD, a 304 or an error status. */
@@ -58,7 +70,11 @@ const UNREACHABLE_CODES = new Set([
 
 /**
  * Fetches from an HTTP(S) origin (`ORIGIN_URL`, DESIGN §4) over a keep-alive
- * undici pool. Range and conditional headers are forwarded and the origin's
+ * undici pool of at most `connections`. To the origin go Range and
+ * conditional headers, `User-Agent`, `X-Forwarded-For`/`-Proto`
+ * (forwarding.ts), its own `Host` (or `hostHeader`) and the client's query
+ * less streammeter's parameters (origin-query.ts); from it come its
+ * end-to-end response fields (origin-response-headers.ts). The origin's
  * status is mapped: 200/206/304 pass, 404/410 → NotFoundError, 416 →
  * RangeNotSatisfiableError, anything else → OriginError; network failures
  * → OriginUnreachableError or OriginTimeoutError. The origin's own message
@@ -76,8 +92,19 @@ export class HttpOrigin implements Origin {
   readonly kind = 'http'
   readonly #pool: Pool
   readonly #basePath: string
-  readonly #baseQuery: string
+  readonly #query: OriginQuery
   readonly #authorization: string | undefined
+  readonly #host: string | undefined
+  readonly #timeoutMs: number
+  /**
+   * Whether every connection is busy: the pool's last `dispatch()` said so
+   * (false = "busy until 'drain'", undici's Dispatcher contract) and no
+   * 'drain' came since. A request dispatched then waits in the pool's queue,
+   * where undici runs no timer (its connect and headers timers start once a
+   * connection takes the request), so it gets one of ours. Only then: a
+   * timer per request would cost every request for the rare queued one.
+   */
+  #saturated = false
   #closing: Promise<void> | undefined
 
   constructor (options: HttpOriginOptions) {
@@ -89,20 +116,22 @@ export class HttpOrigin implements Origin {
     }
     if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new ConfigError('ORIGIN_URL', 'must be an http or https URL')
     this.#basePath = base.pathname.endsWith('/') ? base.pathname : base.pathname + '/'
-    this.#baseQuery = base.search
+    this.#query = new OriginQuery(base.search)
     this.#authorization = base.username !== '' || base.password !== ''
       ? 'Basic ' + Buffer.from(`${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`).toString('base64')
       : undefined
-    const timeoutMs = Math.max(1, Math.round(options.timeout * 1000))
+    this.#host = options.hostHeader
+    this.#timeoutMs = Math.max(1, Math.round(options.timeout * 1000))
     this.#pool = new Pool(base.origin, {
-      connections: options.connections ?? null,
-      // The deadline: connecting, then the headers, each within the timeout
-      // (the pool has no connection limit, so no request waits in a queue).
-      connectTimeout: timeoutMs,
-      headersTimeout: timeoutMs,
+      connections: options.connections ?? DEFAULT_CONNECTIONS,
+      // Connecting, then the headers, each within the timeout; a request
+      // that waits for a connection first has a timer of its own (fetch).
+      connectTimeout: this.#timeoutMs,
+      headersTimeout: this.#timeoutMs,
       bodyTimeout: Math.max(1, Math.round((options.bodyTimeout ?? 30) * 1000)),
       keepAliveTimeout: 4_000
     })
+    this.#pool.on('drain', () => { this.#saturated = false })
   }
 
   /**
@@ -120,22 +149,28 @@ export class HttpOrigin implements Origin {
     // undici's dispatch() with a handler of our own: the body goes from
     // undici's parser into the client's response without a Readable in
     // between (see DispatchedResponse). The deadline is undici's own connect
-    // and headers timers; the client's signal aborts the request for its
-    // whole life, body included.
+    // and headers timers, plus ours for a request that waits for a
+    // connection; the client's signal aborts the request for its whole
+    // life, body included.
     const response = new DispatchedResponse()
     client?.addEventListener('abort', () => response.abort(client.reason as Error), { once: true })
     request.onAbortable?.((reason) => response.abort(reason))
-    this.#pool.dispatch({
-      path: this.#basePath + request.path.split('/').map(encodeURIComponent).join('/') + this.#baseQuery,
+    const queued = this.#saturated
+    this.#saturated = !this.#pool.dispatch({
+      path: this.#basePath + request.path.split('/').map(encodeURIComponent).join('/') + this.#query.for(request.query),
       method: request.method,
       headers
     }, response)
+    // ORIGIN_TIMEOUT counts from here for a request that waits for a connection.
+    const deadline = queued ? setTimeout(queuedTooLong, this.#timeoutMs, response) : undefined
     let head: ResponseHead
     try {
       head = await response.head
     } catch (err) {
       if (client?.aborted === true) throw client.reason
       throw classify(err, this.#closing !== undefined)
+    } finally {
+      clearTimeout(deadline)
     }
 
     // Read and drop what body there is (none for HEAD and 304, a short one
@@ -170,6 +205,13 @@ export class HttpOrigin implements Origin {
       'user-agent': h['user-agent'] ?? `streammeter/${VERSION}`
     }
     if (this.#authorization !== undefined) out.authorization = this.#authorization
+    if (this.#host !== undefined) out.host = this.#host
+    const who = request.client
+    if (who !== undefined) {
+      const chain = xForwardedFor(who)
+      if (chain !== undefined) out['x-forwarded-for'] = chain
+      out['x-forwarded-proto'] = xForwardedProto(who)
+    }
     if (!whole) {
       for (const name of CONDITIONAL) {
         const value = h[name]
@@ -197,11 +239,8 @@ export class HttpOrigin implements Origin {
     const usable = status === 200 || (status === 206 && ranged) || (status === 304 && conditional)
     if (!usable) throw new OriginError(undefined, { cause: new OriginStatus(status) })
 
-    const headers = passedHeaders(res.headers)
+    const headers = passedHeaders(res.headers, fileTypeOf(request.path))
     headers['content-type'] ??= contentTypeOf(request.path)
-    // Without Cache-Control a browser may cache heuristically (RFC 9111
-    // §4.2.2), which would freeze a live playlist: fill in ours.
-    headers['cache-control'] ??= cacheControlFor(fileTypeOf(request.path))
     if (status === 304) {
       delete headers['content-length']
       delete headers['content-type']
@@ -228,33 +267,9 @@ function first (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
 
-/** Connection-named fields, lower-case (RFC 9110 §7.6.1). */
-function connectionOptions (value: string | string[] | undefined): Set<string> {
-  const names = new Set<string>()
-  for (const v of Array.isArray(value) ? value : value === undefined ? [] : [value]) {
-    for (const token of v.split(',')) names.add(token.trim().toLowerCase())
-  }
-  return names
-}
-
-/** The response fields passed on: listed in {@link PASSED}, not hop-by-hop, duplicates resolved. */
-function passedHeaders (raw: Record<string, string | string[] | undefined>): Record<string, string> {
-  const named = connectionOptions(raw.connection)
-  const out: Record<string, string> = {}
-  for (const [name, value] of Object.entries(raw)) {
-    if (value === undefined || !PASSED.has(name) || HOP_BY_HOP.has(name) || named.has(name)) continue
-    if (!Array.isArray(value)) {
-      out[name] = value
-    } else if (LISTS.has(name)) {
-      out[name] = value.join(', ')
-    } else if (new Set(value).size === 1) {
-      out[name] = value[0] as string
-    } else {
-      // Two different Content-Length or ETag values: no way to know which is true.
-      throw new OriginError(undefined, { cause: new Error(`origin sent conflicting ${name} fields`) })
-    }
-  }
-  return out
+/** A request still waiting for a connection when ORIGIN_TIMEOUT is up: 504, and it never goes out. */
+function queuedTooLong (response: DispatchedResponse): void {
+  response.abort(new OriginTimeoutError({ cause: new Error('no origin connection came free within ORIGIN_TIMEOUT') }))
 }
 
 /** Map an undici/network failure to a gateway error; the original stays in `cause`. */

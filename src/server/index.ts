@@ -13,7 +13,7 @@ import type { App } from './app.ts'
 import { FsOrigin } from './fs-origin.ts'
 import { HttpOrigin } from './http-origin.ts'
 import { createLogger } from './logger.ts'
-import { MONITOR_DEMO_UID, demoPlaylistTarget } from './monitor-demo.ts'
+import { MONITOR_DEMO_PLAYLIST, MONITOR_DEMO_UID, demoPlaylistTarget } from './monitor-demo.ts'
 import type { Origin } from './origin.ts'
 
 export { ADMIN_PATHS, buildApp } from './app.ts'
@@ -44,7 +44,12 @@ export async function startServer (config: Config, options: { logger?: Logger } 
   const logger = options.logger ?? createLogger(config.logLevel)
   const meter = resolveMeterOptions(toMeterOptions(config))
   const origin: Origin = config.origin.kind === 'http'
-    ? new HttpOrigin({ baseUrl: config.origin.url, timeout: config.originTimeout })
+    ? new HttpOrigin({
+      baseUrl: config.origin.url,
+      timeout: config.originTimeout,
+      connections: config.originMaxConnections,
+      hostHeader: config.originHostHeader
+    })
     : new FsOrigin(config.origin.root)
   let store
   try {
@@ -88,9 +93,17 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     logger.warn({}, 'SIGNING_SECRET is not set: the uid query parameter is trusted as-is (development only)')
   }
   if (config.origin.kind === 'demo') {
-    // Signed for an hour: long enough to copy and play.
-    const { target } = demoPlaylistTarget(config.signingSecret, Date.now(), 3600)
-    logger.info({ url: `${address}/${target}`, dashboard: `${address}/monitor` }, 'serving the bundled demo media; play this URL')
+    const dashboard = `${address}/monitor`
+    if (config.signingSecret === undefined) {
+      const { target } = demoPlaylistTarget(undefined, Date.now(), 0)
+      logger.info({ url: `${address}/${target}`, dashboard }, 'serving the bundled demo media; play this URL')
+    } else {
+      // No signed URL here: a start-up line is kept by every log collector,
+      // and a token in it would be a working credential for whoever reads
+      // them. Say how to make one instead.
+      const sign = `streammeter sign --uid ${MONITOR_DEMO_UID} --path /${MONITOR_DEMO_PLAYLIST}`
+      logger.info({ sign, dashboard }, `serving the bundled demo media; SIGNING_SECRET is set: sign a URL to play it with ${sign}`)
+    }
   }
   return { address, port, app, close: () => app.close() }
 }

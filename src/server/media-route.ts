@@ -8,6 +8,7 @@ import type { FileType } from '../meter/index.ts'
 import type { ClientIpResolver } from './client-ip.ts'
 import type { CorsPolicy } from './cors.ts'
 import { sendError } from './error-reply.ts'
+import { forwardedClient, queryOf } from './forwarding.ts'
 import { fileTypeOf } from './media-types.ts'
 import type { MeteringInput } from './metering-input.ts'
 import type { ServerMetrics } from './metrics.ts'
@@ -85,6 +86,8 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
         // HEAD of one is answered from a whole GET (its body is not sent).
         method: playlist ? 'GET' : method,
         headers: forwardedHeaders(req),
+        query: queryOf(req.url),
+        client: forwardedClient(req, ctx.ips),
         whole: playlist,
         onAbortable: (abort) => { abortFetch = abort }
       })

@@ -34,12 +34,39 @@ export interface ForwardedHeaders {
   'user-agent'?: string | undefined
 }
 
+/**
+ * The client as an HTTP origin hears of it (DESIGN §4): `X-Forwarded-For`
+ * and `X-Forwarded-Proto`. The route fills it; what the headers say is the
+ * origin's business (http-origin.ts, forwarding.ts).
+ */
+export interface ForwardedClient {
+  /** The socket peer, as the socket reports it (an IPv4 peer of a dual-stack socket as `::ffff:…`). */
+  address: string
+  /**
+   * `X-Forwarded-For` as received, only when the peer is a trusted proxy
+   * (`TRUSTED_PROXIES`): from anyone else the chain may be forged.
+   */
+  forwardedFor?: string | undefined
+  /** `X-Forwarded-Proto` as received, only from a trusted proxy. */
+  proto?: string | undefined
+}
+
 /** One origin fetch. */
 export interface OriginRequest {
   /** URL-decoded path without the leading slash, already validated (no NUL, no `.`/`..`/empty segments, no backslash). */
   path: string
   method: 'GET' | 'HEAD'
   headers: ForwardedHeaders
+  /**
+   * The request's query string as received, without the `?` (undefined or
+   * `''` for none). An HTTP origin gets it without streammeter's own
+   * parameters (`uid`, `expires`, `token`, `sid`, `scope`, `ip`), so that
+   * LL-HLS `_HLS_msn`/`_HLS_part` and the origin's own parameters work; the
+   * filesystem origin ignores it.
+   */
+  query?: string | undefined
+  /** Who asked, for an HTTP origin's `X-Forwarded-*`; without it none are sent. The filesystem origin ignores it. */
+  client?: ForwardedClient | undefined
   /**
    * Fetch the whole current representation, ignoring range and conditional
    * headers (playlists are rewritten, so they are always fetched whole and
@@ -62,9 +89,10 @@ export interface OriginResponse {
   /** 200, 206 or 304 (errors are thrown, see {@link Origin.fetch}). */
   status: number
   /**
-   * Response headers to pass to the client, lower-case, hop-by-hop headers
-   * already removed: content-type, content-length, content-range, etag,
-   * last-modified, accept-ranges, cache-control, content-encoding, vary, expires.
+   * Response headers to pass to the client, lower-case: the origin's
+   * end-to-end fields (an HTTP origin's, less hop-by-hop ones, `Set-Cookie`
+   * and CORS, see origin-response-headers.ts; a file's validators and type),
+   * with streammeter's own `Cache-Control`.
    */
   headers: Record<string, string>
   /**

@@ -150,8 +150,10 @@ export async function startSink (options: SinkOptions = {}): Promise<RunningSink
   })
 
   app.get('/totals', (_req, reply) => {
-    const out: Record<string, number> = {}
-    for (const row of totals.all()) out[row.uid] = row.total
+    // Uids are any string: in a plain object, assigning `__proto__` sets the
+    // prototype instead of a key and the uid vanishes. fromEntries defines
+    // own properties, and without a prototype no key is special.
+    const out = Object.setPrototypeOf(Object.fromEntries(totals.all().map((row) => [row.uid, row.total])), null) as Record<string, number>
     return reply.send(out)
   })
 
