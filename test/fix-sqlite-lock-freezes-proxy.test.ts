@@ -57,10 +57,10 @@ it('another process holding the SQLite write lock for 10 s does not hold up requ
 
   // Two clients fetch back to back for as long as the lock is held.
   const latencies: number[] = []
-  let done = false
-  void released.then(() => { done = true })
+  const lock = { held: true }
+  released.then(() => { lock.held = false }, () => {})
   const client = async (n: number): Promise<void> => {
-    for (let i = 0; !done; i++) latencies.push(await fetchOne(`u${n}-${i % 5}`))
+    for (let i = 0; lock.held; i++) latencies.push(await fetchOne(`u${n}-${i % 5}`))
   }
   await Promise.all([client(1), client(2)])
   latencies.sort((a, b) => a - b)

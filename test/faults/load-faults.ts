@@ -3,6 +3,8 @@
  * lock, the wall clock jumping, a crowd of readers that never read.
  */
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { ManualClock } from '../../src/meter/index.ts'
 import { startTestServer } from '../helpers/test-server.ts'
@@ -15,6 +17,43 @@ const locker = new URL('../fixtures/sqlite-locker.ts', import.meta.url).pathname
 function p99 (values: number[]): number {
   const sorted = [...values].sort((x, y) => x - y)
   return Math.round(sorted[Math.floor(sorted.length * 0.99)] ?? 0)
+}
+
+/** Resident set size of a process, bytes. */
+function rss (pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024
+}
+
+/** A client that asks for `path` and never reads; `drain()` reads what reached it and waits for the close. */
+function stalledReader (port: number, path: string, uid: string, ip: string): { drain: () => Promise<number> } {
+  const socket = connect(port, '127.0.0.1')
+  socket.pause()
+  socket.on('error', () => {})
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+  socket.write(`GET ${path}?uid=${uid} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: ${ip}\r\n\r\n`)
+  return {
+    drain: async () => {
+      let bytes = 0
+      let head = -1
+      let buffered = Buffer.alloc(0)
+      socket.on('data', (chunk: Buffer) => {
+        if (head >= 0) {
+          bytes += chunk.length
+          return
+        }
+        buffered = Buffer.concat([buffered, chunk])
+        const end = buffered.indexOf('\r\n\r\n')
+        if (end >= 0) {
+          head = end + 4
+          bytes += buffered.length - head
+        }
+      })
+      socket.resume()
+      await closed
+      return bytes
+    }
+  }
 }
 
 export const loadFaults: Fault[] = [
@@ -92,6 +131,52 @@ export const loadFaults: Fault[] = [
         const sealed = receiver.kept.length
         return account('clock ±1 day', clients, receiver.billed(), {
           note: `in-process collector clock moved +1 day, back, −1 day, back; ${sealed} reports, a seal at every jump`
+        })
+      } finally {
+        await scope.close()
+      }
+    }
+  },
+  {
+    name: '1,000 stalled readers',
+    run: async () => {
+      const scope = new Scope()
+      try {
+        const receiver = await FaultReceiver.start()
+        scope.defer(() => receiver.close())
+        const media = mediaDir(scope)
+        const server = await serve(scope, baseEnv(media, receiver.url, {
+          STORE_URL: `sqlite:${join(scope.tempDir('db'), 'usage.db')}`,
+          SEND_TIMEOUT: '3',
+          TRUSTED_PROXIES: '127.0.0.1'
+        }))
+        const pid = server.child.pid as number
+        const port = Number(new URL(server.url).port)
+        const clients = new Clients()
+        scope.defer(() => clients.close())
+        const before = rss(pid)
+        // 1,000 players from 1,000 addresses, 50 uids, each asking for a 64 MiB file and reading nothing.
+        const readers = Array.from({ length: 1000 }, (_, i) =>
+          ({ uid: `stalled-${i % 50}`, reader: stalledReader(port, '/movie.mp4', `stalled-${i % 50}`, `10.${(i >> 8) & 255}.${i & 255}.7`) }))
+        clients.requests += readers.length
+        let peak = before
+        const latencies: number[] = []
+        const watchUntil = Date.now() + 6000
+        while (Date.now() < watchUntil) {
+          peak = Math.max(peak, rss(pid))
+          const started = performance.now()
+          await clients.get(server.url, '/small.ts', 'bystander')
+          latencies.push(performance.now() - started)
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+        const got = await Promise.all(readers.map(async ({ uid, reader }) => ({ uid, bytes: await reader.drain() })))
+        for (const { uid, bytes } of got) clients.add(uid, bytes)
+        clients.failed += got.length // every one was cut by SEND_TIMEOUT, as it should be
+        await until(() => receiver.billed().get('stalled-0') === clients.received.get('stalled-0'), 15_000)
+        await stop(server)
+        const mib = (n: number): string => (n / 1048576).toFixed(0)
+        return account('1,000 stalled readers', clients, receiver.billed(), {
+          note: `SEND_TIMEOUT=3: all 1,000 cut and their bytes billed; RSS ${mib(before)} → peak ${mib(peak)} MiB; another client's p99 ${p99(latencies)} ms meanwhile`
         })
       } finally {
         await scope.close()
