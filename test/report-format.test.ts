@@ -35,8 +35,8 @@ describe('report body (DESIGN §3)', () => {
         file_types: { ts: 4_000_000, m3u8: 1_000_000 },
         unique_ips: 2,
         unique_sessions: 1,
-        avg_bytes_per_request: 1666666.67,
-        bytes_per_second: 55555.56
+        avg_bytes_per_request: 1666666,
+        bytes_per_second: 55555
       }],
       summary: {
         total_bytes: 5_000_000,
@@ -52,6 +52,17 @@ describe('report body (DESIGN §3)', () => {
     assert.equal(r.reportId, 'id2')
     assert.equal(r.uids, 1)
     assert.equal(r.bytes, 5_000_000)
+  })
+
+  it('avg_bytes_per_request, bytes_per_second and avg_bytes_per_uid are integers, truncated as the original sent them', () => {
+    // 1 MiB over 3 requests and 3 s: 349525.33 each, which a receiver with integer fields refuses.
+    const records = [rec('a', 1048576, { startTime: T - 3000, lastActivity: T }), rec('b', 1048577, { startTime: T - 3000, lastActivity: T })]
+    let n = 0
+    const [r] = renderReports(records, T, { workerId: 'w', reportInterval: 300, minBytes: 0, maxUidsPerReport: 10, newId: () => `id${++n}` })
+    const body = JSON.parse(r!.body)
+    assert.deepEqual(body.traffic_details.map((d: Record<string, number>) => [d.avg_bytes_per_request, d.bytes_per_second]), [[349525, 349525], [349525, 349525]])
+    assert.equal(body.summary.avg_bytes_per_uid, 1048576) // (1048576 + 1048577) / 2 = 1048576.5
+    assert.ok(!/\d\.\d/.test(r!.body.replace(/"total_mb":[\d.]+/g, '')), 'no decimal besides total_mb')
   })
 
   it('duration is at least 1 s, computed on the whole seconds shown', () => {

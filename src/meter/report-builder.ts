@@ -84,8 +84,10 @@ export function trafficDetail (r: UsageRecord): TrafficDetail {
     file_types: { ...r.fileTypes },
     unique_ips: r.ips.length,
     unique_sessions: r.sessions.length,
-    avg_bytes_per_request: r.requests > 0 ? round2(r.bytes / r.requests) : 0,
-    bytes_per_second: round2(r.bytes / duration)
+    // Integers, truncated, as the original sent them (int(x) in Python): a
+    // receiver with integer columns refuses 349525.33.
+    avg_bytes_per_request: r.requests > 0 ? Math.trunc(r.bytes / r.requests) : 0,
+    bytes_per_second: Math.trunc(r.bytes / duration)
   }
 }
 
@@ -121,7 +123,7 @@ export function renderReports (records: readonly UsageRecord[], sealedAt: number
         total_bytes: totalBytes,
         total_mb: round2(totalBytes / MIB),
         total_requests: totalRequests,
-        avg_bytes_per_uid: round2(totalBytes / details.length),
+        avg_bytes_per_uid: Math.trunc(totalBytes / details.length),
         report_generated_at: formatUtc(sealedAt)
       },
       window_id: windowId,
