@@ -134,6 +134,7 @@ export class TrafficCollector {
       reportInterval: o.reportInterval,
       minBytes: o.minBytes,
       maxUidsPerReport: o.reportMaxUids,
+      maxBytesPerReport: o.reportMaxBytes,
       newId: deps.newId ?? randomIds
     }
     this.#ownsTransport = deps.transport === undefined
