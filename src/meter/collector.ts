@@ -286,7 +286,7 @@ export class TrafficCollector {
       view = this.#lastStoreView ?? {
         nextSealAt: undefined,
         counters: emptyCounters(),
-        outbox: { pending: 0, pendingBytes: 0, oldestCreatedAt: undefined },
+        outbox: { pending: 0, pendingBytes: 0, oldestCreatedAt: undefined, parked: 0, parkedBytes: 0 },
         summary: { qualifiedUids: 0, pendingUids: 0, qualifiedBytes: 0, pendingBytes: 0, top: [] }
       }
     }

@@ -5,11 +5,11 @@
 export { FILE_TYPES, fileTypeIndex } from './file-type.ts'
 export type { FileType } from './file-type.ts'
 export type {
-  DiscardedUsage, OutboxEntry, RenderedReport, StoreCounters, TrafficEvent, UsageDelta, UsagePolicy, UsageRecord
+  DiscardedUsage, FailureDetail, OutboxEntry, OutboxItem, RenderedReport, StoreCounters, TrafficEvent, UsageDelta, UsagePolicy, UsageRecord
 } from './types.ts'
 export { isExpired, mergeDelta, unionCapped } from './usage-record.ts'
 export type { MergeOutcome } from './usage-record.ts'
-export { checkRendered, compareRecords, emptyCounters } from './usage-store.ts'
+export { checkRendered, checkSplit, compareRecords, emptyCounters, outboxItem } from './usage-store.ts'
 export type {
   ExpireResult, FlushResult, OutboxStats, SealRequest, SealResult, UsageStore, UsageSummary
 } from './usage-store.ts'
