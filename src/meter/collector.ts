@@ -149,6 +149,8 @@ export class TrafficCollector {
         logger: this.#logger,
         retryBase: o.retryBase,
         retryCap: o.retryCap,
+        maxRejections: o.reportMaxRejections,
+        newId: this.#ctx.newId,
         pollMs: Math.max(50, Math.round(o.flushInterval * 1000)),
         random: deps.random,
         canDeliver: () => this.#lease.held

@@ -66,6 +66,10 @@ export interface TrafficStatus {
   outbox: {
     pending: number
     pending_bytes: number
+    /** Reports parked after repeated refusals: out of the delivery order until put back (`streammeter outbox`). */
+    parked: number
+    /** Bytes of usage in them, not billed until they are delivered. */
+    parked_bytes: number
     oldest_age_seconds: number | null
     last_success_at: number | null
     last_error: string | null
@@ -148,6 +152,8 @@ export function buildTrafficStatus (i: StatusInputs): TrafficStatus {
     outbox: {
       pending: i.outbox.pending,
       pending_bytes: i.outbox.pendingBytes,
+      parked: i.outbox.parked,
+      parked_bytes: i.outbox.parkedBytes,
       oldest_age_seconds: i.outbox.oldestCreatedAt === undefined ? null : Math.max(0, Math.round((i.now - i.outbox.oldestCreatedAt) / 100) / 10),
       last_success_at: lastSuccessAt > 0 ? unixSeconds(lastSuccessAt) : null,
       last_error: lastError !== '' ? lastError : null,
