@@ -218,17 +218,20 @@ export class Reporter {
     const { status, error } = outcome
     const parts = status === 413 ? this.#splittable(entry) : undefined
     if (parts !== undefined) {
-      await store.outboxSplit(entry.reportId, parts, error.message, clock.now(), { status })
-      logger.warn({ ...at, status, parts: parts.map((p) => ({ reportId: p.reportId, uids: p.uids, bytes: p.bytes })) },
-        'report refused as too large (HTTP 413): split in two, sent next')
+      // False: the report left the outbox meanwhile (acknowledged by a delivery in flight, dropped).
+      if (await store.outboxSplit(entry.reportId, parts, error.message, clock.now(), { status })) {
+        logger.warn({ ...at, status, parts: parts.map((p) => ({ reportId: p.reportId, uids: p.uids, bytes: p.bytes })) },
+          'report refused as too large (HTTP 413): split in two, sent next')
+      }
       return { kind: 'split' }
     }
     if (isLastingRefusal(status)) {
       const rejections = (entry.rejections ?? 0) + 1
       if (rejections >= this.#o.maxRejections) {
-        await store.outboxPark(entry.reportId, error.message, clock.now(), { status })
-        logger.error({ ...at, status, rejections },
-          `report parked: the endpoint refused it ${rejections} times (HTTP ${String(status)}); delivery moves on (streammeter outbox list / retry)`)
+        if (await store.outboxPark(entry.reportId, error.message, clock.now(), { status })) {
+          logger.error({ ...at, status, rejections },
+            `report parked: the endpoint refused it ${rejections} times (HTTP ${String(status)}); delivery moves on (streammeter outbox list / retry)`)
+        }
         return { kind: 'parked' }
       }
       await store.outboxFail(entry.reportId, error.message, clock.now(), { status, rejected: true })
