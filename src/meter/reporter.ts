@@ -1,7 +1,9 @@
 import { nextAttemptDelayMs } from './backoff.ts'
+import { randomIds } from './clock.ts'
 import type { Clock, IdSource } from './clock.ts'
 import { channels } from './diagnostics.ts'
 import type { MeterLogger } from './logger.ts'
+import { METER_DEFAULTS } from './options.ts'
 import { ReportNetworkError } from '../errors.ts'
 import { splitReport } from './report-split.ts'
 import type { DeliveryOutcome, ReportTransport } from './report-transport.ts'
@@ -18,10 +20,10 @@ export interface ReporterOptions {
   retryBase: number
   /** Seconds; longest retry delay, also for a `Retry-After` that asks for more. */
   retryCap: number
-  /** Refusals (a lasting 4xx) after which a report is parked. */
-  maxRejections: number
-  /** Ids of the halves of a report split after a 413. */
-  newId: IdSource
+  /** Refusals (a lasting 4xx) after which a report is parked. @default 5 (`TRAFFIC_REPORT_MAX_REJECTIONS`) */
+  maxRejections?: number | undefined
+  /** Ids of the halves of a report split after a 413. @default crypto.randomUUID */
+  newId?: IdSource | undefined
   /** Milliseconds between looks at an empty outbox (a seal wakes it sooner). */
   pollMs: number
   /** Jitter source. @default Math.random */
@@ -227,7 +229,8 @@ export class Reporter {
     }
     if (isLastingRefusal(status)) {
       const rejections = (entry.rejections ?? 0) + 1
-      if (rejections >= this.#o.maxRejections) {
+      const maxRejections = this.#o.maxRejections ?? METER_DEFAULTS.reportMaxRejections
+      if (rejections >= maxRejections) {
         if (await store.outboxPark(entry.reportId, error.message, clock.now(), { status })) {
           logger.error({ ...at, status, rejections },
             `report parked: the endpoint refused it ${rejections} times (HTTP ${String(status)}); delivery moves on (streammeter outbox list / retry)`)
@@ -236,7 +239,7 @@ export class Reporter {
       }
       await store.outboxFail(entry.reportId, error.message, clock.now(), { status, rejected: true })
       const delayMs = this.#delay(entry, outcome)
-      logger.warn({ ...at, status, rejections, maxRejections: this.#o.maxRejections, retryInMs: delayMs }, 'report refused; will retry, then park it')
+      logger.warn({ ...at, status, rejections, maxRejections, retryInMs: delayMs }, 'report refused; will retry, then park it')
       return { kind: 'failed', delayMs }
     }
     await store.outboxFail(entry.reportId, error.message, clock.now(), { status })
@@ -247,7 +250,7 @@ export class Reporter {
 
   /** The halves of a report a 413 refused, or undefined when it cannot be split (one uid, or not a report body). */
   #splittable (entry: OutboxEntry): RenderedReport[] | undefined {
-    return entry.uids > 1 ? splitReport(entry, this.#o.newId) : undefined
+    return entry.uids > 1 ? splitReport(entry, this.#o.newId ?? randomIds) : undefined
   }
 
   /** Backoff after this failure, or what `Retry-After` asked for (capped). */
