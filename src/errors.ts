@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'SM_ERR_REPORT_REJECTED'
   | 'SM_ERR_REPORT_TIMEOUT'
   | 'SM_ERR_REPORT_NETWORK'
+  | 'SM_ERR_REPORT_NOT_PARKED'
   | 'SM_ERR_BAD_REQUEST'
   | 'SM_ERR_METHOD_NOT_ALLOWED'
   | 'SM_ERR_UNAUTHORIZED'
@@ -97,6 +98,19 @@ export class ReportTimeoutError extends StreammeterError<'SM_ERR_REPORT_TIMEOUT'
 export class ReportNetworkError extends StreammeterError<'SM_ERR_REPORT_NETWORK'> {
   constructor (detail: string, options?: { cause?: unknown }) {
     super('SM_ERR_REPORT_NETWORK', `report endpoint unreachable: ${detail}`, 502, options)
+  }
+}
+
+/**
+ * `streammeter outbox retry|drop` or `POST /api/outbox/retry` named a report
+ * that is in the outbox but not parked: it is waiting for delivery already
+ * (drop it anyway with `--force`). 409.
+ */
+export class ReportNotParkedError extends StreammeterError<'SM_ERR_REPORT_NOT_PARKED'> {
+  readonly reportId: string
+  constructor (reportId: string) {
+    super('SM_ERR_REPORT_NOT_PARKED', `report ${reportId.slice(0, 200)} is not parked: it is waiting for delivery`, 409)
+    this.reportId = reportId
   }
 }
 

@@ -107,6 +107,8 @@ const SAMPLES: Record<string, { value: string, check: (c: Config) => void }> = {
   TRAFFIC_MAX_IPS: { value: '3', check: (c) => assert.equal(c.trafficMaxIps, 3) },
   TRAFFIC_MAX_SESSIONS: { value: '4', check: (c) => assert.equal(c.trafficMaxSessions, 4) },
   TRAFFIC_REPORT_MAX_UIDS: { value: '2', check: (c) => assert.equal(c.trafficReportMaxUids, 2) },
+  TRAFFIC_REPORT_MAX_BYTES: { value: '2048', check: (c) => assert.equal(c.trafficReportMaxBytes, 2048) },
+  TRAFFIC_REPORT_MAX_REJECTIONS: { value: '3', check: (c) => assert.equal(c.trafficReportMaxRejections, 3) },
   TRAFFIC_REPORT_TIMEOUT: { value: '7', check: (c) => assert.equal(c.trafficReportTimeout, 7) },
   TRAFFIC_FLUSH_MAX_UIDS: { value: '50', check: (c) => assert.equal(c.trafficFlushMaxUids, 50) },
   TRAFFIC_MEMORY_MAX_UIDS: { value: '500', check: (c) => assert.equal(c.trafficMemoryMaxUids, 500) },
@@ -223,6 +225,10 @@ describe('invalid settings stop the start, naming the setting', () => {
     ['TRAFFIC_MAX_IPS', '0', /positive integer/],
     ['TRAFFIC_MAX_SESSIONS', 'ten', /positive integer/],
     ['TRAFFIC_REPORT_MAX_UIDS', '0', /positive integer/],
+    ['TRAFFIC_REPORT_MAX_BYTES', '1023', /integer from 1024 to 67108864 \(bytes\)/],
+    ['TRAFFIC_REPORT_MAX_BYTES', '67108865', /integer from 1024 to 67108864 \(bytes\)/],
+    ['TRAFFIC_REPORT_MAX_REJECTIONS', '0', /integer from 1 to 1000/],
+    ['TRAFFIC_REPORT_MAX_REJECTIONS', '1001', /integer from 1 to 1000/],
     ['TRAFFIC_REPORT_TIMEOUT', 'Infinity', /positive number of seconds/],
     ['TRAFFIC_FLUSH_MAX_UIDS', '1e5', /positive integer/],
     ['SHUTDOWN_GRACE', '1,5', /positive number of seconds/],
@@ -381,6 +387,8 @@ describe('toMeterOptions', () => {
       TRAFFIC_MAX_IPS: '3',
       TRAFFIC_MAX_SESSIONS: '2',
       TRAFFIC_REPORT_MAX_UIDS: '7',
+      TRAFFIC_REPORT_MAX_BYTES: '100000',
+      TRAFFIC_REPORT_MAX_REJECTIONS: '9',
       TRAFFIC_REPORT_TIMEOUT: '5',
       TRAFFIC_FLUSH_MAX_UIDS: '99',
       TRAFFIC_MEMORY_MAX_UIDS: '999',
@@ -395,6 +403,8 @@ describe('toMeterOptions', () => {
     assert.equal(o.maxIps, 3)
     assert.equal(o.maxSessions, 2)
     assert.equal(o.reportMaxUids, 7)
+    assert.equal(o.reportMaxBytes, 100000)
+    assert.equal(o.reportMaxRejections, 9)
     assert.equal(o.reportTimeout, 5)
     assert.equal(o.flushMaxUids, 99)
     assert.equal(o.memoryMaxUids, 999)

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
 import { emptyCounters } from '../src/meter/index.ts'
+import { outboxContract } from './store-contract-outbox.ts'
 import type {
   OutboxEntry, RenderedReport, StoreCounters, UsageDelta, UsagePolicy, UsageRecord, UsageStore
 } from '../src/meter/index.ts'
@@ -537,20 +538,22 @@ export function storeContract (name: string, factory: StoreFactory): void {
 
       it('outboxStats counts pending reports, their bytes and the oldest creation time', async (t) => {
         const store = await open(t)
-        assert.deepEqual(await store.outboxStats(), { pending: 0, pendingBytes: 0, oldestCreatedAt: undefined })
+        assert.deepEqual(await store.outboxStats(), { pending: 0, pendingBytes: 0, oldestCreatedAt: undefined, parked: 0, parkedBytes: 0 })
         await store.flush([delta('a', 3000), delta('b', 2000)])
         await store.seal({ now: T0 + 100, intervalMs: 1000, force: true, render: renderer(1).render })
         await store.flush([delta('c', 1500, { firstSeen: T0 + 200, lastSeen: T0 + 200 })])
         await store.seal({ now: T0 + 1100, intervalMs: 1000, render: renderer(1, 'w2').render })
-        assert.deepEqual(await store.outboxStats(), { pending: 3, pendingBytes: 6500, oldestCreatedAt: T0 + 100 })
+        assert.deepEqual(await store.outboxStats(), { pending: 3, pendingBytes: 6500, oldestCreatedAt: T0 + 100, parked: 0, parkedBytes: 0 })
         await store.outboxAck('report-1', T0 + 2000)
-        assert.deepEqual(await store.outboxStats(), { pending: 2, pendingBytes: 3500, oldestCreatedAt: T0 + 100 })
+        assert.deepEqual(await store.outboxStats(), { pending: 2, pendingBytes: 3500, oldestCreatedAt: T0 + 100, parked: 0, parkedBytes: 0 })
         await store.outboxAck('report-2', T0 + 2000)
-        assert.deepEqual(await store.outboxStats(), { pending: 1, pendingBytes: 1500, oldestCreatedAt: T0 + 1100 })
+        assert.deepEqual(await store.outboxStats(), { pending: 1, pendingBytes: 1500, oldestCreatedAt: T0 + 1100, parked: 0, parkedBytes: 0 })
         await store.outboxAck('w2-1', T0 + 2000)
-        assert.deepEqual(await store.outboxStats(), { pending: 0, pendingBytes: 0, oldestCreatedAt: undefined })
+        assert.deepEqual(await store.outboxStats(), { pending: 0, pendingBytes: 0, oldestCreatedAt: undefined, parked: 0, parkedBytes: 0 })
       })
     })
+
+    outboxContract({ open, reopen: factory.reopen === undefined ? undefined : reopen })
 
     describe('summary', () => {
       it('counts qualified and pending uids and bytes and lists the top records by bytes, then uid', async (t) => {
@@ -605,6 +608,11 @@ export function storeContract (name: string, factory: StoreFactory): void {
           ['outboxHead', () => store.outboxHead()],
           ['outboxAck', () => store.outboxAck('report-1', T0)],
           ['outboxFail', () => store.outboxFail('report-1', 'x', T0)],
+          ['outboxPark', () => store.outboxPark('report-1', 'x', T0)],
+          ['outboxSplit', () => store.outboxSplit('report-1', [], 'x', T0)],
+          ['outboxRetry', () => store.outboxRetry({ all: true })],
+          ['outboxDrop', () => store.outboxDrop('report-1')],
+          ['outboxList', () => store.outboxList()],
           ['outboxStats', () => store.outboxStats()],
           ['counters', () => store.counters()],
           ['summary', () => store.summary(1)],

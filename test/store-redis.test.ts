@@ -259,6 +259,7 @@ describe('redis store', suite, () => {
       await store.expire(T0 + 1)
       await store.seal({ now: T0 + 1000, intervalMs: 1000, render: render() })
       await store.outboxFail('r-1', 'HTTP 500', T0 + 1001)
+      await store.outboxPark('r-1', 'HTTP 400', T0 + 1001, { status: 400 })
       await stageOnly(rawClient(t), store.prefix, T0, 1000, 'x') // a stage with nothing qualified is just a schedule
       await store.flush([delta('d', 5000)])
       await stageOnly(rawClient(t), store.prefix, T0 + 5000, 1000, 'y')

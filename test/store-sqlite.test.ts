@@ -8,6 +8,7 @@ import Database from 'better-sqlite3'
 import { StoreError } from '../src/errors.ts'
 import type { UsagePolicy, UsageStore } from '../src/meter/index.ts'
 import { SqliteStore, openStore, parseStoreUrl } from '../src/store/index.ts'
+import { SCHEMA_VERSION } from '../src/store/sqlite-schema.ts'
 import { storeContract } from './store-contract.ts'
 
 const POLICY: UsagePolicy = { minBytes: 1000, accumulatorTimeoutMs: 10_000, maxIps: 3, maxSessions: 2 }
@@ -55,7 +56,7 @@ describe('sqlite store specifics', () => {
     const db = new Database(path, { readonly: true })
     t.after(() => db.close())
     assert.equal(db.pragma('journal_mode', { simple: true }), 'wal')
-    assert.equal(db.pragma('user_version', { simple: true }), 1)
+    assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION)
     const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all()
     assert.deepEqual(tables, ['meta', 'outbox', 'usage'])
   })

@@ -199,6 +199,10 @@ function renderDelivery (d) {
   if (d === null) return
   setText('report-url', d.report_url ?? 'not configured (reports stay in the outbox)')
   setText('outbox', `${count(d.pending)} report(s), ${bytes(d.pending_bytes)}`, d.pending > 0 ? 'num warn' : 'num')
+  // Parked: refused by the endpoint, not billed until put back (streammeter outbox retry).
+  setText('parked', d.parked > 0
+    ? `${count(d.parked)} report(s), ${bytes(d.parked_bytes)}: refused by the endpoint; see streammeter outbox list`
+    : 'none', d.parked > 0 ? 'num bad' : 'num dim')
   setText('oldest', d.oldest_age_seconds === null ? '–' : duration(d.oldest_age_seconds), d.oldest_age_seconds > 600 ? 'num bad' : 'num')
   setText('last-success', when(d.last_success_at), d.last_success_at === null ? 'dim' : 'ok')
   setText('last-error', d.last_error === null ? 'none' : `${d.last_error} — ${when(d.last_error_at)}`, d.last_error === null ? 'dim' : 'bad')

@@ -8,6 +8,7 @@ import type { CliContext } from './context.ts'
 import { errorText } from './error-text.ts'
 import { defaultStartServer, runServe, serveHelp } from './serve.ts'
 import type { StartServer } from './serve.ts'
+import { OUTBOX_HELP, runOutbox } from './outbox.ts'
 import { SIGN_HELP, runSign } from './sign.ts'
 import { SINK_HELP, runSink } from './sink.ts'
 
@@ -25,6 +26,8 @@ Verbs:
   serve   run the proxy (every setting is a flag: streammeter serve --help)
   sign    print a signed URL path for a user and file
   sink    run a reference report receiver
+  outbox  list the undelivered reports; retry or drop the ones parked after
+          the report endpoint refused them (list | retry | drop)
 
 Flags:
   -h, --help      this help (also: streammeter <verb> --help)
@@ -70,10 +73,12 @@ export async function main (argv: readonly string[], env: Env, options: CliOptio
         return runSign(rest, env, ctx)
       case 'sink':
         return await runSink(rest, ctx)
+      case 'outbox':
+        return await runOutbox(rest, env, ctx)
       default:
         ctx.stderr.write(verb.startsWith('-')
           ? `streammeter: unknown flag ${verb}; see streammeter --help\n`
-          : `streammeter: unknown verb "${verb.slice(0, 40)}"; the verbs are serve, sign and sink (see streammeter --help)\n`)
+          : `streammeter: unknown verb "${verb.slice(0, 40)}"; the verbs are serve, sign, sink and outbox (see streammeter --help)\n`)
         return EXIT_USAGE
     }
   } catch (err) {
@@ -87,10 +92,10 @@ export async function main (argv: readonly string[], env: Env, options: CliOptio
 }
 
 function help (verb: string | undefined, ctx: CliContext): number {
-  const texts: Record<string, () => string> = { serve: serveHelp, sign: () => SIGN_HELP, sink: () => SINK_HELP }
+  const texts: Record<string, () => string> = { serve: serveHelp, sign: () => SIGN_HELP, sink: () => SINK_HELP, outbox: () => OUTBOX_HELP }
   const text = verb === undefined ? HELP : texts[verb]?.()
   if (text === undefined) {
-    ctx.stderr.write('streammeter help: the verbs are serve, sign and sink\n')
+    ctx.stderr.write('streammeter help: the verbs are serve, sign, sink and outbox\n')
     return EXIT_USAGE
   }
   ctx.stdout.write(text)

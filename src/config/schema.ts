@@ -2,7 +2,9 @@ import { BlockList, isIP } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { StoreUrlError } from '../errors.ts'
-import { METER_DEFAULTS, redactUrl } from '../meter/index.ts'
+import {
+  METER_DEFAULTS, REPORT_MAX_BYTES_MAX, REPORT_MAX_BYTES_MIN, REPORT_MAX_REJECTIONS_MAX, redactUrl
+} from '../meter/index.ts'
 import type { MeterOptions } from '../meter/index.ts'
 import { parseStoreUrl } from '../store/index.ts'
 
@@ -42,6 +44,8 @@ export const CONFIG_DEFAULTS = Object.freeze({
   TRAFFIC_MAX_IPS: METER_DEFAULTS.maxIps, // addresses per uid and cycle
   TRAFFIC_MAX_SESSIONS: METER_DEFAULTS.maxSessions, // session ids per uid and cycle
   TRAFFIC_REPORT_MAX_UIDS: METER_DEFAULTS.reportMaxUids, // uids per report part
+  TRAFFIC_REPORT_MAX_BYTES: METER_DEFAULTS.reportMaxBytes, // bytes of JSON per report part (512 KiB)
+  TRAFFIC_REPORT_MAX_REJECTIONS: METER_DEFAULTS.reportMaxRejections, // refusals (lasting 4xx) before a report is parked
   TRAFFIC_REPORT_TIMEOUT: METER_DEFAULTS.reportTimeout, // seconds per delivery attempt
   TRAFFIC_FLUSH_MAX_UIDS: METER_DEFAULTS.flushMaxUids, // uids in process memory before an early flush
   TRAFFIC_MEMORY_MAX_UIDS: METER_DEFAULTS.memoryMaxUids, // uids kept in memory while the store is down; new ones beyond are dropped (counted)
@@ -303,6 +307,12 @@ const settingsShape = {
   // A part is rendered and stored whole: 100,000 uids is about 40 MB of JSON.
   TRAFFIC_REPORT_MAX_UIDS: integer(1, 100000, 'a positive integer').default(D.TRAFFIC_REPORT_MAX_UIDS)
     .describe('uids per report; larger windows are split into parts'),
+  TRAFFIC_REPORT_MAX_BYTES: integer(REPORT_MAX_BYTES_MIN, REPORT_MAX_BYTES_MAX,
+    `an integer from ${REPORT_MAX_BYTES_MIN} to ${REPORT_MAX_BYTES_MAX} (bytes)`).default(D.TRAFFIC_REPORT_MAX_BYTES)
+    .describe('bytes of JSON per report; larger windows are split into parts (a receiver answering 413 splits further)'),
+  TRAFFIC_REPORT_MAX_REJECTIONS: integer(1, REPORT_MAX_REJECTIONS_MAX, `an integer from 1 to ${REPORT_MAX_REJECTIONS_MAX}`)
+    .default(D.TRAFFIC_REPORT_MAX_REJECTIONS)
+    .describe('refusals (a lasting 4xx) after which a report is parked and delivery moves on (streammeter outbox)'),
   TRAFFIC_REPORT_TIMEOUT: seconds(3600).default(D.TRAFFIC_REPORT_TIMEOUT)
     .describe('seconds one delivery attempt may take'),
   // About 150 bytes per uid in process memory: 10 million is 1.5 GB.
@@ -389,6 +399,8 @@ export const configSchema = z.strictObject(settingsShape)
     trafficMaxIps: s.TRAFFIC_MAX_IPS,
     trafficMaxSessions: s.TRAFFIC_MAX_SESSIONS,
     trafficReportMaxUids: s.TRAFFIC_REPORT_MAX_UIDS,
+    trafficReportMaxBytes: s.TRAFFIC_REPORT_MAX_BYTES,
+    trafficReportMaxRejections: s.TRAFFIC_REPORT_MAX_REJECTIONS,
     trafficReportTimeout: s.TRAFFIC_REPORT_TIMEOUT,
     trafficFlushMaxUids: s.TRAFFIC_FLUSH_MAX_UIDS,
     trafficMemoryMaxUids: s.TRAFFIC_MEMORY_MAX_UIDS,
@@ -417,6 +429,8 @@ export function toMeterOptions (config: Config): MeterOptions {
     maxIps: config.trafficMaxIps,
     maxSessions: config.trafficMaxSessions,
     reportMaxUids: config.trafficReportMaxUids,
+    reportMaxBytes: config.trafficReportMaxBytes,
+    reportMaxRejections: config.trafficReportMaxRejections,
     reportUrl: config.trafficReportUrl,
     apiKey: config.trafficApiKey,
     reportTimeout: config.trafficReportTimeout,

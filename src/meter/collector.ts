@@ -140,6 +140,7 @@ export class TrafficCollector {
       reportInterval: o.reportInterval,
       minBytes: o.minBytes,
       maxUidsPerReport: o.reportMaxUids,
+      maxBytesPerReport: o.reportMaxBytes,
       newId: deps.newId ?? randomIds
     }
     this.#ownsTransport = deps.transport === undefined
@@ -154,6 +155,8 @@ export class TrafficCollector {
         logger: this.#logger,
         retryBase: o.retryBase,
         retryCap: o.retryCap,
+        maxRejections: o.reportMaxRejections,
+        newId: this.#ctx.newId,
         pollMs: Math.max(50, Math.round(o.flushInterval * 1000)),
         random: deps.random,
         canDeliver: () => this.#lease.held
@@ -302,7 +305,7 @@ export class TrafficCollector {
       view = this.#lastStoreView ?? {
         nextSealAt: undefined,
         counters: emptyCounters(),
-        outbox: { pending: 0, pendingBytes: 0, oldestCreatedAt: undefined },
+        outbox: { pending: 0, pendingBytes: 0, oldestCreatedAt: undefined, parked: 0, parkedBytes: 0 },
         summary: { qualifiedUids: 0, pendingUids: 0, qualifiedBytes: 0, pendingBytes: 0, top: [] }
       }
     }

@@ -8,7 +8,9 @@ import diagnosticsChannel from 'node:diagnostics_channel'
  * - `streammeter:traffic`  — every recorded {@link TrafficEvent}
  * - `streammeter:discard`  — `{ uid, bytes, startTime }` for every expired accumulator
  * - `streammeter:seal`     — `{ sealedAt, reports: [{ reportId, uids, bytes }] }`
- * - `streammeter:delivery` — `{ reportId, ok, status?, error?, attempts }` per attempt
+ * - `streammeter:delivery` — `{ reportId, ok, status?, error?, attempts, result, retryInMs? }`
+ *   per attempt; `result` is `delivered`, `failed` (retried after `retryInMs`),
+ *   `split` (413: replaced by two halves) or `parked`
  * - `streammeter:drop`     — the {@link TrafficEvent} of a new uid dropped because
  *   `memoryMaxUids` uids already wait in memory for an unavailable store
  */

@@ -20,6 +20,17 @@ export interface MeterOptions {
   maxSessions: number
   /** `TRAFFIC_REPORT_MAX_UIDS`: uids per report; larger windows are split into parts. @default 5000 */
   reportMaxUids: number
+  /**
+   * `TRAFFIC_REPORT_MAX_BYTES`: most bytes of JSON per report body; larger
+   * windows are split into parts (nginx refuses bodies over 1 MiB by
+   * default). A part holds at least one uid. @default 524288
+   */
+  reportMaxBytes: number
+  /**
+   * `TRAFFIC_REPORT_MAX_REJECTIONS`: refusals (a lasting 4xx) after which a
+   * report is parked and delivery moves on to the next one. @default 5
+   */
+  reportMaxRejections: number
   /** `TRAFFIC_REPORT_URL`: where reports are POSTed; without it reports stay in the outbox. @default undefined */
   reportUrl: string | undefined
   /** `TRAFFIC_API_KEY`: sent as `Authorization: Bearer`; never logged or shown. @default undefined */
@@ -43,6 +54,13 @@ export interface MeterOptions {
   workerId: string
 }
 
+/** Smallest `reportMaxBytes`: room for a report's envelope and a few uids. */
+export const REPORT_MAX_BYTES_MIN = 1024 // bytes
+/** Largest `reportMaxBytes` (64 MiB): no receiver takes more in one request. */
+export const REPORT_MAX_BYTES_MAX = 64 * 1024 * 1024 // bytes
+/** Largest `reportMaxRejections`. */
+export const REPORT_MAX_REJECTIONS_MAX = 1000 // refusals
+
 /** Every default in one place, with units. */
 export const METER_DEFAULTS: Readonly<MeterOptions> = Object.freeze({
   minBytes: 1048576, // bytes (1 MiB, as the service this replaces)
@@ -52,6 +70,8 @@ export const METER_DEFAULTS: Readonly<MeterOptions> = Object.freeze({
   maxIps: 20, // addresses per uid and cycle
   maxSessions: 10, // session ids per uid and cycle
   reportMaxUids: 5000, // uids per report part
+  reportMaxBytes: 524288, // bytes of JSON per report part (512 KiB; nginx refuses over 1 MiB by default)
+  reportMaxRejections: 5, // refusals (lasting 4xx) of one report before it is parked
   reportUrl: undefined,
   apiKey: undefined,
   reportTimeout: 30, // seconds per attempt
@@ -79,6 +99,11 @@ export function resolveMeterOptions (options: Partial<MeterOptions> = {}): Reado
   }
   for (const k of positive) {
     if (!Number.isFinite(o[k]) || o[k] <= 0) throw new RangeError(`${k} must be a positive number of seconds, got ${String(o[k])}`)
+  }
+  // Bounds of the settings this library adds to the original's; the config
+  // schema applies the same ones to TRAFFIC_REPORT_MAX_BYTES / _MAX_REJECTIONS.
+  for (const [k, min, max] of [['reportMaxBytes', REPORT_MAX_BYTES_MIN, REPORT_MAX_BYTES_MAX], ['reportMaxRejections', 1, REPORT_MAX_REJECTIONS_MAX]] as const) {
+    if (!Number.isSafeInteger(o[k]) || o[k] < min || o[k] > max) throw new RangeError(`${k} must be an integer from ${min} to ${max}, got ${String(o[k])}`)
   }
   if (o.reportUrl !== undefined) {
     let url: URL

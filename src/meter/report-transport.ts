@@ -2,12 +2,20 @@ import { Agent, errors, request } from 'undici'
 import { ReportNetworkError, ReportRejectedError, ReportTimeoutError } from '../errors.ts'
 import type { StreammeterError } from '../errors.ts'
 import { VERSION } from '../version.ts'
+import { retryAfterMs } from './backoff.ts'
 import type { OutboxEntry } from './types.ts'
 
 /** Outcome of one delivery attempt. */
 export type DeliveryOutcome =
   | { ok: true, status: number }
-  | { ok: false, status?: number | undefined, error: StreammeterError }
+  | {
+    ok: false
+    /** The endpoint's HTTP status, when it answered. */
+    status?: number | undefined
+    error: StreammeterError
+    /** What the endpoint's `Retry-After` asked for, in ms (the reporter caps it). */
+    retryAfterMs?: number | undefined
+  }
 
 /** Sends one report once. The collector's reporter decides about retries. */
 export interface ReportTransport {
@@ -26,8 +34,8 @@ export interface HttpTransportOptions {
 
 /**
  * POSTs reports with undici over a keep-alive pool (DESIGN §3): any 2xx, and
- * 409 ("already have it"), is success; everything else is a failure the caller
- * retries with the same body.
+ * 409 ("already have it"), is success; everything else is a failure, with the
+ * status and any `Retry-After`, for the caller to retry, split or park.
  */
 export class HttpReportTransport implements ReportTransport {
   readonly #url: string
@@ -71,7 +79,7 @@ export class HttpReportTransport implements ReportTransport {
       if ((res.statusCode >= 200 && res.statusCode < 300) || res.statusCode === 409) {
         return { ok: true, status: res.statusCode }
       }
-      return { ok: false, status: res.statusCode, error: new ReportRejectedError(res.statusCode) }
+      return { ok: false, status: res.statusCode, error: new ReportRejectedError(res.statusCode), retryAfterMs: retryAfterMs(res.headers['retry-after'], now) }
     } catch (err) {
       return { ok: false, error: classify(err, this.#timeoutMs / 1000, timeout.aborted) }
     }

@@ -66,6 +66,10 @@ export interface TrafficStatus {
   outbox: {
     pending: number
     pending_bytes: number
+    /** Reports parked after repeated refusals: out of the delivery order until put back (`streammeter outbox`). */
+    parked: number
+    /** Bytes of usage in them, not billed until they are delivered. */
+    parked_bytes: number
     oldest_age_seconds: number | null
     last_success_at: number | null
     last_error: string | null
@@ -110,6 +114,11 @@ export interface StatusInputs {
   isReporter: boolean
 }
 
+/** Seconds (one decimal) from `since` to `now` (ms), or null without a `since`. */
+export function ageSeconds (since: number | undefined, now: number): number | null {
+  return since === undefined ? null : Math.max(0, Math.round((now - since) / 100) / 10)
+}
+
 /** Assemble the `/traffic` document. Holds no secret: the URL is redacted, the key only said to exist. */
 export function buildTrafficStatus (i: StatusInputs): TrafficStatus {
   const { options: o, counters: c, summary: s } = i
@@ -148,7 +157,9 @@ export function buildTrafficStatus (i: StatusInputs): TrafficStatus {
     outbox: {
       pending: i.outbox.pending,
       pending_bytes: i.outbox.pendingBytes,
-      oldest_age_seconds: i.outbox.oldestCreatedAt === undefined ? null : Math.max(0, Math.round((i.now - i.outbox.oldestCreatedAt) / 100) / 10),
+      parked: i.outbox.parked,
+      parked_bytes: i.outbox.parkedBytes,
+      oldest_age_seconds: ageSeconds(i.outbox.oldestCreatedAt, i.now),
       last_success_at: lastSuccessAt > 0 ? unixSeconds(lastSuccessAt) : null,
       last_error: lastError !== '' ? lastError : null,
       last_error_at: lastErrorAt > 0 ? unixSeconds(lastErrorAt) : null

@@ -92,6 +92,30 @@ export interface OutboxEntry {
   attempts: number
   lastError?: string | undefined
   lastAttemptAt?: number | undefined
+  /** The receiver's HTTP status in the last failed attempt; absent when it did not answer (timeout, network). */
+  lastStatus?: number | undefined
+  /**
+   * Refusals (a lasting 4xx) since the report was written or last put back by
+   * hand; absent while there is none. At `TRAFFIC_REPORT_MAX_REJECTIONS` the
+   * report is parked.
+   */
+  rejections?: number | undefined
+  /** When the report was parked (ms since the epoch); absent while it waits for delivery. */
+  parkedAt?: number | undefined
+}
+
+/** An outbox entry without its body, for listings (`streammeter outbox list`, `GET /api/outbox`). */
+export type OutboxItem = Omit<OutboxEntry, 'body'> & {
+  /** Size of the body in bytes (UTF-8): what the receiver is sent. */
+  bodyBytes: number
+}
+
+/** What the reporter knows about a failed attempt besides its message. */
+export interface FailureDetail {
+  /** The receiver's HTTP status, when it answered. */
+  status?: number | undefined
+  /** A refusal that counts towards parking (a lasting 4xx). @default false */
+  rejected?: boolean | undefined
 }
 
 /** A report rendered at seal time, before it is written to the outbox. */
@@ -106,7 +130,10 @@ export interface RenderedReport {
 export interface StoreCounters {
   /** Usage cycles started (a uid's first byte after a seal or an expiry). */
   total_recorded_uids: number
-  /** Reports written to the outbox. */
+  /**
+   * Reports written to the outbox, halves of splits included, so that
+   * `reports_created - reports_split` = sent + pending + parked + dropped.
+   */
   reports_created: number
   /** Reports the endpoint accepted (2xx or 409). */
   total_reports_sent: number
@@ -126,6 +153,14 @@ export interface StoreCounters {
   last_error_at: number
   /** Message of the last failed delivery ('' = none). Never contains secrets. */
   last_error: string
+  /** Reports split in two after the endpoint answered 413 (each split writes two reports and removes one). */
+  reports_split: number
+  /** Reports parked after `TRAFFIC_REPORT_MAX_REJECTIONS` refusals. */
+  reports_parked: number
+  /** Parked reports deleted for good (`streammeter outbox drop`). */
+  reports_dropped: number
+  /** Bytes of usage in the dropped reports: never billed. */
+  reports_dropped_bytes: number
 }
 
 /** A discarded accumulator, reported so that nothing disappears silently. */

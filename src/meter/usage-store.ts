@@ -1,5 +1,5 @@
 import type {
-  DiscardedUsage, OutboxEntry, RenderedReport, StoreCounters, UsageDelta, UsagePolicy, UsageRecord
+  DiscardedUsage, FailureDetail, OutboxEntry, OutboxItem, RenderedReport, StoreCounters, UsageDelta, UsagePolicy, UsageRecord
 } from './types.ts'
 
 /**
@@ -14,8 +14,11 @@ import type {
  *    outbox (rendered by the caller's `render`, inside the same transaction),
  *    removes those records and leaves sub-threshold ones in place. A batch
  *    flushed after `seal` returns belongs to the next window.
- * 3. The outbox is FIFO by `seq`; an entry's `body` never changes; `ack` removes
- *    an entry once (a second ack of the same id returns false and counts nothing).
+ * 3. The outbox is delivered in creation (`seq`) order, except that the
+ *    halves of a split take the place of the report they replace and a
+ *    report put back by `outboxRetry` goes to the head; parked reports wait
+ *    aside. An entry's `body` never changes; `ack` removes an entry once (a
+ *    second ack of the same id returns false and counts nothing).
  * 4. Counters change in the same atomic step as the state they describe.
  */
 export interface UsageStore {
@@ -46,14 +49,48 @@ export interface UsageStore {
   /** When the next seal is due (ms since the epoch), or undefined before the first schedule. */
   nextSealAt (): Promise<number | undefined>
 
-  /** The oldest undelivered report. */
+  /** The next report to deliver: the head of the delivery order. Parked reports are never the head. */
   outboxHead (): Promise<OutboxEntry | undefined>
-  /** Remove a delivered report and count it as sent. Returns false when it was not pending. */
+  /** Remove a delivered report (pending or parked) and count it as sent. Returns false when it is not in the outbox. */
   outboxAck (reportId: string, now: number): Promise<boolean>
-  /** Count a failed attempt for a pending report. `error` must hold no secret. */
-  outboxFail (reportId: string, error: string, now: number): Promise<void>
-  /** Pending reports, their bytes, and the oldest creation time. */
+  /**
+   * Count a failed attempt for a report: attempts, last error and status, and
+   * (`detail.rejected`) one more refusal. `error` must hold no secret.
+   */
+  outboxFail (reportId: string, error: string, now: number, detail?: FailureDetail): Promise<void>
+  /**
+   * Count a refused attempt (as `outboxFail` with `rejected`) and park the
+   * report, in one step: it stays in the store, aside from the delivery
+   * order, until `outboxRetry` or `outboxDrop`. Returns false (and changes
+   * nothing) when the report is not pending.
+   */
+  outboxPark (reportId: string, error: string, now: number, detail?: FailureDetail): Promise<boolean>
+  /**
+   * Count a failed attempt and replace a pending report with `parts` (its
+   * body split: the receiver answered 413), in one step: the parts take its
+   * place in the delivery order, get new seqs and the report's creation time,
+   * and must account for exactly its uids and bytes ({@link checkSplit}).
+   * Returns false (and changes nothing) when the report is not pending.
+   * @throws {Error} when the parts do not account for the report, or an id is already in the outbox
+   */
+  outboxSplit (reportId: string, parts: readonly RenderedReport[], error: string, now: number, detail?: FailureDetail): Promise<boolean>
+  /**
+   * Put parked reports back at the head of the delivery order, unchanged
+   * (same id, same body), their refusals forgotten: one by id, or all of
+   * them in creation order. Resolves the ids put back, in delivery order
+   * (none when `target` names no parked report).
+   */
+  outboxRetry (target: string | { all: true }): Promise<string[]>
+  /**
+   * Delete a parked report for good (its usage is never billed) and count it.
+   * A pending report is refused unless `force`. Resolves what was dropped, or
+   * why nothing was.
+   */
+  outboxDrop (reportId: string, options?: { force?: boolean | undefined }): Promise<OutboxItem | 'not-parked' | 'unknown'>
+  /** Pending and parked reports, their bytes, and the oldest pending creation time. */
   outboxStats (): Promise<OutboxStats>
+  /** Every entry without its body: pending ones in delivery order, then parked ones by seq. */
+  outboxList (): Promise<OutboxItem[]>
 
   /** Shared counters. */
   counters (): Promise<StoreCounters>
@@ -62,7 +99,7 @@ export interface UsageStore {
 
   /** Every record (O(n); diagnostics and tests). */
   records (): Promise<UsageRecord[]>
-  /** Every pending outbox entry in order (O(n); diagnostics and tests). */
+  /** Every outbox entry with its body, in the order of {@link outboxList} (O(n); diagnostics and tests). */
   outbox (): Promise<OutboxEntry[]>
 
   /**
@@ -125,10 +162,16 @@ export interface SealResult {
 
 /** Outbox state for `/traffic` and `/metrics`. */
 export interface OutboxStats {
+  /** Reports waiting for delivery (parked ones not included). */
   pending: number
+  /** Bytes of usage in them. */
   pendingBytes: number
-  /** Creation time of the oldest pending report, or undefined when empty. */
+  /** Creation time of the oldest pending report, or undefined when none is pending. */
   oldestCreatedAt: number | undefined
+  /** Reports parked after repeated refusals. */
+  parked: number
+  /** Bytes of usage in them (not billed until retried). */
+  parkedBytes: number
 }
 
 /** The current window at a glance. */
@@ -154,7 +197,11 @@ export function emptyCounters (): StoreCounters {
     windows_sealed: 0,
     last_success_at: 0,
     last_error_at: 0,
-    last_error: ''
+    last_error: '',
+    reports_split: 0,
+    reports_parked: 0,
+    reports_dropped: 0,
+    reports_dropped_bytes: 0
   }
 }
 
@@ -179,6 +226,33 @@ export function checkRendered (records: readonly UsageRecord[], rendered: readon
   }
   if (new Set(rendered.map((r) => r.reportId)).size !== rendered.length) throw new Error('render repeated a report id')
   return rendered.slice()
+}
+
+/**
+ * What every store checks before replacing a report with `parts`: at least
+ * two, distinct ids, none the report's own, and exactly its uids and bytes.
+ * A split that lost a uid would delete its usage without a trace.
+ * @throws {Error} when the parts do not account for the report
+ */
+export function checkSplit (entry: Pick<OutboxEntry, 'reportId' | 'uids' | 'bytes'>, parts: readonly RenderedReport[]): void {
+  let uids = 0
+  let bytes = 0
+  for (const p of parts) {
+    uids += p.uids
+    bytes += p.bytes
+  }
+  if (parts.length < 2) throw new Error(`a split needs at least two parts, got ${parts.length}`)
+  if (uids !== entry.uids || bytes !== entry.bytes) {
+    throw new Error(`split accounted for ${uids} uids / ${bytes} bytes of ${entry.uids} uids / ${entry.bytes} bytes`)
+  }
+  const ids = new Set(parts.map((p) => p.reportId))
+  if (ids.size !== parts.length || ids.has(entry.reportId)) throw new Error('split repeated a report id')
+}
+
+/** `entry` without its body, with the body's size in bytes. */
+export function outboxItem (entry: OutboxEntry): OutboxItem {
+  const { body, ...item } = entry
+  return { ...item, bodyBytes: Buffer.byteLength(body) }
 }
 
 /** Sort order of records inside a report and of `summary().top`. */

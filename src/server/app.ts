@@ -19,6 +19,7 @@ import type { MediaContext } from './media-route.ts'
 import { ServerMetrics } from './metrics.ts'
 import type { MonitorEvents } from './monitor-events.ts'
 import { registerMonitorRoutes } from './monitor-routes.ts'
+import { registerOutboxRoutes } from './outbox-routes.ts'
 import type { ThroughputHistory } from './throughput-history.ts'
 import type { Origin } from './origin.ts'
 import { TransferRegistry } from './transfers.ts'
@@ -76,8 +77,8 @@ export type AppState = 'running' | 'closing' | 'closed'
 /** How long a closing server waits for clients to hang up after the last response, in ms. */
 const LINGER_MS = 2000
 
-/** Paths the server answers itself; never proxied. `/monitor/` stands for everything under it. */
-export const ADMIN_PATHS = ['/health', '/traffic', '/active-transfers', '/metrics', '/monitor', '/monitor/'] as const
+/** Paths the server answers itself; never proxied. `/monitor/` and `/api/` stand for everything under them. */
+export const ADMIN_PATHS = ['/health', '/traffic', '/active-transfers', '/metrics', '/monitor', '/monitor/', '/api/'] as const
 
 /** Build the Fastify app with the media route and the admin endpoints. */
 export function buildApp (options: AppOptions): App {
@@ -147,6 +148,7 @@ export function buildApp (options: AppOptions): App {
     state: () => state
   }
   registerAdminRoutes(fastify, admin)
+  registerOutboxRoutes(fastify, admin)
   const monitor = registerMonitorRoutes(fastify, { ...admin, origin: options.origin, signingSecret: options.signingSecret })
 
   // The media route: straight from the server for plain paths, through

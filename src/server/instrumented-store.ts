@@ -1,6 +1,6 @@
 import type { Histogram } from 'prom-client'
 import type {
-  ExpireResult, FlushResult, OutboxEntry, OutboxStats, SealRequest, SealResult, StoreCounters,
+  ExpireResult, FailureDetail, FlushResult, OutboxEntry, OutboxItem, OutboxStats, RenderedReport, SealRequest, SealResult, StoreCounters,
   UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
 
@@ -26,8 +26,25 @@ export class InstrumentedStore implements UsageStore {
   nextSealAt (): Promise<number | undefined> { return this.#time('next_seal_at', () => this.#inner.nextSealAt()) }
   outboxHead (): Promise<OutboxEntry | undefined> { return this.#time('outbox_head', () => this.#inner.outboxHead()) }
   outboxAck (reportId: string, now: number): Promise<boolean> { return this.#time('outbox_ack', () => this.#inner.outboxAck(reportId, now)) }
-  outboxFail (reportId: string, error: string, now: number): Promise<void> { return this.#time('outbox_fail', () => this.#inner.outboxFail(reportId, error, now)) }
+  outboxFail (reportId: string, error: string, now: number, detail?: FailureDetail): Promise<void> {
+    return this.#time('outbox_fail', () => this.#inner.outboxFail(reportId, error, now, detail))
+  }
+
+  outboxPark (reportId: string, error: string, now: number, detail?: FailureDetail): Promise<boolean> {
+    return this.#time('outbox_park', () => this.#inner.outboxPark(reportId, error, now, detail))
+  }
+
+  outboxSplit (reportId: string, parts: readonly RenderedReport[], error: string, now: number, detail?: FailureDetail): Promise<boolean> {
+    return this.#time('outbox_split', () => this.#inner.outboxSplit(reportId, parts, error, now, detail))
+  }
+
+  outboxRetry (target: string | { all: true }): Promise<string[]> { return this.#time('outbox_retry', () => this.#inner.outboxRetry(target)) }
+  outboxDrop (reportId: string, options?: { force?: boolean | undefined }): Promise<OutboxItem | 'not-parked' | 'unknown'> {
+    return this.#time('outbox_drop', () => this.#inner.outboxDrop(reportId, options))
+  }
+
   outboxStats (): Promise<OutboxStats> { return this.#time('outbox_stats', () => this.#inner.outboxStats()) }
+  outboxList (): Promise<OutboxItem[]> { return this.#time('outbox_list', () => this.#inner.outboxList()) }
   counters (): Promise<StoreCounters> { return this.#time('counters', () => this.#inner.counters()) }
   summary (top: number): Promise<UsageSummary> { return this.#time('summary', () => this.#inner.summary(top)) }
   records (): Promise<UsageRecord[]> { return this.#inner.records() }

@@ -87,6 +87,8 @@ export class ServerMetrics {
     }
     gauge('streammeter_outbox_pending_reports', 'Reports waiting for delivery', (s) => s.outbox.pending)
     gauge('streammeter_outbox_pending_bytes', 'Bytes in reports waiting for delivery', (s) => s.outbox.pending_bytes)
+    gauge('streammeter_outbox_parked_reports', 'Reports parked after repeated refusals by the endpoint (not billed until put back)', (s) => s.outbox.parked)
+    gauge('streammeter_outbox_parked_bytes', 'Bytes of usage in parked reports', (s) => s.outbox.parked_bytes)
     gauge('streammeter_outbox_oldest_age_seconds', 'Age of the oldest undelivered report', (s) => s.outbox.oldest_age_seconds ?? 0)
     gauge('streammeter_report_last_success_timestamp_seconds', 'Unix time of the last accepted report (0 = never)', (s) => s.outbox.last_success_at ?? 0)
     gauge('streammeter_reports_sent', 'Reports accepted by the endpoint (all instances sharing the store)', (s) => s.statistics.total_reports_sent)

@@ -6,6 +6,8 @@ import type {
   ExpireResult, FlushResult, OutboxEntry, OutboxStats, SealRequest, SealResult, StoreCounters,
   UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
+import { checkSplit, outboxItem } from '../meter/index.ts'
+import type { FailureDetail, OutboxItem, RenderedReport } from '../meter/index.ts'
 
 /**
  * `memory:` — the whole ledger in this process. For tests and for embedding
@@ -16,7 +18,10 @@ export class MemoryStore implements UsageStore {
   readonly kind = 'memory'
   readonly policy: UsagePolicy
   #records = new Map<string, UsageRecord>()
+  /** Pending reports in delivery order. */
   #outbox: OutboxEntry[] = []
+  /** Parked reports by seq. */
+  #parked: OutboxEntry[] = []
   #counters: StoreCounters = emptyCounters()
   #nextSealAt: number | undefined
   /** When #nextSealAt was set (see sealDecision). */
@@ -76,7 +81,7 @@ export class MemoryStore implements UsageStore {
     // Render before touching state: a throwing render leaves the window unsealed.
     const rendered = qualified.length > 0 ? checkRendered(qualified, request.render(qualified, now)) : []
     for (const r of rendered) {
-      if (this.#outbox.some((e) => e.reportId === r.reportId)) throw new Error(`report id ${r.reportId} is already in the outbox`)
+      if (this.#find(r.reportId) !== undefined) throw new Error(`report id ${r.reportId} is already in the outbox`)
     }
     const reports: OutboxEntry[] = rendered.map((r) => ({
       seq: ++this.#seq,
@@ -109,32 +114,91 @@ export class MemoryStore implements UsageStore {
 
   async outboxAck (reportId: string, now: number): Promise<boolean> {
     this.#check()
-    const i = this.#outbox.findIndex((e) => e.reportId === reportId)
-    if (i === -1) return false
-    const [entry] = this.#outbox.splice(i, 1)
+    const found = this.#find(reportId)
+    if (found === undefined) return false
+    const [entry] = found.list.splice(found.index, 1)
     this.#counters.total_reports_sent++
     this.#counters.total_bytes_reported += entry?.bytes ?? 0
     this.#counters.last_success_at = now
     return true
   }
 
-  async outboxFail (reportId: string, error: string, now: number): Promise<void> {
+  async outboxFail (reportId: string, error: string, now: number, detail: FailureDetail = {}): Promise<void> {
     this.#check()
-    const entry = this.#outbox.find((e) => e.reportId === reportId)
-    if (entry === undefined) return
-    entry.attempts++
-    entry.lastError = error
-    entry.lastAttemptAt = now
-    this.#counters.reports_failed++
-    this.#counters.last_error = error
-    this.#counters.last_error_at = now
+    const found = this.#find(reportId)
+    if (found !== undefined) this.#failed(found.entry, error, now, detail)
+  }
+
+  async outboxPark (reportId: string, error: string, now: number, detail: FailureDetail = {}): Promise<boolean> {
+    this.#check()
+    const i = this.#outbox.findIndex((e) => e.reportId === reportId)
+    const entry = this.#outbox[i]
+    if (entry === undefined) return false
+    this.#failed(entry, error, now, { ...detail, rejected: true })
+    entry.parkedAt = now
+    this.#outbox.splice(i, 1)
+    this.#parked.push(entry)
+    this.#parked.sort((a, b) => a.seq - b.seq)
+    this.#counters.reports_parked++
+    return true
+  }
+
+  async outboxSplit (reportId: string, parts: readonly RenderedReport[], error: string, now: number, detail: FailureDetail = {}): Promise<boolean> {
+    this.#check()
+    const i = this.#outbox.findIndex((e) => e.reportId === reportId)
+    const entry = this.#outbox[i]
+    if (entry === undefined) return false
+    checkSplit(entry, parts)
+    for (const p of parts) {
+      if (this.#find(p.reportId) !== undefined) throw new Error(`report id ${p.reportId} is already in the outbox`)
+    }
+    this.#failed(entry, error, now, detail)
+    const replacing = parts.map((p): OutboxEntry => ({
+      seq: ++this.#seq, reportId: p.reportId, createdAt: entry.createdAt, body: p.body, uids: p.uids, bytes: p.bytes, attempts: 0
+    }))
+    this.#outbox.splice(i, 1, ...replacing)
+    this.#counters.reports_created += replacing.length
+    this.#counters.reports_split++
+    return true
+  }
+
+  async outboxRetry (target: string | { all: true }): Promise<string[]> {
+    this.#check()
+    const back = typeof target === 'string' ? this.#parked.filter((e) => e.reportId === target) : this.#parked
+    this.#parked = this.#parked.filter((e) => !back.includes(e))
+    for (const entry of back) {
+      delete entry.parkedAt
+      delete entry.rejections
+    }
+    this.#outbox.unshift(...back)
+    return back.map((e) => e.reportId)
+  }
+
+  async outboxDrop (reportId: string, options: { force?: boolean | undefined } = {}): Promise<OutboxItem | 'not-parked' | 'unknown'> {
+    this.#check()
+    const found = this.#find(reportId)
+    if (found === undefined) return 'unknown'
+    if (found.list === this.#outbox && options.force !== true) return 'not-parked'
+    found.list.splice(found.index, 1)
+    this.#counters.reports_dropped++
+    this.#counters.reports_dropped_bytes += found.entry.bytes
+    return outboxItem(found.entry)
   }
 
   async outboxStats (): Promise<OutboxStats> {
     this.#check()
-    let pendingBytes = 0
-    for (const e of this.#outbox) pendingBytes += e.bytes
-    return { pending: this.#outbox.length, pendingBytes, oldestCreatedAt: this.#outbox[0]?.createdAt }
+    return {
+      pending: this.#outbox.length,
+      pendingBytes: sumBytes(this.#outbox),
+      oldestCreatedAt: oldest(this.#outbox),
+      parked: this.#parked.length,
+      parkedBytes: sumBytes(this.#parked)
+    }
+  }
+
+  async outboxList (): Promise<OutboxItem[]> {
+    this.#check()
+    return [...this.#outbox, ...this.#parked].map(outboxItem)
   }
 
   async counters (): Promise<StoreCounters> {
@@ -165,7 +229,7 @@ export class MemoryStore implements UsageStore {
 
   async outbox (): Promise<OutboxEntry[]> {
     this.#check()
-    return this.#outbox.map((e) => ({ ...e }))
+    return [...this.#outbox, ...this.#parked].map((e) => ({ ...e }))
   }
 
   async close (): Promise<void> {
@@ -175,6 +239,41 @@ export class MemoryStore implements UsageStore {
   #check (): void {
     if (this.#closed) throw new StoreClosedError()
   }
+
+  /** A report, pending or parked, with the list that holds it. */
+  #find (reportId: string): { entry: OutboxEntry, list: OutboxEntry[], index: number } | undefined {
+    for (const list of [this.#outbox, this.#parked]) {
+      const index = list.findIndex((e) => e.reportId === reportId)
+      const entry = list[index]
+      if (entry !== undefined) return { entry, list, index }
+    }
+    return undefined
+  }
+
+  #failed (entry: OutboxEntry, error: string, now: number, detail: FailureDetail): void {
+    entry.attempts++
+    entry.lastError = error
+    entry.lastAttemptAt = now
+    if (detail.status === undefined) delete entry.lastStatus
+    else entry.lastStatus = detail.status
+    if (detail.rejected === true) entry.rejections = (entry.rejections ?? 0) + 1
+    this.#counters.reports_failed++
+    this.#counters.last_error = error
+    this.#counters.last_error_at = now
+  }
+}
+
+/** The earliest creation time (a report put back at the head may be older than the first). */
+function oldest (entries: readonly OutboxEntry[]): number | undefined {
+  let min: number | undefined
+  for (const e of entries) if (min === undefined || e.createdAt < min) min = e.createdAt
+  return min
+}
+
+function sumBytes (entries: readonly OutboxEntry[]): number {
+  let bytes = 0
+  for (const e of entries) bytes += e.bytes
+  return bytes
 }
 
 function copyRecord (r: UsageRecord): UsageRecord {

@@ -1,4 +1,5 @@
 import { StoreError } from '../errors.ts'
+import { OUTBOX_SCRIPTS } from './redis-outbox-scripts.ts'
 
 // The key layout and the Lua scripts of the redis store. Each script is one
 // atomic step: Redis runs a script to the end before any other command.
@@ -28,8 +29,12 @@ export interface RedisKeys {
   readonly counters: string
   /** `{p}:seq` — INCR source of outbox seqs; never reset, so a seq is never reused. */
   readonly seq: string
-  /** `{p}:outbox` — list of pending report ids, oldest first. */
+  /** `{p}:outbox` — list of pending report ids in delivery order (src/store/redis-outbox-scripts.ts). */
   readonly outbox: string
+  /** `{p}:parked` — sorted set of parked report ids by seq; their bytes are `parked_bytes` of `{p}:meta`. */
+  readonly parked: string
+  /** `{p}:retried` — set of the pending reports put back at the front of `{p}:outbox` by hand. */
+  readonly retried: string
   /** `{p}:report:<report id>` — hash: one outbox entry. */
   readonly reportPrefix: string
   /**
@@ -62,6 +67,8 @@ export function redisKeys (prefix: string): RedisKeys {
     counters: `${tag}:counters`,
     seq: `${tag}:seq`,
     outbox: `${tag}:outbox`,
+    parked: `${tag}:parked`,
+    retried: `${tag}:retried`,
     reportPrefix: `${tag}:report:`,
     flushedPrefix: `${tag}:flushed:`,
     lease: `${tag}:lease`,
@@ -436,46 +443,16 @@ call('DEL', KEYS[7], KEYS[8])
 return 1
 `
 
-/** outboxAck — KEYS: outbox, report, meta, counters. ARGV: reportId, now. Returns 1, or 0 when not pending. */
-const ACK = `${PRELUDE}
-local bytes = call('HGET', KEYS[2], 'bytes')
-if not bytes then return 0 end
-call('LREM', KEYS[1], 1, ARGV[1])
-call('DEL', KEYS[2])
-add(KEYS[3], 'outbox_bytes', -tonumber(bytes))
-add(KEYS[4], 'total_reports_sent', 1)
-add(KEYS[4], 'total_bytes_reported', tonumber(bytes))
-call('HSET', KEYS[4], 'last_success_at', ARGV[2])
-return 1
-`
-
-/** outboxFail — KEYS: report, counters. ARGV: error, now. Returns 1, or 0 when not pending. */
-const FAIL = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'last_error', ARGV[1], 'last_attempt_at', ARGV[2])
-redis.call('HINCRBY', KEYS[2], 'reports_failed', 1)
-redis.call('HSET', KEYS[2], 'last_error', ARGV[1], 'last_error_at', ARGV[2])
-return 1
-`
-
 // Read scripts: one consistent snapshot per call. Report keys are built from
 // ARGV[1] (the report prefix), which carries the same hash tag as KEYS[1].
 
-/** outbox — KEYS: outbox. ARGV: report prefix, last index ('0': the head, '-1': all). Returns the entries' HGETALLs, oldest first. */
+/** outbox head — KEYS: outbox. ARGV: report prefix, last index ('0': the head, '-1': all). Returns the entries' HGETALLs in delivery order. */
 const OUTBOX = `
 local out = {}
 for i, id in ipairs(redis.call('LRANGE', KEYS[1], 0, ARGV[2])) do
   out[i] = redis.call('HGETALL', ARGV[1] .. id)
 end
 return out
-`
-
-/** outboxStats — KEYS: outbox, meta. ARGV: report prefix. Returns {pending, bytes, oldest created_at or ''}. */
-const OUTBOX_STATS = `
-local id = redis.call('LINDEX', KEYS[1], 0)
-local oldest = id and redis.call('HGET', ARGV[1] .. id, 'created_at') or ''
-return { redis.call('LLEN', KEYS[1]), redis.call('HGET', KEYS[2], 'outbox_bytes') or '0', oldest }
 `
 
 /** records — KEYS: records, stage. Returns {live HGETALL, staged HGETALL}. */
@@ -536,12 +513,10 @@ export const SCRIPTS = Object.freeze({
   smStage: STAGE,
   smCommit: COMMIT,
   smUnstage: UNSTAGE,
-  smAck: ACK,
-  smFail: FAIL,
   smOutbox: OUTBOX,
-  smOutboxStats: OUTBOX_STATS,
   smRecords: RECORDS,
-  smSummary: SUMMARY
+  smSummary: SUMMARY,
+  ...OUTBOX_SCRIPTS
 })
 
 export type ScriptName = keyof typeof SCRIPTS

@@ -7,6 +7,9 @@ import type {
   ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
+import { checkSplit } from '../meter/index.ts'
+import type { FailureDetail, OutboxItem } from '../meter/index.ts'
+import { parseItem } from './redis-outbox-scripts.ts'
 import { FLUSH_MARKER_TTL_MS, SCRIPTS, redisKeys } from './redis-scripts.ts'
 import type { RedisKeys, ScriptName } from './redis-scripts.ts'
 
@@ -322,19 +325,68 @@ export class RedisStore implements UsageStore {
 
   async outboxAck (reportId: string, now: number): Promise<boolean> {
     const k = this.#keys
-    const reply = await this.#script('outboxAck', 'smAck', [k.outbox, k.reportPrefix + reportId, k.meta, k.counters], [reportId, now])
+    const reply = await this.#script('outboxAck', 'smAck', [k.outbox, k.reportPrefix + reportId, k.meta, k.counters, k.parked, k.retried], [reportId, now])
     return reply === 1
   }
 
-  async outboxFail (reportId: string, error: string, now: number): Promise<void> {
+  async outboxFail (reportId: string, error: string, now: number, detail: FailureDetail = {}): Promise<void> {
     const k = this.#keys
-    await this.#script('outboxFail', 'smFail', [k.reportPrefix + reportId, k.counters], [error, now])
+    await this.#script('outboxFail', 'smFail', [k.reportPrefix + reportId, k.counters], [error, now, detail.status ?? '', detail.rejected === true ? '1' : '0'])
+  }
+
+  async outboxPark (reportId: string, error: string, now: number, detail: FailureDetail = {}): Promise<boolean> {
+    const k = this.#keys
+    const reply = await this.#script('outboxPark', 'smPark', [k.outbox, k.parked, k.retried, k.reportPrefix + reportId, k.meta, k.counters],
+      [reportId, error, now, detail.status ?? ''])
+    return reply === 1
+  }
+
+  /** Checks the parts against the report (whose uids and bytes never change), then replaces it in one script. */
+  async outboxSplit (reportId: string, parts: readonly RenderedReport[], error: string, now: number, detail: FailureDetail = {}): Promise<boolean> {
+    const k = this.#keys
+    const [uids, bytes, parked] = await this.#run('outboxSplit', () => this.#client.hmget(k.reportPrefix + reportId, 'uids', 'bytes', 'parked_at'))
+    if (uids === null || parked !== null) return false
+    checkSplit({ reportId, uids: Number(uids), bytes: Number(bytes) }, parts)
+    const reply = await this.#script('outboxSplit', 'smSplit',
+      [k.outbox, k.seq, k.retried, k.reportPrefix + reportId, k.meta, k.counters, ...parts.map((p) => k.reportPrefix + p.reportId)],
+      [reportId, error, now, detail.status ?? '', ...parts.flatMap((p) => [p.reportId, p.body, p.uids, p.bytes])]) as string[]
+    if (reply[0] === 'duplicate') throw new StoreError(`report id ${String(reply[1])} is already in the outbox`)
+    return reply[0] === 'split'
+  }
+
+  async outboxRetry (target: string | { all: true }): Promise<string[]> {
+    // '' tells the script "all": an empty id names no report.
+    if (target === '') return []
+    const k = this.#keys
+    return await this.#script('outboxRetry', 'smRetry', [k.outbox, k.parked, k.retried, k.meta],
+      [k.reportPrefix, typeof target === 'string' ? target : '']) as string[]
+  }
+
+  async outboxDrop (reportId: string, options: { force?: boolean | undefined } = {}): Promise<OutboxItem | 'not-parked' | 'unknown'> {
+    const k = this.#keys
+    const reply = await this.#script('outboxDrop', 'smDrop', [k.outbox, k.parked, k.retried, k.reportPrefix + reportId, k.meta, k.counters],
+      [reportId, options.force === true ? '1' : '0']) as Array<string | number | null>
+    if (reply[0] === 'dropped') return parseItem(reply.slice(1))
+    return reply[0] === 'not-parked' ? 'not-parked' : 'unknown'
   }
 
   async outboxStats (): Promise<OutboxStats> {
     const k = this.#keys
-    const [pending, bytes, oldest] = await this.#script('outboxStats', 'smOutboxStats', [k.outbox, k.meta], [k.reportPrefix]) as [number, string, string]
-    return { pending: Number(pending), pendingBytes: Number(bytes), oldestCreatedAt: oldest === '' ? undefined : Number(oldest) }
+    const [pending, bytes, oldest, parked, parkedBytes] = await this.#script('outboxStats', 'smOutboxStats', [k.outbox, k.meta, k.parked, k.retried],
+      [k.reportPrefix]) as [number, string, string, number, string]
+    return {
+      pending: Number(pending),
+      pendingBytes: Number(bytes),
+      oldestCreatedAt: oldest === '' ? undefined : Number(oldest),
+      parked: Number(parked),
+      parkedBytes: Number(parkedBytes)
+    }
+  }
+
+  async outboxList (): Promise<OutboxItem[]> {
+    const k = this.#keys
+    const reply = await this.#script('outboxList', 'smOutboxList', [k.outbox, k.parked], [k.reportPrefix]) as Array<Array<string | number | null>>
+    return reply.map(parseItem)
   }
 
   async counters (): Promise<StoreCounters> {
@@ -370,8 +422,11 @@ export class RedisStore implements UsageStore {
     return [...toRecords(live), ...toRecords(staged)]
   }
 
+  /** Pending reports in delivery order, then parked ones by seq. */
   async outbox (): Promise<OutboxEntry[]> {
-    return this.#outbox('outbox', '-1')
+    const k = this.#keys
+    const [pending, parked] = await this.#script('outbox', 'smOutboxAll', [k.outbox, k.parked], [k.reportPrefix]) as [string[][], string[][]]
+    return [...pending, ...parked].map(toEntry)
   }
 
   async close (): Promise<void> {
@@ -385,7 +440,7 @@ export class RedisStore implements UsageStore {
     }
   }
 
-  async #outbox (operation: string, last: '0' | '-1'): Promise<OutboxEntry[]> {
+  async #outbox (operation: string, last: '0'): Promise<OutboxEntry[]> {
     const reply = await this.#script(operation, 'smOutbox', [this.#keys.outbox], [this.#keys.reportPrefix, last]) as string[][]
     return reply.map(toEntry)
   }
@@ -474,6 +529,13 @@ function toEntry (flat: readonly string[]): OutboxEntry {
   const lastAttempt = h.get('last_attempt_at')
   if (lastError !== undefined) entry.lastError = lastError
   if (lastAttempt !== undefined) entry.lastAttemptAt = Number(lastAttempt)
+  // Since refused reports are parked (src/store/redis-outbox-scripts.ts).
+  const lastStatus = h.get('last_status')
+  const rejections = Number(h.get('rejections') ?? 0)
+  const parkedAt = h.get('parked_at')
+  if (lastStatus !== undefined) entry.lastStatus = Number(lastStatus)
+  if (rejections > 0) entry.rejections = rejections
+  if (parkedAt !== undefined) entry.parkedAt = Number(parkedAt)
   return entry
 }
 

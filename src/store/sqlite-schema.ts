@@ -5,8 +5,11 @@ import type { OutboxEntry, UsageRecord } from '../meter/index.ts'
 
 // Tables of the sqlite store and the conversions between rows and the meter's types.
 
-/** Bumped with every incompatible change to the tables below (kept in `PRAGMA user_version`). */
-export const SCHEMA_VERSION = 1
+/**
+ * Bumped with every incompatible change to the tables below (kept in `PRAGMA
+ * user_version`); {@link MIGRATIONS} brings older files up to it.
+ */
+export const SCHEMA_VERSION = 2
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS usage (
@@ -67,6 +70,31 @@ export interface OutboxRow {
   attempts: number
   last_error: string | null
   last_attempt_ms: number | null
+  last_status: number | null
+  rejections: number
+  parked_ms: number | null
+}
+
+/**
+ * How a file of schema `n` becomes schema `n + 1`. `SCHEMA` above is schema
+ * 1; a new file is created with it and then goes through every step, like
+ * an old file, so that both end with the same tables.
+ */
+const MIGRATIONS: Readonly<Record<number, string>> = {
+  // 1 → 2: refused reports are parked, split in place and put back
+  // (src/store/sqlite-outbox.ts). `ord`: the place in the delivery order
+  // when it is not `seq` (halves of a split, a report put back at the head);
+  // refusals; the receiver's last status; when the report was parked.
+  1: `
+    ALTER TABLE outbox ADD COLUMN ord REAL;
+    ALTER TABLE outbox ADD COLUMN rejections INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN last_status INTEGER;
+    ALTER TABLE outbox ADD COLUMN parked_ms INTEGER;
+    -- outboxHead(): the delivery order of the reports not parked.
+    CREATE INDEX outbox_delivery ON outbox (coalesce(ord, seq)) WHERE parked_ms IS NULL;
+    -- outboxStats() (and so the /health probe) from the index alone, without
+    -- reading rows whose bodies span overflow pages.
+    CREATE INDEX outbox_state ON outbox (parked_ms, created_ms, bytes);`
 }
 
 /**
@@ -104,7 +132,11 @@ export function parseLease (value: unknown): LeaseRow {
   }
 }
 
-/** Create or check the schema, in one transaction so that two processes opening a new file agree. */
+/**
+ * Create, check or upgrade the schema, in one transaction so that two
+ * processes opening a file agree: a new file gets the current schema, an
+ * older one its {@link MIGRATIONS} (its data kept), a newer one is refused.
+ */
 export function migrate (db: Database.Database): void {
   db.transaction(() => {
     const version = Number(db.pragma('user_version', { simple: true }))
@@ -112,6 +144,11 @@ export function migrate (db: Database.Database): void {
       throw new StoreError(`the sqlite store was written by a newer streammeter (schema ${version}, this build knows ${SCHEMA_VERSION})`)
     }
     db.exec(SCHEMA)
+    for (let v = Math.max(version, 1); v < SCHEMA_VERSION; v++) {
+      const step = MIGRATIONS[v]
+      if (step === undefined) throw new StoreError(`no migration from sqlite store schema ${v}`)
+      db.exec(step)
+    }
     // Counters exist from the start, so that updates are plain `value + n`.
     const init = db.prepare<[string, number | string]>('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)')
     for (const [key, value] of Object.entries(emptyCounters())) init.run(key, value)
@@ -160,5 +197,8 @@ export function toEntry (row: OutboxRow): OutboxEntry {
   // Absent rather than undefined, exactly like MemoryStore's entries.
   if (row.last_error !== null) entry.lastError = row.last_error
   if (row.last_attempt_ms !== null) entry.lastAttemptAt = row.last_attempt_ms
+  if (row.last_status !== null) entry.lastStatus = row.last_status
+  if (row.rejections > 0) entry.rejections = row.rejections
+  if (row.parked_ms !== null) entry.parkedAt = row.parked_ms
   return entry
 }

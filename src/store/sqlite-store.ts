@@ -11,8 +11,10 @@ import type {
   Clock, ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
-import { LEASE_KEY, migrate, parseLease, toEntry, toRecord, toRow } from './sqlite-schema.ts'
-import type { LeaseRow, OutboxRow, UsageRow } from './sqlite-schema.ts'
+import type { FailureDetail, OutboxItem } from '../meter/index.ts'
+import { SqliteOutbox } from './sqlite-outbox.ts'
+import { LEASE_KEY, migrate, parseLease, toRecord, toRow } from './sqlite-schema.ts'
+import type { LeaseRow, UsageRow } from './sqlite-schema.ts'
 
 /** How long opening the file may wait for another process's lock, in ms (nothing is served yet). */
 const OPEN_BUSY_TIMEOUT_MS = 5000
@@ -81,11 +83,8 @@ export class SqliteStore implements UsageStore {
   readonly #topCutoff
   readonly #recordsFrom
   readonly #insertOutbox
-  readonly #outboxHead
-  readonly #outboxAll
   readonly #deleteOutbox
-  readonly #failOutbox
-  readonly #outboxStats
+  readonly #outbox: SqliteOutbox
   readonly #getMeta
   readonly #setMeta
   readonly #addMeta
@@ -95,7 +94,6 @@ export class SqliteStore implements UsageStore {
   readonly #expireTx
   readonly #sealTx
   readonly #ackTx
-  readonly #failTx
   readonly #summaryTx
   readonly #leaseTx
   readonly #releaseTx
@@ -154,20 +152,13 @@ export class SqliteStore implements UsageStore {
     this.#recordsFrom = db.prepare<[number], UsageRow>('SELECT * FROM usage WHERE bytes >= ? ORDER BY bytes DESC')
     this.#insertOutbox = db.prepare<[string, number, string, number, number]>(
       'INSERT INTO outbox (report_id, created_ms, body, uids, bytes) VALUES (?, ?, ?, ?, ?)')
-    this.#outboxHead = db.prepare<[], OutboxRow>('SELECT * FROM outbox ORDER BY seq LIMIT 1')
-    this.#outboxAll = db.prepare<[], OutboxRow>('SELECT * FROM outbox ORDER BY seq')
     this.#deleteOutbox = db.prepare<[string], number>('DELETE FROM outbox WHERE report_id = ? RETURNING bytes').pluck()
-    this.#failOutbox = db.prepare<[string, number, string]>(
-      'UPDATE outbox SET attempts = attempts + 1, last_error = ?, last_attempt_ms = ? WHERE report_id = ?')
-    this.#outboxStats = db.prepare<[], { pending: number, pendingBytes: number, oldest: number | null }>(`
-      SELECT count(*) AS pending, coalesce(sum(bytes), 0) AS pendingBytes,
-        (SELECT created_ms FROM outbox ORDER BY seq LIMIT 1) AS oldest
-      FROM outbox`)
     this.#getMeta = db.prepare<[string], unknown>('SELECT value FROM meta WHERE key = ?').pluck()
     this.#setMeta = db.prepare<[string, number | string]>(
       'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
     this.#addMeta = db.prepare<[number, string]>('UPDATE meta SET value = value + ? WHERE key = ?')
     this.#allMeta = db.prepare<[], { key: string, value: unknown }>('SELECT key, value FROM meta')
+    this.#outbox = new SqliteOutbox(db, { add: (counter, n) => this.#add(counter, n), set: (key, value) => this.#setMeta.run(key, value) })
 
     // Writers take the write lock up front (BEGIN IMMEDIATE): a deferred
     // transaction that reads and then writes fails with SQLITE_BUSY_SNAPSHOT,
@@ -176,7 +167,6 @@ export class SqliteStore implements UsageStore {
     this.#expireTx = db.transaction((now: number) => this.#expireIn(now)).immediate
     this.#sealTx = db.transaction((request: SealRequest) => this.#sealIn(request)).immediate
     this.#ackTx = db.transaction((reportId: string, now: number) => this.#ackIn(reportId, now)).immediate
-    this.#failTx = db.transaction((reportId: string, error: string, now: number) => this.#failIn(reportId, error, now)).immediate
     this.#summaryTx = db.transaction((top: number) => this.#summaryIn(top)).deferred
     this.#leaseTx = db.transaction((holder: string, ttlMs: number) => this.#leaseIn(holder, ttlMs)).immediate
     this.#releaseTx = db.transaction((holder: string) => this.#releaseIn(holder)).immediate
@@ -228,25 +218,39 @@ export class SqliteStore implements UsageStore {
   }
 
   async outboxHead (): Promise<OutboxEntry | undefined> {
-    return this.#run('outboxHead', () => {
-      const row = this.#outboxHead.get()
-      return row === undefined ? undefined : toEntry(row)
-    })
+    return this.#run('outboxHead', () => this.#outbox.head())
   }
 
   async outboxAck (reportId: string, now: number): Promise<boolean> {
     return this.#run('outboxAck', () => this.#ackTx(reportId, now))
   }
 
-  async outboxFail (reportId: string, error: string, now: number): Promise<void> {
-    await this.#run('outboxFail', () => this.#failTx(reportId, error, now))
+  async outboxFail (reportId: string, error: string, now: number, detail: FailureDetail = {}): Promise<void> {
+    return this.#run('outboxFail', () => this.#outbox.fail(reportId, error, now, detail))
+  }
+
+  async outboxPark (reportId: string, error: string, now: number, detail: FailureDetail = {}): Promise<boolean> {
+    return this.#run('outboxPark', () => this.#outbox.park(reportId, error, now, detail))
+  }
+
+  async outboxSplit (reportId: string, parts: readonly RenderedReport[], error: string, now: number, detail: FailureDetail = {}): Promise<boolean> {
+    return this.#run('outboxSplit', () => this.#outbox.split(reportId, parts, error, now, detail))
+  }
+
+  async outboxRetry (target: string | { all: true }): Promise<string[]> {
+    return this.#run('outboxRetry', () => this.#outbox.retry(target))
+  }
+
+  async outboxDrop (reportId: string, options: { force?: boolean | undefined } = {}): Promise<OutboxItem | 'not-parked' | 'unknown'> {
+    return this.#run('outboxDrop', () => this.#outbox.drop(reportId, options.force === true))
   }
 
   async outboxStats (): Promise<OutboxStats> {
-    return this.#run('outboxStats', () => {
-      const row = this.#outboxStats.get()
-      return { pending: row?.pending ?? 0, pendingBytes: row?.pendingBytes ?? 0, oldestCreatedAt: row?.oldest ?? undefined }
-    })
+    return this.#run('outboxStats', () => this.#outbox.stats())
+  }
+
+  async outboxList (): Promise<OutboxItem[]> {
+    return this.#run('outboxList', () => this.#outbox.list())
   }
 
   async counters (): Promise<StoreCounters> {
@@ -271,7 +275,7 @@ export class SqliteStore implements UsageStore {
   }
 
   async outbox (): Promise<OutboxEntry[]> {
-    return this.#run('outbox', () => this.#outboxAll.all().map(toEntry))
+    return this.#run('outbox', () => this.#outbox.all())
   }
 
   async close (): Promise<void> {
@@ -368,13 +372,6 @@ export class SqliteStore implements UsageStore {
     this.#add('total_bytes_reported', bytes)
     this.#setMeta.run('last_success_at', now)
     return true
-  }
-
-  #failIn (reportId: string, error: string, now: number): void {
-    if (this.#failOutbox.run(error, now, reportId).changes === 0) return
-    this.#add('reports_failed', 1)
-    this.#setMeta.run('last_error', error)
-    this.#setMeta.run('last_error_at', now)
   }
 
   #summaryIn (top: number): UsageSummary {

@@ -8,6 +8,8 @@ export type Answer =
   | number // that status, with an empty JSON body
   | 'hang' // never answer (the client must time out)
   | { hold: Promise<number> } // answer with the status once the promise resolves
+  | { status: number, headers: Record<string, string> } // that status with these headers
+  | ((request: ReceivedRequest) => Answer) // decided by the request (its size, its body…)
 
 /** One report POST as the receiver saw it. */
 export interface ReceivedRequest {
@@ -46,17 +48,20 @@ export class Receiver {
         const entry: ReceivedRequest = { path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') }
         receiver.requests.push(entry)
         for (const w of receiver.#waiters.splice(0)) w()
-        const answer = receiver.plan.shift() ?? receiver.fallback
-        const reply = (status: number): void => {
+        let answer = receiver.plan.shift() ?? receiver.fallback
+        while (typeof answer === 'function') answer = answer(entry)
+        const reply = (status: number, headers: Record<string, string> = {}): void => {
           entry.status = status
-          res.writeHead(status, { 'content-type': 'application/json' }).end('{}')
+          res.writeHead(status, { 'content-type': 'application/json', ...headers }).end('{}')
         }
         if (answer === 'hang') {
           receiver.#hanging.add(res)
         } else if (typeof answer === 'number') {
           reply(answer)
+        } else if ('hold' in answer) {
+          answer.hold.then((status) => reply(status), () => res.destroy())
         } else {
-          answer.hold.then(reply, () => res.destroy())
+          reply(answer.status, answer.headers)
         }
       })
     })
