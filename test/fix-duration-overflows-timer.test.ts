@@ -42,3 +42,10 @@ it('no duration takes a value a timer cannot hold', () => {
     assert.doesNotThrow(() => loadConfig({ env: { [name]: String(bound) }, cwd }), `${name} refused its own bound`)
   }
 })
+
+it('the metering library refuses a duration a timer cannot hold too', async () => {
+  const { resolveMeterOptions } = await import('../src/meter/index.ts')
+  assert.throws(() => resolveMeterOptions({ flushInterval: 3_000_000 }), /flushInterval must be at most 2147483 seconds/)
+  assert.throws(() => resolveMeterOptions({ reportInterval: 2147484 }), /reportInterval must be at most/)
+  assert.equal(resolveMeterOptions({ reportInterval: 2147483 }).reportInterval, 2147483)
+})

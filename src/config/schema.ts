@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { StoreUrlError } from '../errors.ts'
 import {
-  METER_DEFAULTS, REPORT_MAX_BYTES_MAX, REPORT_MAX_BYTES_MIN, REPORT_MAX_REJECTIONS_MAX, redactUrl
+  MAX_TIMER_SECONDS, METER_DEFAULTS, REPORT_MAX_BYTES_MAX, REPORT_MAX_BYTES_MIN, REPORT_MAX_REJECTIONS_MAX, redactUrl
 } from '../meter/index.ts'
 import type { MeterOptions } from '../meter/index.ts'
 import { parseStoreUrl } from '../store/index.ts'
@@ -95,7 +95,7 @@ const DIGITS = /^\d+$/
  * interval ticked every millisecond), so no duration may exceed 2,147,483 s
  * whatever a setting's own bound.
  */
-export const MAX_DURATION_SECONDS = Math.floor((2 ** 31 - 1) / 1000)
+export const MAX_DURATION_SECONDS = MAX_TIMER_SECONDS
 
 /**
  * Seconds: any positive decimal up to `max`, so that tests can run 1–2 s

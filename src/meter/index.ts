@@ -24,7 +24,7 @@ export { channels } from './diagnostics.ts'
 export { silentLogger } from './logger.ts'
 export type { MeterLogger } from './logger.ts'
 export {
-  METER_DEFAULTS, REPORT_MAX_BYTES_MAX, REPORT_MAX_BYTES_MIN, REPORT_MAX_REJECTIONS_MAX, redactUrl, resolveMeterOptions
+  MAX_TIMER_SECONDS, METER_DEFAULTS, REPORT_MAX_BYTES_MAX, REPORT_MAX_BYTES_MIN, REPORT_MAX_REJECTIONS_MAX, redactUrl, resolveMeterOptions
 } from './options.ts'
 export type { MeterOptions } from './options.ts'
 export { formatUtc, renderReports, reportTotals, round2, trafficDetail, unixSeconds } from './report-builder.ts'

@@ -61,6 +61,9 @@ export const REPORT_MAX_BYTES_MAX = 64 * 1024 * 1024 // bytes
 /** Largest `reportMaxRejections`. */
 export const REPORT_MAX_REJECTIONS_MAX = 1000 // refusals
 
+/** The longest duration a Node timer can wait: 2^31 - 1 ms, in whole seconds. */
+export const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000)
+
 /** Every default in one place, with units. */
 export const METER_DEFAULTS: Readonly<MeterOptions> = Object.freeze({
   minBytes: 1048576, // bytes (1 MiB, as the service this replaces)
@@ -99,6 +102,9 @@ export function resolveMeterOptions (options: Partial<MeterOptions> = {}): Reado
   }
   for (const k of positive) {
     if (!Number.isFinite(o[k]) || o[k] <= 0) throw new RangeError(`${k} must be a positive number of seconds, got ${String(o[k])}`)
+    // Node's timers hold at most 2^31 - 1 ms and fire after 1 ms when given
+    // more: a longer flush interval would tick every millisecond.
+    if (o[k] > MAX_TIMER_SECONDS) throw new RangeError(`${k} must be at most ${MAX_TIMER_SECONDS} seconds, got ${String(o[k])}`)
   }
   // Bounds of the settings this library adds to the original's; the config
   // schema applies the same ones to TRAFFIC_REPORT_MAX_BYTES / _MAX_REJECTIONS.
