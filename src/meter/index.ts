@@ -11,7 +11,7 @@ export { isExpired, mergeDelta, unionCapped } from './usage-record.ts'
 export type { MergeOutcome } from './usage-record.ts'
 export { checkRendered, compareRecords, emptyCounters } from './usage-store.ts'
 export type {
-  ExpireResult, FlushResult, OutboxStats, SealRequest, SealResult, UsageStore, UsageSummary
+  ExpireResult, FlushResult, OutboxStats, SealRequest, SealResult, StoreDurability, UsageStore, UsageSummary
 } from './usage-store.ts'
 export { TrafficCollector, policyOf } from './collector.ts'
 export type { CollectorDeps, CollectorState } from './collector.ts'

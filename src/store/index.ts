@@ -2,7 +2,7 @@
  * Stores behind the {@link UsageStore} port. Importable as `streammeter/store`.
  */
 import { StoreUrlError } from '../errors.ts'
-import type { UsagePolicy, UsageStore } from '../meter/index.ts'
+import type { StoreDurability, UsagePolicy, UsageStore } from '../meter/index.ts'
 import { MemoryStore } from './memory-store.ts'
 import { SqliteStore } from './sqlite-store.ts'
 
@@ -33,6 +33,11 @@ export interface OpenStoreOptions {
    * @default true
    */
   waitForConnection?: boolean | undefined
+  /**
+   * Called with what a redis store's server promises about durability
+   * whenever that changes (see {@link RedisStoreOptions.onDurability}).
+   */
+  onDurability?: ((status: StoreDurability) => void) | undefined
 }
 
 /**
@@ -85,7 +90,9 @@ export async function openStore (url: string, policy: UsagePolicy, options: Open
       return new SqliteStore(location.path, policy)
     case 'redis': {
       const { RedisStore } = await import('./redis-store.ts')
-      return await RedisStore.open(location.url, policy, { prefix: options.prefix ?? 'streammeter', waitForConnection: options.waitForConnection })
+      return await RedisStore.open(location.url, policy, {
+        prefix: options.prefix ?? 'streammeter', waitForConnection: options.waitForConnection, onDurability: options.onDurability
+      })
     }
   }
 }

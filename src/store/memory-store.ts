@@ -14,6 +14,8 @@ import type {
  */
 export class MemoryStore implements UsageStore {
   readonly kind = 'memory'
+  /** Nothing outlives the process. */
+  readonly durability = Object.freeze({ durable: false, code: 'memory' })
   readonly policy: UsagePolicy
   #records = new Map<string, UsageRecord>()
   #outbox: OutboxEntry[] = []
