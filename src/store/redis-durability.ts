@@ -1,4 +1,5 @@
-import type { ChainableCommander, Cluster, Redis } from 'ioredis'
+import { Cluster } from 'ioredis'
+import type { ChainableCommander, Redis } from 'ioredis'
 import { StoreNotDurableError } from '../errors.ts'
 import type { StoreDurability } from '../meter/index.ts'
 import type { RedisKeys } from './redis-scripts.ts'
@@ -84,7 +85,10 @@ type Reply = [Error | null, unknown]
  *
  * Every round-trip is one pipeline that starts with a key of the store, so
  * that a Cluster sends it, WAIT and WAITAOF included, to the node that owns
- * the store's slot, on the connection the store's scripts use.
+ * the store's slot. The waits go on a connection of their own: WAIT and
+ * WAITAOF block their connection until they answer, and the store's must not
+ * wait (flushes, lease renewals); the probe write makes a wait on any
+ * connection cover every earlier write.
  */
 export class RedisDurability {
   readonly #client: Redis | Cluster
@@ -96,6 +100,10 @@ export class RedisDurability {
   #refreshing: Promise<DurabilityPlan> | undefined
   /** Report ids known durable: handed out without another round-trip. */
   #confirmed = new Set<string>()
+  /** The connection for the waits, made at the first one. */
+  #waiter: Redis | Cluster | undefined
+  #waiterReady: Promise<void> | undefined
+  #closed = false
 
   constructor (client: Redis | Cluster, keys: RedisKeys, onChange?: (status: StoreDurability) => void) {
     this.#client = client
@@ -135,7 +143,8 @@ export class RedisDurability {
    */
   async confirm (timeoutMs: number): Promise<void> {
     const plan = await this.refresh()
-    const p = this.#client.pipeline().lrange(this.#keys.outbox, 0, CONFIRM_BATCH - 1)
+    const client = plan.durable ? await this.#waitingClient() : this.#client
+    const p = client.pipeline().lrange(this.#keys.outbox, 0, CONFIRM_BATCH - 1)
     if (plan.durable) p.hset(this.#keys.meta, 'durable_at', Date.now())
     if (plan.waitaof) p.call('WAITAOF', '1', '0', String(timeoutMs))
     if (plan.wait) p.call('WAIT', '1', String(timeoutMs))
@@ -164,6 +173,25 @@ export class RedisDurability {
     if (!this.#confirmed.has(reportId)) {
       throw new StoreNotDurableError('reports wait: the outbox changed while its durability was confirmed; read it again')
     }
+  }
+
+  /** Close the connection for the waits (the store's own client is the store's to close). Idempotent. */
+  close (): void {
+    this.#closed = true
+    this.#waiter?.disconnect()
+  }
+
+  async #waitingClient (): Promise<Redis | Cluster> {
+    if (this.#closed) throw new StoreNotDurableError('the store is closed')
+    if (this.#waiter === undefined) {
+      const main = this.#client
+      const waiter = main instanceof Cluster ? main.duplicate() : main.duplicate()
+      waiter.on('error', () => {}) // its commands reject; confirm() reports those
+      this.#waiter = waiter
+      this.#waiterReady = waiter.connect().catch(() => { this.#waiterReady = undefined })
+    }
+    if (this.#waiter.status !== 'ready') await (this.#waiterReady ?? Promise.resolve())
+    return this.#waiter
   }
 
   async #detect (): Promise<DurabilityPlan> {

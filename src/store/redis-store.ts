@@ -415,6 +415,7 @@ export class RedisStore implements UsageStore {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#durability.close()
     try {
       await this.#client.quit()
     } catch {
