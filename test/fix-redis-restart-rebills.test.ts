@@ -5,88 +5,23 @@
  * SIGSTOP), `streammeter serve`, and a receiver that counts what it accepted.
  */
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
 import { Redis } from 'ioredis'
-import { request } from 'undici'
-import { startCliServer } from './helpers/cli-server.ts'
-import type { CliServer } from './helpers/cli-server.ts'
+import { assertBilledOnce, healthOf as health, sorted, startBillingRig } from './helpers/billing-rig.ts'
+import type { BillingRig } from './helpers/billing-rig.ts'
 import { OwnRedis, ownRedisSuite } from './helpers/own-redis.ts'
 import type { OwnRedisOptions } from './helpers/own-redis.ts'
-import { Receiver } from './helpers/receiver.ts'
 import type { Answer } from './helpers/receiver.ts'
-import { download, stopGracefully, trafficOf } from './helpers/serve-fleet.ts'
+import { stopGracefully, trafficOf } from './helpers/serve-fleet.ts'
 import { waitFor } from './helpers/wait.ts'
 
-const FILES = { 'seg.ts': 300_000, 'part.m4s': 100_000, 'small.ts': 10_000 } as const
-
-interface Rig {
-  receiver: Receiver
-  redis: OwnRedis
-  server: CliServer
-  /** Body bytes each uid received. */
-  got: Map<string, number>
-  fetch: (uid: string, file: keyof typeof FILES) => Promise<void>
-}
-
-/** A media root, a receiver, a redis-server and `streammeter serve` on it; all cleaned up after. */
-async function rig (t: TestContext, redisOptions: OwnRedisOptions = {}, plan: Answer[] = []): Promise<Rig> {
-  const root = mkdtempSync(join(tmpdir(), 'sm-rebill-'))
-  t.after(() => rmSync(root, { recursive: true, force: true }))
-  for (const [name, size] of Object.entries(FILES)) writeFileSync(join(root, name), Buffer.alloc(size, 5))
-  const receiver = await Receiver.start(plan)
-  t.after(() => receiver.close())
+/** A redis-server of the test's own and the billing rig on it. */
+async function rig (t: TestContext, redisOptions: OwnRedisOptions = {}, plan: Answer[] = []): Promise<BillingRig & { redis: OwnRedis }> {
   const redis = await OwnRedis.start(redisOptions)
   t.after(() => redis.destroy())
-  const server = await startCliServer({
-    ORIGIN_ROOT: root,
-    STORE_URL: redis.url,
-    STORE_PREFIX: 'rebill',
-    TRAFFIC_MIN_BYTES: '0', // every byte is reported: totals must match exactly
-    TRAFFIC_REPORT_INTERVAL: '1',
-    TRAFFIC_FLUSH_INTERVAL: '0.2',
-    TRAFFIC_REPORT_URL: receiver.url,
-    SHUTDOWN_GRACE: '10',
-    LOG_LEVEL: 'info'
-  })
-  t.after(() => { if (server.child.exitCode === null) server.child.kill('SIGKILL') })
-  const got = new Map<string, number>()
-  const fetch = async (uid: string, file: keyof typeof FILES): Promise<void> => {
-    const { status, bytes } = await download(server, `/${file}?uid=${uid}`)
-    assert.equal(status, 200)
-    assert.equal(bytes, FILES[file])
-    got.set(uid, (got.get(uid) ?? 0) + bytes)
-  }
-  return { receiver, redis, server, got, fetch }
+  return { redis, ...await startBillingRig(t, redis.url, plan) }
 }
-
-async function health (server: CliServer): Promise<{ code: number, body: Record<string, any>, text: string }> {
-  const res = await request(`${server.url}/health`)
-  const text = await res.body.text()
-  return { code: res.statusCode, body: JSON.parse(text), text }
-}
-
-/** Every uid is in one accepted report id only: nothing was re-billed under another id. */
-function assertBilledOnce (receiver: Receiver): void {
-  const seen = new Map<string, string>()
-  for (const report of receiver.reports) {
-    for (const d of report.traffic_details as Array<{ uid: string, total_bytes: number }>) {
-      const key = `${d.uid}:${d.total_bytes}`
-      assert.ok(!seen.has(key), `${d.uid} (${d.total_bytes} bytes) in reports ${seen.get(key)} and ${String(report.report_id)}`)
-      seen.set(key, String(report.report_id))
-    }
-  }
-  // Every request for one report id carried the same bytes.
-  for (const r of receiver.requests) {
-    const first = receiver.requests.find((o) => o.headers['idempotency-key'] === r.headers['idempotency-key'])
-    assert.equal(r.body, first?.body)
-  }
-}
-
-const sorted = (m: Map<string, number>): Array<[string, number]> => [...m].sort()
 
 describe('a Redis restart does not re-bill delivered usage', ownRedisSuite, () => {
   it('AOF with appendfsync always, SIGKILLed while a report is in flight and restarted from its own files: every byte billed once', async (t) => {

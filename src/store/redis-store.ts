@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto'
-import { Redis } from 'ioredis'
-import type { ChainableCommander, Cluster, RedisOptions } from 'ioredis'
+import type { ChainableCommander, Cluster, Redis, RedisOptions } from 'ioredis'
 import { StoreClosedError, StoreError, StreammeterError } from '../errors.ts'
 import { checkRendered, compareRecords, emptyCounters } from '../meter/index.ts'
 import type {
   ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, StoreDurability, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
+import { createRedisClient } from './redis-client.ts'
 import { GATE_WAIT_MS, RedisDurability, SEAL_WAIT_MS } from './redis-durability.ts'
 import { FLUSH_MARKER_TTL_MS, SCRIPTS, redisKeys } from './redis-scripts.ts'
 import type { RedisKeys, ScriptName } from './redis-scripts.ts'
@@ -142,7 +142,8 @@ export class RedisStore implements UsageStore {
 
   /**
    * Connect to `url` (`redis://[user:password@]host[:port][/db]` or
-   * `rediss://…` for TLS) and open the store, having asked the server what
+   * `rediss://…` for TLS; `redis+sentinel://…` and `redis+cluster://…`, see
+   * src/store/redis-url.ts) and open the store, having asked the server what
    * it promises about durability (`durability`).
    *
    * The client never queues commands while disconnected and never resends
@@ -162,7 +163,7 @@ export class RedisStore implements UsageStore {
     // Refuse bad options before a client exists: the constructor's throw would leak it.
     redisKeys(options.prefix)
     chunkUids(options)
-    const client = new Redis(url, {
+    const client = createRedisClient(url, {
       lazyConnect: true,
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,

@@ -36,6 +36,7 @@ export interface OwnRedisOptions {
  */
 export class OwnRedis {
   readonly port: number
+  /** `redis://[:password@]127.0.0.1:<port>` (with the `--requirepass` of its arguments). */
   readonly url: string
   /** Its working directory: the AOF and RDB files. */
   readonly dir: string
@@ -45,7 +46,8 @@ export class OwnRedis {
 
   private constructor (port: number, args: readonly string[]) {
     this.port = port
-    this.url = `redis://127.0.0.1:${port}`
+    const password = args[args.lastIndexOf('--requirepass') + 1]
+    this.url = `redis://${args.includes('--requirepass') ? `:${password ?? ''}@` : ''}127.0.0.1:${port}`
     this.dir = mkdtempSync(join(tmpdir(), 'sm-redis-'))
     this.#args = args
   }
