@@ -4,6 +4,7 @@
  * password. The servers themselves: redis-sentinel.test.ts, redis-cluster.test.ts.
  */
 import assert from 'node:assert/strict'
+import { Cluster, Redis } from 'ioredis'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,6 +12,7 @@ import { describe, it } from 'node:test'
 import { describeConfig, loadConfig } from '../src/config/index.ts'
 import { ConfigError, StoreUrlError } from '../src/errors.ts'
 import { parseRedisUrl, parseStoreUrl, redactRedisUrl } from '../src/store/index.ts'
+import { createRedisClient } from '../src/store/redis-client.ts'
 
 const SECRET = 'hunter2-TOP-secret'
 
@@ -113,5 +115,21 @@ describe('redis+sentinel:// and redis+cluster:// URLs', () => {
         return true
       })
     }
+  })
+
+  it('the client takes the URL\'s logins and TLS, and keeps those given in code when the URL has none', () => {
+    const ca = '-----BEGIN CERTIFICATE-----'
+    const sentinel = createRedisClient('rediss+sentinel://s1:26379/m/2', { lazyConnect: true, password: 'from-code', tls: { ca } })
+    assert.ok(sentinel instanceof Redis)
+    assert.deepEqual([sentinel.options.password, sentinel.options.db, sentinel.options.name, sentinel.options.tls?.ca, sentinel.options.sentinelTLS?.ca],
+      ['from-code', 2, 'm', ca, ca])
+    const fromUrl = createRedisClient(`redis+sentinel://u:${SECRET}@s1/m?sentinelPassword=sp`, { lazyConnect: true, password: 'from-code' })
+    assert.ok(fromUrl instanceof Redis)
+    assert.deepEqual([fromUrl.options.username, fromUrl.options.password, fromUrl.options.sentinelPassword, fromUrl.options.tls], ['u', SECRET, 'sp', undefined])
+    const cluster = createRedisClient(`rediss+cluster://:${SECRET}@n1:7000,n2:7001`, { lazyConnect: true, enableOfflineQueue: false, commandTimeout: 10_000, tls: { ca } })
+    assert.ok(cluster instanceof Cluster)
+    assert.deepEqual([cluster.options.enableOfflineQueue, cluster.options.redisOptions?.password, cluster.options.redisOptions?.commandTimeout, cluster.options.redisOptions?.tls?.ca],
+      [false, SECRET, 10_000, ca])
+    for (const c of [sentinel, fromUrl, cluster]) c.disconnect()
   })
 })

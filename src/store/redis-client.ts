@@ -11,7 +11,8 @@ import { parseRedisUrl } from './redis-url.ts'
  * `options` are the store's client options (no offline queue, no resend,
  * timeouts; see `RedisStore.open`): they apply to the one connection, to the
  * master behind the Sentinels, or to every node of a Cluster. The URL's
- * credentials and TLS come last: they are what the operator configured.
+ * credentials, when it has them, come last: they are what the operator
+ * configured; TLS options given in `options` (a CA…) are kept.
  * @throws {StoreUrlError} for a URL that is not one of the redis forms
  */
 export function createRedisClient (url: string, options: RedisOptions): Redis | Cluster {
@@ -25,13 +26,16 @@ export function createRedisClient (url: string, options: RedisOptions): Redis | 
         sentinels: target.sentinels,
         name: target.masterName,
         db: target.db,
-        username: target.username,
-        password: target.password,
-        sentinelUsername: target.sentinelUsername,
-        sentinelPassword: target.sentinelPassword,
+        ...defined({
+          username: target.username,
+          password: target.password,
+          sentinelUsername: target.sentinelUsername,
+          sentinelPassword: target.sentinelPassword
+        }),
         // Sentinels are asked once per connection; a failover drops it.
         sentinelRetryStrategy: (times) => Math.min(times * 50, 2000),
-        ...(target.tls ? { tls: {}, sentinelTLS: {}, enableTLSForSentinelMode: true } : {})
+        // TLS options of the caller's (a CA, a client certificate) are kept.
+        ...(target.tls ? { tls: { ...options.tls }, sentinelTLS: { ...options.tls }, enableTLSForSentinelMode: true } : {})
       })
     case 'cluster': {
       // A Cluster reconnects its nodes itself: a node's own retryStrategy is not for it.
@@ -43,12 +47,16 @@ export function createRedisClient (url: string, options: RedisOptions): Redis | 
         clusterRetryStrategy: (times) => Math.min(times * 50, 2000),
         redisOptions: {
           ...perNode,
-          username: target.username,
-          password: target.password,
-          ...(target.tls ? { tls: {} } : {})
+          ...defined({ username: target.username, password: target.password }),
+          ...(target.tls ? { tls: { ...perNode.tls } } : {})
         }
       }
       return new Cluster(target.nodes, cluster)
     }
   }
+}
+
+/** The entries whose value is defined: an absent login in the URL must not clear one given in options. */
+function defined<T extends Record<string, string | undefined>> (o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>
 }
