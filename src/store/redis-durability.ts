@@ -1,6 +1,6 @@
 import { Cluster } from 'ioredis'
 import type { ChainableCommander, Redis } from 'ioredis'
-import { StoreNotDurableError } from '../errors.ts'
+import { StoreClosedError, StoreNotDurableError } from '../errors.ts'
 import type { StoreDurability } from '../meter/index.ts'
 import type { RedisKeys } from './redis-scripts.ts'
 
@@ -152,10 +152,10 @@ export class RedisDurability {
     const ids = result(replies[0]) as string[]
     if (plan.durable) result(replies[1])
     let i = plan.durable ? 2 : 1
-    if (plan.waitaof && (result(replies[i++]) as number[])[0] === 0) {
+    if (plan.waitaof && ((result(replies[i++]) as number[])[0] ?? 0) < 1) {
       throw new StoreNotDurableError(`reports wait: the AOF was not fsynced within ${timeoutMs} ms of the seal (WAITAOF)`)
     }
-    if (plan.wait && result(replies[i]) === 0) {
+    if (plan.wait && (result(replies[i]) as number) < 1) {
       throw new StoreNotDurableError(`reports wait: no replica acknowledged the seal within ${timeoutMs} ms (WAIT)`)
     }
     if (this.#confirmed.size > CONFIRMED_MAX) this.#confirmed.clear()
@@ -182,7 +182,7 @@ export class RedisDurability {
   }
 
   async #waitingClient (): Promise<Redis | Cluster> {
-    if (this.#closed) throw new StoreNotDurableError('the store is closed')
+    if (this.#closed) throw new StoreClosedError()
     if (this.#waiter === undefined) {
       const main = this.#client
       const waiter = main instanceof Cluster ? main.duplicate() : main.duplicate()
