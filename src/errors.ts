@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'SM_ERR_STORE_URL'
   | 'SM_ERR_STORE'
   | 'SM_ERR_STORE_CLOSED'
+  | 'SM_ERR_STORE_NOT_DURABLE'
   | 'SM_ERR_COLLECTOR_STATE'
   | 'SM_ERR_REPORT_REJECTED'
   | 'SM_ERR_REPORT_TIMEOUT'
@@ -68,6 +69,17 @@ export class StoreError extends StreammeterError<'SM_ERR_STORE'> {
 export class StoreClosedError extends StreammeterError<'SM_ERR_STORE_CLOSED'> {
   constructor () {
     super('SM_ERR_STORE_CLOSED', 'the store is closed', 503)
+  }
+}
+
+/**
+ * The store could not confirm that the outbox's reports are durable (a
+ * WAITAOF or WAIT after the seal timed out or failed): they are not handed
+ * out for delivery until a later confirmation succeeds. 503.
+ */
+export class StoreNotDurableError extends StreammeterError<'SM_ERR_STORE_NOT_DURABLE'> {
+  constructor (message: string) {
+    super('SM_ERR_STORE_NOT_DURABLE', message, 503)
   }
 }
 

@@ -9,7 +9,9 @@
  * smaller longest script), `seal` (a window of N qualified uids sealed into
  * reports and acknowledged), `memory` (Redis memory per stored uid), `e2e`
  * (two servers under load from undici loops, SIGTERM, reported bytes =
- * received bytes) and `e2e-wrk` (the same under wrk, when installed).
+ * received bytes), `e2e-wrk` (the same under wrk, when installed) and
+ * `fsync` (lease, flush and seal on redis-servers of its own with the AOF
+ * off, `everysec`, `always`, and with a replica: what durability costs).
  *
  * Every part works under a key prefix of its own (`smbench:…`) and deletes
  * exactly those keys afterwards; nothing else on the server is touched. Run
@@ -23,6 +25,8 @@ import { runE2e } from './redis/e2e.ts'
 import { haveWrk } from './redis/wrk.ts'
 import type { E2eResult } from './redis/e2e.ts'
 import { flushRounds } from './redis/flush.ts'
+import { fsyncRows } from './redis/fsync.ts'
+import type { FsyncRow } from './redis/fsync.ts'
 import type { FlushRound, FlushSample } from './redis/flush.ts'
 import { REDIS_URL, adminClient, slowlogThresholdUs } from './redis/ledger.ts'
 import { memoryRounds } from './redis/memory.ts'
@@ -31,7 +35,7 @@ import { REPORT_MAX_UIDS, sealRounds } from './redis/seal.ts'
 import type { SealRound } from './redis/seal.ts'
 import { FLUSH_CHUNK_UIDS } from '../../src/store/redis-store.ts'
 
-const PARTS = ['flush', 'chunks', 'seal', 'memory', 'e2e', 'e2e-wrk'] as const
+const PARTS = ['flush', 'chunks', 'seal', 'memory', 'e2e', 'e2e-wrk', 'fsync'] as const
 type Part = (typeof PARTS)[number]
 
 /** Timed rounds per measurement; medians are reported. */
@@ -76,6 +80,7 @@ export async function runRedisSuite (ids: readonly string[] = []): Promise<boole
   const seal = new Map<number, SealRound[]>()
   const memory: MemoryRound[][] = []
   const e2e: E2eResult[] = []
+  let fsync: FsyncRow[] = []
   if (parts.has('flush')) for (const n of FLUSH_UIDS) flush.set(n, await flushRounds(n, ROUNDS, FLUSH_CHUNK_UIDS, progress))
   if (parts.has('chunks')) for (const c of CHUNK_SIZES) chunks.set(c, await flushRounds(CHUNKS_UIDS, ROUNDS, c, progress))
   if (parts.has('seal')) for (const n of SEAL_UIDS) seal.set(n, await sealRounds(n, ROUNDS, progress))
@@ -88,6 +93,7 @@ export async function runRedisSuite (ids: readonly string[] = []): Promise<boole
     if (haveWrk()) e2e.push(await runE2e({ ...E2E, loader: 'wrk' }, progress))
     else progress('  e2e-wrk: no wrk on this machine (apt-get install wrk); skipped')
   }
+  if (parts.has('fsync')) fsync = await fsyncRows(progress)
 
   const out: string[] = [head, '']
   if (flush.size > 0) {
@@ -99,6 +105,12 @@ export async function runRedisSuite (ids: readonly string[] = []): Promise<boole
   if (seal.size > 0) out.push(`seal: N qualified uids sealed into reports of ${int(REPORT_MAX_UIDS)} uids, then each report head + ack`, sealTable(seal, slowlogUs), '')
   if (memory.length > 0) out.push('memory: Redis memory per stored uid (1 IPv4, 1 session, 2 file types per uid)', memoryTable(memory), '')
   if (e2e.length > 0) out.push(e2eText(e2e), '')
+  if (fsync.length > 0) {
+    out.push('fsync: the same writes on redis-servers of its own (this machine\'s disk), medians of wall ms', table(
+      ['Redis', 'store says', 'lease renewal', 'flush 1,000 uids', 'flush 10,000 uids', 'seal 1,000 uids'],
+      fsync.map((r) => [r.mode, r.durability, fixed(r.leaseMs, 3), fixed(r.flush1kMs, 1), fixed(r.flush10kMs, 1), fixed(r.seal1kMs, 1)])
+    ), '')
+  }
   out.push(
     'ms: wall time of the call in this process (JSON encoding, network, Lua, decoding). Lua ms: time Redis spent in',
     '  scripts meanwhile (INFO commandstats, whole server: other clients\' scripts count too). uids/s: uids merged',
@@ -124,7 +136,8 @@ export async function runRedisSuite (ids: readonly string[] = []): Promise<boole
     chunks: Object.fromEntries(chunks),
     seal: Object.fromEntries(seal),
     memory,
-    e2e
+    e2e,
+    fsync
   })
   process.stdout.write(`\nresults: ${path.startsWith(RESULTS_DIR) ? `bench/results/${path.slice(RESULTS_DIR.length)}` : path}\n`)
   return ok

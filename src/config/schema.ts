@@ -6,7 +6,7 @@ import {
   MAX_TIMER_SECONDS, METER_DEFAULTS, REPORT_MAX_BYTES_MAX, REPORT_MAX_BYTES_MIN, REPORT_MAX_REJECTIONS_MAX, redactUrl
 } from '../meter/index.ts'
 import type { MeterOptions } from '../meter/index.ts'
-import { parseStoreUrl } from '../store/index.ts'
+import { parseStoreUrl, redactRedisUrl } from '../store/index.ts'
 
 /**
  * The one configuration schema (DESIGN §6). Its input is the settings as
@@ -173,17 +173,9 @@ function hostHeader (s: string): string | Invalid {
 }
 
 function storeUrl (s: string): string | Invalid {
-  // A redis URL is checked for shape here; the connection is the store's
-  // business (and its error never repeats the URL, which may hold a password).
-  if (/^rediss?:\/\//i.test(s)) {
-    try {
-      const url = new URL(s)
-      if (url.hostname === '') return new Invalid('a redis URL needs a host, e.g. redis://127.0.0.1:6379/0')
-    } catch {
-      return new Invalid('is not a valid redis:// URL')
-    }
-    return s
-  }
+  // A redis URL (plain, Sentinel or Cluster) is checked for shape here; the
+  // connection is the store's business. No message repeats the URL, which
+  // may hold a password.
   try {
     parseStoreUrl(s)
   } catch (err) {
@@ -262,7 +254,7 @@ const settingsShape = {
   ORIGIN_MAX_CONNECTIONS: integer(1, 16384, 'a positive integer').default(D.ORIGIN_MAX_CONNECTIONS)
     .describe('most connections to ORIGIN_URL; further requests wait for one within ORIGIN_TIMEOUT'),
   STORE_URL: setting(storeUrl).default(D.STORE_URL)
-    .describe('where usage and undelivered reports live: memory:, sqlite:PATH or redis://…'),
+    .describe('where usage and undelivered reports live: memory:, sqlite:PATH, redis://…, redis+sentinel://… or redis+cluster://…'),
   STORE_PREFIX: setting((s) => /^[A-Za-z0-9:_.-]+$/.test(s) ? s : new Invalid('must be letters, digits and : _ . - only')).default(D.STORE_PREFIX)
     .describe('key prefix in a shared store'),
   SIGNING_SECRET: secret().optional()
@@ -443,14 +435,7 @@ const REDACTED = '[redacted]'
 
 /** A store URL with any password and query replaced (redis URLs may hold one in either). */
 export function redactStoreUrl (url: string): string {
-  if (!/^rediss?:\/\//i.test(url)) return url
-  try {
-    const u = new URL(url)
-    const user = u.username === '' && u.password === '' ? '' : `${u.username}${u.password === '' ? '' : ':' + REDACTED}@`
-    return `${u.protocol}//${user}${u.host}${u.pathname}${u.search === '' ? '' : '?…'}`
-  } catch {
-    return '(invalid)'
-  }
+  return /^redis/i.test(url) ? redactRedisUrl(url) : url
 }
 
 /**

@@ -13,7 +13,7 @@ export { checkRendered, checkSplit, compareRecords, emptyCounters, outboxItem } 
 export { CLOCK_BACK_SLACK_MS, sealDecision } from './seal-schedule.ts'
 export type { SealSchedule } from './seal-schedule.ts'
 export type {
-  ExpireResult, FlushResult, OutboxStats, SealRequest, SealResult, UsageStore, UsageSummary
+  ExpireResult, FlushResult, OutboxStats, SealRequest, SealResult, StoreDurability, UsageStore, UsageSummary
 } from './usage-store.ts'
 export { TrafficCollector, policyOf } from './collector.ts'
 export type { CollectorDeps, CollectorState } from './collector.ts'

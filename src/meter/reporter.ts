@@ -160,7 +160,12 @@ export class Reporter {
       try {
         entry = await this.#o.store.outboxHead()
       } catch (err) {
-        this.#o.logger.warn({ err }, 'report outbox unreadable; will retry')
+        // SM_ERR_STORE_NOT_DURABLE: the head is there, but the store cannot
+        // yet confirm that its seal would survive a store restart (DESIGN §3).
+        const waiting = (err as { code?: unknown }).code === 'SM_ERR_STORE_NOT_DURABLE'
+        this.#o.logger.warn({ err }, waiting
+          ? 'report held back until the store confirms its seal is durable; will retry'
+          : 'report outbox unreadable; will retry')
         await this.#pause(this.#o.pollMs, false)
         continue
       }

@@ -115,6 +115,30 @@ export interface UsageStore {
 
   /** Release the store. Idempotent. Later calls reject with `SM_ERR_STORE_CLOSED`. */
   close (): Promise<void>
+
+  /**
+   * Whether a sealed window survives a restart of the store (its server, its
+   * machine) before its reports go out, as the store last found out; absent
+   * when the store cannot tell. `/health` shows it.
+   */
+  readonly durability?: StoreDurability | undefined
+}
+
+/**
+ * What a store promises about a seal surviving a restart (DESIGN §3: what was
+ * delivered is never delivered again under another id).
+ */
+export interface StoreDurability {
+  /** True when every seal is durable before its reports are handed out for delivery. */
+  durable: boolean
+  /**
+   * A short code: how the store makes seals durable (`sqlite-full`,
+   * `aof-always`, `waitaof`, `replicas`, or several joined by `+`), or why
+   * it cannot (`aof-off`, `fsync-everysec`, `fsync-no`, `config-hidden`,
+   * `wait-denied`, `memory`; `unknown` until a redis store has reached its server).
+   * Never a host name or a version.
+   */
+  code: string
 }
 
 /** What one `flush` did. */

@@ -72,7 +72,7 @@ export function registerAdminRoutes (app: FastifyInstance, ctx: AdminContext): v
       version: ctx.version,
       worker_id: ctx.workerId,
       uptime_seconds: Math.round(process.uptime()),
-      store: { kind: ctx.store.kind, ok: probe.ok, error: probe.error },
+      store: { kind: ctx.store.kind, ok: probe.ok, error: probe.error, ...durabilityOf(ctx.store) },
       collector: ctx.collector?.state ?? 'disabled',
       active_transfers: ctx.transfers.size
     })
@@ -93,4 +93,14 @@ export function registerAdminRoutes (app: FastifyInstance, ctx: AdminContext): v
     const text = await ctx.metrics.registry.metrics()
     return await reply.header('content-type', ctx.metrics.registry.contentType).send(text)
   }))
+}
+
+/**
+ * `/health`'s word on durability (DESIGN §3): whether a restart of the store
+ * can lose or re-bill the last window, and a short code saying how or why.
+ * The code never names a host or a version.
+ */
+function durabilityOf (store: InstrumentedStore): { durable: boolean | null, durability: string | null } {
+  const d = store.durability
+  return { durable: d?.durable ?? null, durability: d?.code ?? null }
 }

@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../config/index.ts'
 import { describeConfig, toMeterOptions } from '../config/index.ts'
 import { TrafficCollector, policyOf, resolveMeterOptions } from '../meter/index.ts'
-import type { MeterLogger } from '../meter/index.ts'
+import type { MeterLogger, StoreDurability } from '../meter/index.ts'
 import { openStore } from '../store/index.ts'
 import { buildApp } from './app.ts'
 import type { App } from './app.ts'
@@ -55,7 +55,9 @@ export async function startServer (config: Config, options: { logger?: Logger } 
   try {
     // A proxy restarted while Redis is down still serves: usage waits in
     // memory (bounded) until the store answers, and /health says degraded.
-    store = await openStore(config.storeUrl, policyOf(meter), { prefix: config.storePrefix, waitForConnection: false })
+    store = await openStore(config.storeUrl, policyOf(meter), {
+      prefix: config.storePrefix, waitForConnection: false, onDurability: (d) => logDurability(logger, d)
+    })
   } catch (err) {
     await origin.close()
     throw err
@@ -106,4 +108,17 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     }
   }
   return { address, port, app, close: () => app.close() }
+}
+
+/**
+ * One line whenever a redis store finds out what its server promises: at
+ * start, and again when that changes (a reconnection, a failover).
+ */
+function logDurability (logger: Logger, d: StoreDurability): void {
+  if (d.durable) {
+    logger.info({ durability: d.code }, 'redis store: each seal is durable before its reports go out')
+  } else {
+    logger.warn({ durability: d.code },
+      'redis store is not durable: a Redis restart can lose or re-bill the last window (docs/scaling.md, "Redis settings")')
+  }
 }

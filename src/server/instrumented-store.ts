@@ -1,7 +1,7 @@
 import type { Histogram } from 'prom-client'
 import type {
   ExpireResult, FailureDetail, FlushResult, OutboxEntry, OutboxItem, OutboxStats, RenderedReport, SealRequest, SealResult, StoreCounters,
-  UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
+  StoreDurability, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
 
 /**
@@ -19,6 +19,7 @@ export class InstrumentedStore implements UsageStore {
 
   get kind (): string { return this.#inner.kind }
   get policy (): UsagePolicy { return this.#inner.policy }
+  get durability (): StoreDurability | undefined { return this.#inner.durability }
 
   flush (deltas: readonly UsageDelta[], batchId?: string): Promise<FlushResult> { return this.#time('flush', () => this.#inner.flush(deltas, batchId)) }
   expire (now: number): Promise<ExpireResult> { return this.#time('expire', () => this.#inner.expire(now)) }

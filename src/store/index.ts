@@ -2,8 +2,9 @@
  * Stores behind the {@link UsageStore} port. Importable as `streammeter/store`.
  */
 import { StoreUrlError } from '../errors.ts'
-import type { UsagePolicy, UsageStore } from '../meter/index.ts'
+import type { StoreDurability, UsagePolicy, UsageStore } from '../meter/index.ts'
 import { MemoryStore } from './memory-store.ts'
+import { REDIS_URL_FORMS, isRedisUrl, parseRedisUrl } from './redis-url.ts'
 import { SqliteStore } from './sqlite-store.ts'
 
 export { MemoryStore, SqliteStore }
@@ -12,6 +13,8 @@ export { MemoryStore, SqliteStore }
 // 104 → 88 MiB), which a proxy on the default SQLite store does not need.
 // Import the class itself from `streammeter/store/redis`.
 export type { RedisOpenOptions, RedisStore, RedisStoreOptions } from './redis-store.ts'
+export { parseRedisUrl, redactRedisUrl } from './redis-url.ts'
+export type { RedisNode, RedisTarget } from './redis-url.ts'
 
 /** Where a `STORE_URL` points, once parsed. */
 export type StoreLocation =
@@ -20,7 +23,7 @@ export type StoreLocation =
   | { kind: 'redis', url: string }
 
 const FORMS = '`memory:`, `sqlite:PATH` (e.g. `sqlite:./data/streammeter.db` or `sqlite:/var/lib/streammeter.db`), ' +
-  '`redis://[user:password@]host[:port][/db]` or `rediss://…` (TLS)'
+  REDIS_URL_FORMS
 
 /** Options of {@link openStore}. */
 export interface OpenStoreOptions {
@@ -33,6 +36,11 @@ export interface OpenStoreOptions {
    * @default true
    */
   waitForConnection?: boolean | undefined
+  /**
+   * Called with what a redis store's server promises about durability
+   * whenever that changes (see {@link RedisStoreOptions.onDurability}).
+   */
+  onDurability?: ((status: StoreDurability) => void) | undefined
 }
 
 /**
@@ -53,14 +61,8 @@ export function parseStoreUrl (url: string): StoreLocation {
     if (path.trim() === '') throw new StoreUrlError('STORE_URL: sqlite: needs a file path, e.g. sqlite:./data/streammeter.db')
     return { kind: 'sqlite', path }
   }
-  if (/^rediss?:/i.test(url)) {
-    let host = ''
-    try {
-      host = new URL(url).hostname
-    } catch {}
-    if (!/^rediss?:\/\//i.test(url) || host === '') {
-      throw new StoreUrlError('STORE_URL: a redis URL looks like redis://[user:password@]host[:port][/db] (rediss:// for TLS)')
-    }
+  if (isRedisUrl(url)) {
+    parseRedisUrl(url)
     return { kind: 'redis', url }
   }
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]
@@ -70,9 +72,10 @@ export function parseStoreUrl (url: string): StoreLocation {
 
 /**
  * Open the store a `STORE_URL` names: `memory:`, `sqlite:PATH` (relative to
- * the working directory, or absolute; parent directories are created) or
- * `redis://…` / `rediss://…` (keys under `{prefix}:`; connects before it
- * returns unless `waitForConnection` is false).
+ * the working directory, or absolute; parent directories are created) or a
+ * redis URL: `redis://…` / `rediss://…`, `redis+sentinel://…` or
+ * `redis+cluster://…` (keys under `{prefix}:`; connects before it returns
+ * unless `waitForConnection` is false).
  * @throws {StoreUrlError} for an unknown form.
  * @throws {StoreError} when the store cannot be opened. Never repeats a redis URL.
  */
@@ -85,7 +88,9 @@ export async function openStore (url: string, policy: UsagePolicy, options: Open
       return new SqliteStore(location.path, policy)
     case 'redis': {
       const { RedisStore } = await import('./redis-store.ts')
-      return await RedisStore.open(location.url, policy, { prefix: options.prefix ?? 'streammeter', waitForConnection: options.waitForConnection })
+      return await RedisStore.open(location.url, policy, {
+        prefix: options.prefix ?? 'streammeter', waitForConnection: options.waitForConnection, onDurability: options.onDurability
+      })
     }
   }
 }

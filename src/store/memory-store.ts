@@ -16,6 +16,8 @@ import type { FailureDetail, OutboxItem, RenderedReport } from '../meter/index.t
  */
 export class MemoryStore implements UsageStore {
   readonly kind = 'memory'
+  /** Nothing outlives the process. */
+  readonly durability = Object.freeze({ durable: false, code: 'memory' })
   readonly policy: UsagePolicy
   #records = new Map<string, UsageRecord>()
   /** Pending reports in delivery order. */

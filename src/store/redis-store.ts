@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto'
-import { Redis } from 'ioredis'
-import type { ChainableCommander, Cluster, RedisOptions } from 'ioredis'
+import type { ChainableCommander, Cluster, Redis, RedisOptions } from 'ioredis'
 import { StoreClosedError, StoreError, StreammeterError } from '../errors.ts'
 import { CLOCK_BACK_SLACK_MS, checkRendered, compareRecords, emptyCounters } from '../meter/index.ts'
 import type {
   ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
-  StoreCounters, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
+  StoreCounters, StoreDurability, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
 import { checkSplit } from '../meter/index.ts'
 import type { FailureDetail, OutboxItem } from '../meter/index.ts'
 import { parseItem } from './redis-outbox-scripts.ts'
+import { createRedisClient } from './redis-client.ts'
+import { GATE_WAIT_MS, RedisDurability, SEAL_WAIT_MS } from './redis-durability.ts'
 import { FLUSH_MARKER_TTL_MS, SCRIPTS, redisKeys } from './redis-scripts.ts'
 import type { RedisKeys, ScriptName } from './redis-scripts.ts'
 
@@ -34,6 +35,12 @@ export interface RedisStoreOptions {
    * @default 500
    */
   flushChunkUids?: number | undefined
+  /**
+   * Called with what the server promises about durability (docs/scaling.md)
+   * whenever that changes: found out at open, after every reconnection (a
+   * failover may reach another server) and before confirmations.
+   */
+  onDurability?: ((status: StoreDurability) => void) | undefined
 }
 
 /** Options of {@link RedisStore.open}. */
@@ -133,10 +140,14 @@ export class RedisStore implements UsageStore {
    */
   #lastBatch: { id: string, markers: string[] } | undefined
   #closed = false
+  /** Seals are durable before their reports are handed out (src/store/redis-durability.ts). */
+  readonly #durability: RedisDurability
 
   /**
    * Connect to `url` (`redis://[user:password@]host[:port][/db]` or
-   * `rediss://…` for TLS) and open the store.
+   * `rediss://…` for TLS; `redis+sentinel://…` and `redis+cluster://…`, see
+   * src/store/redis-url.ts) and open the store, having asked the server what
+   * it promises about durability (`durability`).
    *
    * The client never queues commands while disconnected and never resends
    * one after a lost connection: a command fails at once, the collector keeps
@@ -155,7 +166,7 @@ export class RedisStore implements UsageStore {
     // Refuse bad options before a client exists: the constructor's throw would leak it.
     redisKeys(options.prefix)
     chunkUids(options)
-    const client = new Redis(url, {
+    const client = createRedisClient(url, {
       lazyConnect: true,
       enableOfflineQueue: false,
       autoResendUnfulfilledCommands: false,
@@ -173,7 +184,27 @@ export class RedisStore implements UsageStore {
       client.disconnect()
       throw new StoreError(`cannot connect to the redis store: ${messageOf(err)}`, { cause: err })
     }
-    return new RedisStore(client, policy, options)
+    const store = new RedisStore(client, policy, options)
+    // Known before the server starts, for its start-up log; a failure here is
+    // the next command's to report.
+    await store.checkDurability().catch(() => {})
+    return store
+  }
+
+  /**
+   * What the server promised about durability when last asked (`unknown`
+   * before it answered). Asked at open, on every reconnection, at every seal
+   * and confirmation, and again in the background when this is read and the
+   * last answer is older than 5 s.
+   */
+  get durability (): StoreDurability {
+    return this.#durability.current(5000)
+  }
+
+  /** Ask the server again what it promises about durability (see docs/scaling.md). */
+  async checkDurability (): Promise<StoreDurability> {
+    await this.#run('durability', () => this.#durability.refresh())
+    return this.#durability.status
   }
 
   /** True while the client is connected and ready for commands. */
@@ -189,6 +220,9 @@ export class RedisStore implements UsageStore {
     this.policy = Object.freeze({ ...policy })
     this.#client = client
     for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { lua })
+    this.#durability = new RedisDurability(client, this.#keys, options.onDurability)
+    // Every connection may reach another server (a restart, a failover): ask it again.
+    client.on('ready', () => { this.#durability.refresh().catch(() => {}) })
   }
 
   /**
@@ -306,6 +340,9 @@ export class RedisStore implements UsageStore {
       await this.#unstage(token)
       throw new StoreError(`report id ${String(reply[1])} is already in the outbox`)
     }
+    // Durable before delivery (DESIGN §3). A wait that fails leaves the reports
+    // in the outbox unconfirmed: outboxHead() confirms before handing one out.
+    if (rendered.length > 0) await this.#durability.confirm(SEAL_WAIT_MS).catch(() => {})
     const createdAt = Number(reply[1])
     const reports = rendered.map((r, i): OutboxEntry => ({
       seq: Number(reply[i + 2]), reportId: r.reportId, createdAt, body: r.body, uids: r.uids, bytes: r.bytes, attempts: 0
@@ -320,6 +357,8 @@ export class RedisStore implements UsageStore {
 
   async outboxHead (): Promise<OutboxEntry | undefined> {
     const [head] = await this.#outbox('outboxHead', '0')
+    // The delivery gate: a report goes out only once its seal is durable.
+    if (head !== undefined) await this.#run('outboxHead', () => this.#durability.gate(head.reportId, GATE_WAIT_MS))
     return head
   }
 
@@ -432,6 +471,7 @@ export class RedisStore implements UsageStore {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    this.#durability.close()
     try {
       await this.#client.quit()
     } catch {

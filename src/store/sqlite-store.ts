@@ -66,6 +66,8 @@ const PID_SPACE: string | undefined = (() => {
  */
 export class SqliteStore implements UsageStore {
   readonly kind = 'sqlite'
+  /** A seal commits with `synchronous = FULL` (see `seal`). */
+  readonly durability = Object.freeze({ durable: true, code: 'sqlite-full' })
   readonly policy: UsagePolicy
   /** The database file (absolute), or `:memory:`. */
   readonly path: string

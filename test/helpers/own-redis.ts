@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -7,38 +7,74 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { answersPing } from './redis.ts'
 
+/** True when `redis-server` is on PATH. */
+export const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0
+
+/**
+ * Options for a `describe` whose tests start redis-server processes of their
+ * own: skipped without `redis-server`, except in CI (`CI=true`), where its
+ * tests run and fail.
+ */
+export const ownRedisSuite: { skip?: string } = hasRedisServer || process.env.CI === 'true'
+  ? {}
+  : { skip: 'redis-server is not installed; set CI=true to make this a failure' }
+
+/** Options of {@link OwnRedis.start}. */
+export interface OwnRedisOptions {
+  /**
+   * More `redis-server` arguments, after the defaults (a later one wins):
+   * e.g. `['--appendonly', 'no']`, `['--replicaof', '127.0.0.1', '6380']`.
+   */
+  args?: string[]
+}
+
 /**
  * A redis-server of the test's own, on a free port, that the test may stop
- * and start again. It keeps its data across a restart (append-only file,
- * fsync on every write), so a test can tell what Redis still holds from what
- * the proxy kept in memory.
+ * and start again. By default it keeps its data across a restart (append-only
+ * file, fsync on every write), so a test can tell what Redis still holds from
+ * what the proxy kept in memory.
  */
 export class OwnRedis {
   readonly port: number
+  /** `redis://[:password@]127.0.0.1:<port>` (with the `--requirepass` of its arguments). */
   readonly url: string
-  readonly #dir: string
+  /** Its working directory: the AOF and RDB files. */
+  readonly dir: string
+  readonly #args: readonly string[]
   #child: ChildProcess | undefined
   #log = ''
 
-  private constructor (port: number) {
+  private constructor (port: number, args: readonly string[]) {
     this.port = port
-    this.url = `redis://127.0.0.1:${port}`
-    this.#dir = mkdtempSync(join(tmpdir(), 'sm-redis-'))
+    const password = args[args.lastIndexOf('--requirepass') + 1]
+    this.url = `redis://${args.includes('--requirepass') ? `:${password ?? ''}@` : ''}127.0.0.1:${port}`
+    this.dir = mkdtempSync(join(tmpdir(), 'sm-redis-'))
+    this.#args = args
   }
 
   /** Start one on a free port; `redis-server` must be on PATH (the CI installs it). */
-  static async start (): Promise<OwnRedis> {
-    const redis = new OwnRedis(await freePort())
+  static async start (options: OwnRedisOptions = {}): Promise<OwnRedis> {
+    const redis = new OwnRedis(await freePort(), options.args ?? [])
     await redis.resume()
     return redis
+  }
+
+  /** Its process id while it runs. */
+  get pid (): number | undefined {
+    return this.#child?.pid
+  }
+
+  /** What it printed so far. */
+  get log (): string {
+    return this.#log
   }
 
   /** Start the server (again), with the data it had. Resolves when it answers PING. */
   async resume (): Promise<void> {
     if (this.#child !== undefined) return
     const child = spawn('redis-server', [
-      '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.#dir,
-      '--save', '', '--appendonly', 'yes', '--appendfsync', 'always'
+      '--port', String(this.port), '--bind', '127.0.0.1', '--dir', this.dir,
+      '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', ...this.#args
     ], { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout?.on('data', (c: Buffer) => { this.#log += c.toString() })
     child.stderr?.on('data', (c: Buffer) => { this.#log += c.toString() })
@@ -61,10 +97,27 @@ export class OwnRedis {
     await exited
   }
 
+  /** SIGKILL: a crash, nothing written on the way out. Resolves once it has exited; `resume()` restarts it from its files. */
+  async kill (): Promise<void> {
+    const child = this.#child
+    if (child === undefined) return
+    this.#child = undefined
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await exited
+  }
+
+  /** Freeze it (SIGSTOP) or let it go on (SIGCONT): a server that holds its connections and answers nothing. */
+  pause (paused: boolean): void {
+    this.#child?.kill(paused ? 'SIGSTOP' : 'SIGCONT')
+  }
+
   /** Stop it and remove its files. */
   async destroy (): Promise<void> {
+    this.pause(false) // a stopped process ignores SIGTERM until it runs again
     await this.stop()
-    rmSync(this.#dir, { recursive: true, force: true })
+    rmSync(this.dir, { recursive: true, force: true })
   }
 }
 
