@@ -7,6 +7,7 @@ import {
 import type { TrafficCollector, UsageStore } from '../meter/index.ts'
 import { VERSION } from '../version.ts'
 import { AdminAuth } from './admin-auth.ts'
+import type { AdminAccess } from './admin-auth.ts'
 import { registerAdminRoutes } from './admin-routes.ts'
 import { ClientIpResolver } from './client-ip.ts'
 import { CorsPolicy } from './cors.ts'
@@ -34,7 +35,10 @@ export interface AppOptions {
   trustedProxies?: readonly string[] | undefined
   /** `CORS_ORIGINS`. @default ['*'] */
   corsOrigins?: readonly string[] | undefined
-  /** `ADMIN_TOKEN`; without it admin endpoints answer loopback clients only. */
+  /**
+   * `ADMIN_TOKEN`; without it admin endpoints answer loopback clients only,
+   * and nobody when `trustedProxies` covers a loopback address.
+   */
   adminToken?: string | undefined
   /** `SHUTDOWN_GRACE` in seconds. @default 30 */
   shutdownGrace?: number | undefined
@@ -53,6 +57,8 @@ export interface App {
   readonly transfers: TransferRegistry
   /** The `/monitor` dashboard's throughput sampler and live feed. */
   readonly monitor: { readonly history: ThroughputHistory, readonly events: MonitorEvents }
+  /** Who the admin endpoints answer: `closed` when `TRUSTED_PROXIES` covers loopback and no `ADMIN_TOKEN` is set. */
+  readonly adminAccess: AdminAccess
   /** `running` until `close()` is called. */
   readonly state: AppState
   /**
@@ -103,11 +109,12 @@ export function buildApp (options: AppOptions): App {
   const store = new InstrumentedStore(options.store, metrics.storeLatency)
   const collector = options.collector(store)
   if (collector !== undefined) metrics.watch(collector)
+  const ips = new ClientIpResolver([...(options.trustedProxies ?? [])])
   const ctx: MediaContext = {
     origin: options.origin,
     collector,
     signingSecret: options.signingSecret,
-    ips: new ClientIpResolver([...(options.trustedProxies ?? [])]),
+    ips,
     cors: new CorsPolicy(options.corsOrigins ?? ['*']),
     transfers,
     metrics,
@@ -130,13 +137,15 @@ export function buildApp (options: AppOptions): App {
     sendError(res, new ShuttingDownError())
     return true
   }
+  // `/health` answers for itself while closing (503 `{status:"closing"}`):
+  // a load balancer reads the status field.
   fastify.addHook('onRequest', (req, reply, done) => {
-    if (!refused(reply.raw)) return done()
+    if (req.routeOptions.url === '/health' || !refused(reply.raw)) return done()
     reply.hijack()
   })
 
   const admin = {
-    auth: new AdminAuth(options.adminToken),
+    auth: new AdminAuth(options.adminToken, ips.coversLoopback),
     collector,
     store,
     metrics,
@@ -238,6 +247,7 @@ export function buildApp (options: AppOptions): App {
     metrics,
     transfers,
     monitor,
+    adminAccess: admin.auth.access,
     get state () { return state },
     idle: allDone,
     close
