@@ -25,6 +25,8 @@ export type ErrorCode =
   | 'SM_ERR_ORIGIN_TIMEOUT'
   | 'SM_ERR_ORIGIN_ERROR'
   | 'SM_ERR_SHUTTING_DOWN'
+  | 'SM_ERR_REQUEST_TIMEOUT'
+  | 'SM_ERR_HEADERS_TOO_LARGE'
   | 'SM_ERR_INTERNAL'
 
 /** Base class: a literal `code`, the HTTP status a server would answer, and `cause` when wrapping. */
@@ -193,6 +195,20 @@ export class OriginBodyTooLargeError extends OriginError {
 export class ShuttingDownError extends StreammeterError<'SM_ERR_SHUTTING_DOWN'> {
   constructor () {
     super('SM_ERR_SHUTTING_DOWN', 'the server is shutting down', 503)
+  }
+}
+
+/** A request's headers did not arrive within the headers timeout (30 s; slowloris). 408, then the connection is closed. */
+export class RequestTimeoutError extends StreammeterError<'SM_ERR_REQUEST_TIMEOUT'> {
+  constructor () {
+    super('SM_ERR_REQUEST_TIMEOUT', 'the request headers did not arrive in time', 408)
+  }
+}
+
+/** A request's headers are larger than the server reads (Node's limit, 16 KiB). 431. */
+export class HeadersTooLargeError extends StreammeterError<'SM_ERR_HEADERS_TOO_LARGE'> {
+  constructor () {
+    super('SM_ERR_HEADERS_TOO_LARGE', 'the request headers are too large', 431)
   }
 }
 

@@ -11,7 +11,7 @@ import type { AdminAccess } from './admin-auth.ts'
 import { registerAdminRoutes } from './admin-routes.ts'
 import { ClientIpResolver } from './client-ip.ts'
 import { CorsPolicy } from './cors.ts'
-import { sendError } from './error-reply.ts'
+import { sendClientError, sendError } from './error-reply.ts'
 import { createHttpServer } from './http-server.ts'
 import { InstrumentedStore } from './instrumented-store.ts'
 import { serveMedia } from './media-route.ts'
@@ -44,6 +44,11 @@ export interface AppOptions {
   shutdownGrace?: number | undefined
   /** A pino logger (Fastify's `loggerInstance`). @default silent */
   logger?: FastifyBaseLogger | undefined
+  /**
+   * Seconds within which a request's headers must arrive (DESIGN §10 fixes
+   * 30; not a setting, tests shorten it). @default 30
+   */
+  headersTimeout?: number | undefined
   /** `worker_id` shown by `/health`. */
   workerId?: string | undefined
 }
@@ -98,7 +103,11 @@ export function buildApp (options: AppOptions): App {
     bodyLimit: 1024,
     routerOptions: { maxParamLength: 4096 },
     // Media requests skip Fastify (see http-server.ts); handleMedia is set below.
-    serverFactory: (handler) => createHttpServer(handler, (req, res) => handleMedia(req, res), ADMIN_PATHS),
+    serverFactory: (handler) => createHttpServer(handler, (req, res) => handleMedia(req, res), ADMIN_PATHS, {
+      headersTimeout: options.headersTimeout === undefined ? undefined : options.headersTimeout * 1000
+    }),
+    // Slow, oversized or malformed request heads: our JSON shape, not Fastify's.
+    clientErrorHandler: sendClientError,
     // A malformed URL or a framework-level failure is a client error with our JSON shape.
     frameworkErrors: (err, _req, reply) => {
       reply.hijack()
