@@ -27,6 +27,7 @@ export type ErrorCode =
   | 'SM_ERR_SHUTTING_DOWN'
   | 'SM_ERR_REQUEST_TIMEOUT'
   | 'SM_ERR_HEADERS_TOO_LARGE'
+  | 'SM_ERR_TOO_MANY_TRANSFERS'
   | 'SM_ERR_INTERNAL'
 
 /** Base class: a literal `code`, the HTTP status a server would answer, and `cause` when wrapping. */
@@ -209,6 +210,13 @@ export class RequestTimeoutError extends StreammeterError<'SM_ERR_REQUEST_TIMEOU
 export class HeadersTooLargeError extends StreammeterError<'SM_ERR_HEADERS_TOO_LARGE'> {
   constructor () {
     super('SM_ERR_HEADERS_TOO_LARGE', 'the request headers are too large', 431)
+  }
+}
+
+/** The client IP already has `MAX_TRANSFERS_PER_IP` media responses in flight. 429. */
+export class TooManyTransfersError extends StreammeterError<'SM_ERR_TOO_MANY_TRANSFERS'> {
+  constructor (limit: number) {
+    super('SM_ERR_TOO_MANY_TRANSFERS', `too many concurrent media requests from this address (at most ${limit})`, 429)
   }
 }
 

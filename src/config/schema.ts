@@ -44,6 +44,8 @@ export const CONFIG_DEFAULTS = Object.freeze({
   TRAFFIC_FLUSH_MAX_UIDS: METER_DEFAULTS.flushMaxUids, // uids in process memory before an early flush
   TRAFFIC_MEMORY_MAX_UIDS: METER_DEFAULTS.memoryMaxUids, // uids kept in memory while the store is down; new ones beyond are dropped (counted)
   SHUTDOWN_GRACE: 30, // seconds for in-flight streams and the last delivery
+  SEND_TIMEOUT: 60, // seconds a client may take no bytes while a write waits for it; then it is disconnected
+  MAX_TRANSFERS_PER_IP: 64, // concurrent media responses per client IP; beyond: 429
   LOG_LEVEL: 'info' as (typeof LOG_LEVELS)[number],
   WORKERS: 1 // processes; 0 = one per CPU core
 })
@@ -87,6 +89,12 @@ const DIGITS = /^\d+$/
 const seconds = () => setting((s) => {
   const n = DECIMAL.test(s) ? Number(s) : NaN
   return Number.isFinite(n) && n > 0 ? n : new Invalid('must be a positive number of seconds (decimals allowed), e.g. 300 or 1.5')
+})
+
+/** Seconds as {@link seconds}, at most `max`. */
+const secondsUpTo = (max: number) => setting((s) => {
+  const n = DECIMAL.test(s) ? Number(s) : NaN
+  return Number.isFinite(n) && n > 0 && n <= max ? n : new Invalid(`must be a positive number of seconds up to ${max} (decimals allowed), e.g. 60 or 1.5`)
 })
 
 const integer = (min: number, max: number, what: string) => setting((s) => {
@@ -251,6 +259,10 @@ const settingsShape = {
     .describe('distinct uids kept in memory while the store is unavailable; usage of further new uids is dropped and counted'),
   SHUTDOWN_GRACE: seconds().default(D.SHUTDOWN_GRACE)
     .describe('seconds a graceful stop waits for streams and the last delivery'),
+  SEND_TIMEOUT: secondsUpTo(3600).default(D.SEND_TIMEOUT)
+    .describe('seconds a client may take no bytes while a response waits for it, then it is disconnected (at most 3600)'),
+  MAX_TRANSFERS_PER_IP: integer(1, 1_000_000, 'an integer from 1 to 1000000').default(D.MAX_TRANSFERS_PER_IP)
+    .describe('concurrent media responses per client IP; beyond them 429'),
   LOG_LEVEL: setting((s) => {
     const level = LOG_LEVELS.find((l) => l === s.toLowerCase())
     return level ?? new Invalid(`must be one of ${LOG_LEVELS.join(', ')}`)
@@ -329,6 +341,8 @@ export const configSchema = z.strictObject(settingsShape)
     trafficFlushMaxUids: s.TRAFFIC_FLUSH_MAX_UIDS,
     trafficMemoryMaxUids: s.TRAFFIC_MEMORY_MAX_UIDS,
     shutdownGrace: s.SHUTDOWN_GRACE,
+    sendTimeout: s.SEND_TIMEOUT,
+    maxTransfersPerIp: s.MAX_TRANSFERS_PER_IP,
     logLevel: s.LOG_LEVEL,
     workers: s.WORKERS
   }))

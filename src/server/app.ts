@@ -21,7 +21,9 @@ import type { MonitorEvents } from './monitor-events.ts'
 import { registerMonitorRoutes } from './monitor-routes.ts'
 import type { ThroughputHistory } from './throughput-history.ts'
 import type { Origin } from './origin.ts'
+import { SendTimeout } from './send-timeout.ts'
 import { TransferRegistry } from './transfers.ts'
+import { TransfersPerIp } from './transfers-per-ip.ts'
 
 /** Everything the HTTP server is built from. The app owns them and closes them in order. */
 export interface AppOptions {
@@ -40,6 +42,13 @@ export interface AppOptions {
    * and nobody when `trustedProxies` covers a loopback address.
    */
   adminToken?: string | undefined
+  /**
+   * `SEND_TIMEOUT` in seconds: a client that takes no bytes for this long
+   * while some wait for it is disconnected. @default 60
+   */
+  sendTimeout?: number | undefined
+  /** `MAX_TRANSFERS_PER_IP`: concurrent media requests per client IP; beyond, 429. @default 64 */
+  maxTransfersPerIp?: number | undefined
   /** `SHUTDOWN_GRACE` in seconds. @default 30 */
   shutdownGrace?: number | undefined
   /** A pino logger (Fastify's `loggerInstance`). @default silent */
@@ -126,9 +135,16 @@ export function buildApp (options: AppOptions): App {
     ips,
     cors: new CorsPolicy(options.corsOrigins ?? ['*']),
     transfers,
+    perIp: new TransfersPerIp(options.maxTransfersPerIp ?? 64),
     metrics,
     now: Date.now
   }
+
+  const sendTimeout = new SendTimeout(transfers, {
+    timeout: (options.sendTimeout ?? 60) * 1000,
+    onTimeout: () => metrics.countLimitHit('send_timeout')
+  })
+  sendTimeout.start()
 
   let state: AppState = 'running'
   const setState = (next: AppState): void => { state = next }
@@ -243,6 +259,7 @@ export function buildApp (options: AppOptions): App {
         await store.close().catch((err: unknown) => log.error({ err }, 'closing the store failed'))
         await options.origin.close().catch((err: unknown) => log.error({ err }, 'closing the origin failed'))
         idleWaiters = []
+        sendTimeout.stop()
         setState('closed')
       }
     })()

@@ -66,6 +66,8 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     corsOrigins: config.corsOrigins,
     adminToken: config.adminToken,
     shutdownGrace: config.shutdownGrace,
+    sendTimeout: config.sendTimeout,
+    maxTransfersPerIp: config.maxTransfersPerIp,
     logger,
     workerId: meter.workerId
   })

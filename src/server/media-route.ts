@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import type { Readable } from 'node:stream'
 import {
-  BadRequestError, BadSignatureError, OriginBodyTooLargeError, OriginError, StreammeterError, UrlExpiredError
+  BadRequestError, BadSignatureError, OriginBodyTooLargeError, OriginError, StreammeterError, TooManyTransfersError, UrlExpiredError
 } from '../errors.ts'
 import type { FileType, TrafficCollector } from '../meter/index.ts'
 import type { ClientIpResolver } from './client-ip.ts'
@@ -17,6 +17,7 @@ import { parseMediaPath, splitTarget } from './request-path.ts'
 import { sessionIdOf } from './session-id.ts'
 import { sendBuffer, streamBody } from './stream-body.ts'
 import type { TransferRegistry } from './transfers.ts'
+import type { TransfersPerIp } from './transfers-per-ip.ts'
 import { checkSignedRequest, signedQuery } from './url-signer.ts'
 
 /** Longest accepted `uid`. */
@@ -34,6 +35,8 @@ export interface MediaContext {
   ips: ClientIpResolver
   cors: CorsPolicy
   transfers: TransferRegistry
+  /** `MAX_TRANSFERS_PER_IP`: requests in flight per client IP. */
+  perIp: TransfersPerIp
   metrics: ServerMetrics
   now: () => number
 }
@@ -66,9 +69,15 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
   let clientGone = false
   let abortFetch: ((reason: Error) => void) | undefined
   let answer: OriginResponse | undefined
+  let counted: string | undefined // the IP this request is counted under in ctx.perIp
   try {
     const who = identify(req, ctx)
     fileType = who.fileType
+    if (!ctx.perIp.acquire(who.ip)) {
+      ctx.metrics.countLimitHit('max_transfers_per_ip')
+      throw new TooManyTransfersError(ctx.perIp.limit)
+    }
+    counted = who.ip
     const playlist = who.uid !== undefined && isPlaylistPath(who.path)
     const onClose = (): void => {
       if (res.writableFinished) return
@@ -117,6 +126,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
       res.destroy()
     }
   } finally {
+    if (counted !== undefined) ctx.perIp.release(counted)
     ctx.metrics.observeRequest(method, status, fileType, bytes, ctx.now() - started)
   }
 }
@@ -245,7 +255,8 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Identity,
     ip: who.ip,
     sessionId: who.sessionId,
     startedAt: ctx.now(),
-    total: answer.length
+    total: answer.length,
+    response: res
   })
   try {
     const body = answer.body
