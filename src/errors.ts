@@ -28,6 +28,7 @@ export type ErrorCode =
   | 'SM_ERR_REQUEST_TIMEOUT'
   | 'SM_ERR_HEADERS_TOO_LARGE'
   | 'SM_ERR_TOO_MANY_TRANSFERS'
+  | 'SM_ERR_PLAYLIST_TOO_LARGE'
   | 'SM_ERR_INTERNAL'
 
 /** Base class: a literal `code`, the HTTP status a server would answer, and `cause` when wrapping. */
@@ -217,6 +218,16 @@ export class HeadersTooLargeError extends StreammeterError<'SM_ERR_HEADERS_TOO_L
 export class TooManyTransfersError extends StreammeterError<'SM_ERR_TOO_MANY_TRANSFERS'> {
   constructor (limit: number) {
     super('SM_ERR_TOO_MANY_TRANSFERS', `too many concurrent media requests from this address (at most ${limit})`, 429)
+  }
+}
+
+/**
+ * The origin's playlist is longer than `PLAYLIST_MAX_BYTES`, so it is not
+ * rewritten (nor served unrewritten: its children would carry no token). 502.
+ */
+export class PlaylistTooLargeError extends StreammeterError<'SM_ERR_PLAYLIST_TOO_LARGE'> {
+  constructor (limit: number, options?: { cause?: unknown }) {
+    super('SM_ERR_PLAYLIST_TOO_LARGE', `the origin playlist is larger than ${limit} bytes, the most that is rewritten`, 502, options)
   }
 }
 

@@ -67,6 +67,7 @@ describe('defaults', () => {
     assert.equal(c.shutdownGrace, 30)
     assert.equal(c.sendTimeout, 60)
     assert.equal(c.maxTransfersPerIp, 64)
+    assert.equal(c.playlistMaxBytes, 1024 * 1024)
     assert.equal(c.logLevel, 'info')
     assert.equal(c.workers, 1)
   })
@@ -111,6 +112,7 @@ const SAMPLES: Record<string, { value: string, check: (c: Config) => void }> = {
   SHUTDOWN_GRACE: { value: '3', check: (c) => assert.equal(c.shutdownGrace, 3) },
   SEND_TIMEOUT: { value: '2.5', check: (c) => assert.equal(c.sendTimeout, 2.5) },
   MAX_TRANSFERS_PER_IP: { value: '8', check: (c) => assert.equal(c.maxTransfersPerIp, 8) },
+  PLAYLIST_MAX_BYTES: { value: '65536', check: (c) => assert.equal(c.playlistMaxBytes, 65536) },
   LOG_LEVEL: { value: 'DEBUG', check: (c) => assert.equal(c.logLevel, 'debug') },
   WORKERS: { value: '0', check: (c) => assert.equal(c.workers, 0) }
 }
@@ -219,6 +221,8 @@ describe('invalid settings stop the start, naming the setting', () => {
     ['SEND_TIMEOUT', '0', /positive number of seconds/],
     ['MAX_TRANSFERS_PER_IP', '0', /from 1 to 1000000/],
     ['MAX_TRANSFERS_PER_IP', '1000001', /from 1 to 1000000/],
+    ['PLAYLIST_MAX_BYTES', '67108865', /from 1 to 67108864/],
+    ['PLAYLIST_MAX_BYTES', '1MiB', /from 1 to 67108864/],
     ['TRAFFIC_MAX_SESSIONS', 'ten', /positive integer/],
     ['TRAFFIC_REPORT_MAX_UIDS', '0', /positive integer/],
     ['TRAFFIC_REPORT_TIMEOUT', 'Infinity', /positive number of seconds/],

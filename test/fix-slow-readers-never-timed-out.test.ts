@@ -161,7 +161,7 @@ describe('slow readers are timed out', () => {
     const lines = ['#EXTM3U', '#EXT-X-TARGETDURATION:2']
     for (let i = 0; i < 60_000; i++) lines.push('#EXTINF:2,', `s${i}.ts`)
     writeFileSync(join(root, 'long.m3u8'), lines.join('\n') + '\n')
-    const server = await startTestServer({ root, sendTimeout: 2, trustedProxies: ['127.0.0.1'] })
+    const server = await startTestServer({ root, sendTimeout: 2, trustedProxies: ['127.0.0.1'], playlistMaxBytes: 4 * MiB })
     t.after(() => server.close())
     // One write of the whole body, of which the kernel took a part.
     await stallAndCut(server, (i) => `/long.m3u8?uid=s${i}&sid=${'x'.repeat(60)}`, 5)

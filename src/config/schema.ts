@@ -46,6 +46,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   SHUTDOWN_GRACE: 30, // seconds for in-flight streams and the last delivery
   SEND_TIMEOUT: 60, // seconds a client may take no bytes while a write waits for it; then it is disconnected
   MAX_TRANSFERS_PER_IP: 64, // concurrent media responses per client IP; beyond: 429
+  PLAYLIST_MAX_BYTES: 1024 * 1024, // bytes of origin playlist rewritten (1 MiB); larger: 502
   LOG_LEVEL: 'info' as (typeof LOG_LEVELS)[number],
   WORKERS: 1 // processes; 0 = one per CPU core
 })
@@ -263,6 +264,8 @@ const settingsShape = {
     .describe('seconds a client may take no bytes while a response waits for it, then it is disconnected (at most 3600)'),
   MAX_TRANSFERS_PER_IP: integer(1, 1_000_000, 'an integer from 1 to 1000000').default(D.MAX_TRANSFERS_PER_IP)
     .describe('concurrent media responses per client IP; beyond them 429'),
+  PLAYLIST_MAX_BYTES: integer(1, 64 * 1024 * 1024, 'an integer from 1 to 67108864 (bytes)').default(D.PLAYLIST_MAX_BYTES)
+    .describe('largest origin playlist rewritten, in bytes; a larger one is a 502'),
   LOG_LEVEL: setting((s) => {
     const level = LOG_LEVELS.find((l) => l === s.toLowerCase())
     return level ?? new Invalid(`must be one of ${LOG_LEVELS.join(', ')}`)
@@ -343,6 +346,7 @@ export const configSchema = z.strictObject(settingsShape)
     shutdownGrace: s.SHUTDOWN_GRACE,
     sendTimeout: s.SEND_TIMEOUT,
     maxTransfersPerIp: s.MAX_TRANSFERS_PER_IP,
+    playlistMaxBytes: s.PLAYLIST_MAX_BYTES,
     logLevel: s.LOG_LEVEL,
     workers: s.WORKERS
   }))

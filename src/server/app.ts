@@ -49,6 +49,8 @@ export interface AppOptions {
   sendTimeout?: number | undefined
   /** `MAX_TRANSFERS_PER_IP`: concurrent media requests per client IP; beyond, 429. @default 64 */
   maxTransfersPerIp?: number | undefined
+  /** `PLAYLIST_MAX_BYTES`: the largest origin playlist rewritten; a larger one is a 502. @default 1048576 */
+  playlistMaxBytes?: number | undefined
   /** `SHUTDOWN_GRACE` in seconds. @default 30 */
   shutdownGrace?: number | undefined
   /** A pino logger (Fastify's `loggerInstance`). @default silent */
@@ -136,6 +138,7 @@ export function buildApp (options: AppOptions): App {
     cors: new CorsPolicy(options.corsOrigins ?? ['*']),
     transfers,
     perIp: new TransfersPerIp(options.maxTransfersPerIp ?? 64),
+    playlistMaxBytes: options.playlistMaxBytes ?? 1024 * 1024,
     metrics,
     now: Date.now
   }

@@ -68,6 +68,7 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     shutdownGrace: config.shutdownGrace,
     sendTimeout: config.sendTimeout,
     maxTransfersPerIp: config.maxTransfersPerIp,
+    playlistMaxBytes: config.playlistMaxBytes,
     logger,
     workerId: meter.workerId
   })

@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import type { Readable } from 'node:stream'
 import {
-  BadRequestError, BadSignatureError, OriginBodyTooLargeError, OriginError, StreammeterError, TooManyTransfersError, UrlExpiredError
+  BadRequestError, BadSignatureError, OriginBodyTooLargeError, OriginError, PlaylistTooLargeError, StreammeterError, TooManyTransfersError,
+  UrlExpiredError
 } from '../errors.ts'
 import type { FileType, TrafficCollector } from '../meter/index.ts'
 import type { ClientIpResolver } from './client-ip.ts'
@@ -12,7 +13,7 @@ import { fileTypeOf } from './media-types.ts'
 import type { ServerMetrics } from './metrics.ts'
 import { isPushedBody } from './origin.ts'
 import type { ForwardedHeaders, Origin, OriginResponse, PushedBody } from './origin.ts'
-import { isPlaylistPath, rewritePlaylist } from './playlist-rewriter.ts'
+import { isPlaylistPath, rewritePlaylistSliced } from './playlist-rewriter.ts'
 import { parseMediaPath, splitTarget } from './request-path.ts'
 import { sessionIdOf } from './session-id.ts'
 import { sendBuffer, streamBody } from './stream-body.ts'
@@ -24,8 +25,6 @@ import { checkSignedRequest, signedQuery } from './url-signer.ts'
 const MAX_UID_LENGTH = 256
 /** Status recorded in metrics for a request whose client left before the answer (nginx's 499). */
 const CLIENT_CLOSED = 499
-/** Largest playlist rewritten in memory; a bigger one is refused rather than buffered. */
-const MAX_PLAYLIST_BYTES = 8 * 1024 * 1024
 
 /** What the media handler needs. */
 export interface MediaContext {
@@ -37,6 +36,8 @@ export interface MediaContext {
   transfers: TransferRegistry
   /** `MAX_TRANSFERS_PER_IP`: requests in flight per client IP. */
   perIp: TransfersPerIp
+  /** `PLAYLIST_MAX_BYTES`: the largest origin playlist rewritten; a larger one is a 502. */
+  playlistMaxBytes: number
   metrics: ServerMetrics
   now: () => number
 }
@@ -185,45 +186,62 @@ function one (v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
-/** Read the whole playlist (bounded), rewrite its URIs, answer 200 in full with a recomputed length. */
+/**
+ * Read the whole playlist (at most `PLAYLIST_MAX_BYTES`), rewrite its URIs
+ * in slices that let other requests run, answer 200 in full with the new
+ * length. A HEAD gets the length without the body being built.
+ */
 async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMessage, ctx: MediaContext): Promise<OriginResponse> {
-  let text = ''
-  if (Buffer.isBuffer(answer.body)) {
-    text = answer.body.toString('utf8')
-  } else if (answer.body !== null && isPushedBody(answer.body)) {
-    text = (await answer.body.readAll(MAX_PLAYLIST_BYTES).catch((err: unknown) => {
-      throw new OriginError(err instanceof OriginBodyTooLargeError ? 'the origin playlist is too large to rewrite' : undefined, { cause: err })
-    })).toString('utf8')
-  } else if (answer.body !== null) {
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of answer.body as AsyncIterable<Buffer>) {
-      size += chunk.length
-      if (size > MAX_PLAYLIST_BYTES) {
-        answer.body.destroy()
-        throw new OriginError('the origin playlist is too large to rewrite')
-      }
-      chunks.push(chunk)
-    }
-    text = Buffer.concat(chunks).toString('utf8')
-  }
+  const playlist = await readPlaylist(answer, ctx)
   const host = (req.headers.host ?? '').toLowerCase()
   const secret = ctx.signingSecret
   const uid = who.uid as string
-  const body = Buffer.from(rewritePlaylist(text, {
+  const head = req.method === 'HEAD'
+  const result = await rewritePlaylistSliced(playlist, {
     playlistPath: who.path,
     ownHosts: new Set(host === '' ? [] : [host]),
     queryFor: (childPath: string) => secret !== undefined && who.expires !== undefined
       ? signedQuery({ secret, uid, path: childPath, expires: who.expires, sid: who.sessionId })
       : unsignedQuery(uid, who.expires, who.sessionId)
-  }), 'utf8')
+  }, { lengthOnly: head })
   const headers = { ...answer.headers }
   delete headers['content-range']
   delete headers.etag // the rewritten body differs per uid: the origin's validator does not describe it
   delete headers['last-modified']
   delete headers['content-encoding']
-  headers['content-length'] = String(body.length)
-  return { status: 200, headers, body, length: body.length }
+  headers['content-length'] = String(result.length)
+  return { status: 200, headers, body: result.body ?? null, length: result.length }
+}
+
+/** The origin's playlist, whole; a PlaylistTooLargeError (502) past `PLAYLIST_MAX_BYTES`, on both origins. */
+async function readPlaylist (answer: OriginResponse, ctx: MediaContext): Promise<Buffer> {
+  const limit = ctx.playlistMaxBytes
+  const tooLarge = (cause?: unknown): PlaylistTooLargeError => {
+    ctx.metrics.countLimitHit('playlist_max_bytes')
+    return new PlaylistTooLargeError(limit, { cause })
+  }
+  const body = answer.body
+  if (body === null) return Buffer.alloc(0)
+  if (Buffer.isBuffer(body)) {
+    if (body.length > limit) throw tooLarge()
+    return body
+  }
+  if (isPushedBody(body)) {
+    return await body.readAll(limit).catch((err: unknown) => {
+      throw err instanceof OriginBodyTooLargeError ? tooLarge(err) : new OriginError(undefined, { cause: err })
+    })
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) {
+      body.destroy()
+      throw tooLarge()
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks)
 }
 
 /** Release a body that will not be sent. */
