@@ -113,6 +113,7 @@ const SAMPLES: Record<string, { value: string, check: (c: Config) => void }> = {
   SEND_TIMEOUT: { value: '2.5', check: (c) => assert.equal(c.sendTimeout, 2.5) },
   MAX_TRANSFERS_PER_IP: { value: '8', check: (c) => assert.equal(c.maxTransfersPerIp, 8) },
   PLAYLIST_MAX_BYTES: { value: '65536', check: (c) => assert.equal(c.playlistMaxBytes, 65536) },
+  PUBLIC_HOSTS: { value: 'Media.Example.com, media.example.com:8443,[2001:db8::1]:8080', check: (c) => assert.deepEqual(c.publicHosts, ['media.example.com', 'media.example.com:8443', '[2001:db8::1]:8080']) },
   LOG_LEVEL: { value: 'DEBUG', check: (c) => assert.equal(c.logLevel, 'debug') },
   WORKERS: { value: '0', check: (c) => assert.equal(c.workers, 0) }
 }
@@ -223,6 +224,9 @@ describe('invalid settings stop the start, naming the setting', () => {
     ['MAX_TRANSFERS_PER_IP', '1000001', /from 1 to 1000000/],
     ['PLAYLIST_MAX_BYTES', '67108865', /from 1 to 67108864/],
     ['PLAYLIST_MAX_BYTES', '1MiB', /from 1 to 67108864/],
+    ['PUBLIC_HOSTS', 'https://media.example.com', /is not a host\[:port\]/],
+    ['PUBLIC_HOSTS', 'media.example.com:99999', /is not a host\[:port\]/],
+    ['PUBLIC_HOSTS', 'media.example.com/path', /is not a host\[:port\]/],
     ['TRAFFIC_MAX_SESSIONS', 'ten', /positive integer/],
     ['TRAFFIC_REPORT_MAX_UIDS', '0', /positive integer/],
     ['TRAFFIC_REPORT_TIMEOUT', 'Infinity', /positive number of seconds/],

@@ -24,6 +24,7 @@ import type { Origin } from './origin.ts'
 import { SendTimeout } from './send-timeout.ts'
 import { TransferRegistry } from './transfers.ts'
 import { TransfersPerIp } from './transfers-per-ip.ts'
+import { UnsignedChildLog } from './unsigned-children.ts'
 
 /** Everything the HTTP server is built from. The app owns them and closes them in order. */
 export interface AppOptions {
@@ -51,6 +52,12 @@ export interface AppOptions {
   maxTransfersPerIp?: number | undefined
   /** `PLAYLIST_MAX_BYTES`: the largest origin playlist rewritten; a larger one is a 502. @default 1048576 */
   playlistMaxBytes?: number | undefined
+  /**
+   * `PUBLIC_HOSTS`: host[:port] names clients reach the proxy by. Absolute
+   * playlist URIs on them are signed like relative ones; with none, absolute
+   * URIs are left as written. @default []
+   */
+  publicHosts?: readonly string[] | undefined
   /** `SHUTDOWN_GRACE` in seconds. @default 30 */
   shutdownGrace?: number | undefined
   /** A pino logger (Fastify's `loggerInstance`). @default silent */
@@ -139,6 +146,8 @@ export function buildApp (options: AppOptions): App {
     transfers,
     perIp: new TransfersPerIp(options.maxTransfersPerIp ?? 64),
     playlistMaxBytes: options.playlistMaxBytes ?? 1024 * 1024,
+    publicHosts: new Set((options.publicHosts ?? []).map((h) => h.toLowerCase())),
+    unsignedChildren: new UnsignedChildLog(fastify.log),
     metrics,
     now: Date.now
   }

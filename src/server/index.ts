@@ -69,6 +69,7 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     sendTimeout: config.sendTimeout,
     maxTransfersPerIp: config.maxTransfersPerIp,
     playlistMaxBytes: config.playlistMaxBytes,
+    publicHosts: config.publicHosts,
     logger,
     workerId: meter.workerId
   })

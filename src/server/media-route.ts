@@ -19,7 +19,8 @@ import { sessionIdOf } from './session-id.ts'
 import { sendBuffer, streamBody } from './stream-body.ts'
 import type { TransferRegistry } from './transfers.ts'
 import type { TransfersPerIp } from './transfers-per-ip.ts'
-import { checkSignedRequest, signedQuery } from './url-signer.ts'
+import { checkSignedRequest, directoryOf, inScope, signedQuery } from './url-signer.ts'
+import type { UnsignedChildLog } from './unsigned-children.ts'
 
 /** Longest accepted `uid`. */
 const MAX_UID_LENGTH = 256
@@ -38,6 +39,10 @@ export interface MediaContext {
   perIp: TransfersPerIp
   /** `PLAYLIST_MAX_BYTES`: the largest origin playlist rewritten; a larger one is a 502. */
   playlistMaxBytes: number
+  /** `PUBLIC_HOSTS`, lower-case: absolute playlist URIs on them are signed (never judged by `Host`). */
+  publicHosts: ReadonlySet<string>
+  /** Where rewriting says, once per playlist, what it left without a token. */
+  unsignedChildren: UnsignedChildLog
   metrics: ServerMetrics
   now: () => number
 }
@@ -47,6 +52,12 @@ interface Identity {
   path: string
   uid: string | undefined
   expires: number | undefined
+  /**
+   * The directory (`/t/`) under which rewriting this request's playlist may
+   * sign children: the `scope` its token was signed for, else the directory
+   * of the signed path itself; undefined when nothing is signed.
+   */
+  scope: string | undefined
   sessionId: string | undefined
   ip: string
   fileType: FileType
@@ -140,18 +151,22 @@ function identify (req: IncomingMessage, ctx: MediaContext): Identity {
   if (uid !== undefined && uid.length > MAX_UID_LENGTH) throw new BadRequestError(`uid longer than ${MAX_UID_LENGTH} characters`)
   const expiresRaw = nonEmpty(query.get('expires'))
   let expires: number | undefined
+  let scope: string | undefined
   if (ctx.signingSecret !== undefined) {
+    const scoped = nonEmpty(query.get('scope'))
     const verdict = checkSignedRequest({
       secret: ctx.signingSecret,
       uid,
       path,
       expires: expiresRaw,
       token: nonEmpty(query.get('token')),
+      scope: scoped,
       now: Math.floor(ctx.now() / 1000)
     })
     if (verdict === 'bad') throw new BadSignatureError()
     if (verdict === 'expired') throw new UrlExpiredError()
     expires = Number(expiresRaw)
+    scope = scoped ?? directoryOf(path)
   } else if (expiresRaw !== undefined && /^\d{1,12}$/.test(expiresRaw)) {
     expires = Number(expiresRaw)
   }
@@ -159,6 +174,7 @@ function identify (req: IncomingMessage, ctx: MediaContext): Identity {
     path,
     uid,
     expires,
+    scope,
     sessionId: sessionIdOf(req.headers, nonEmpty(query.get('sid'))),
     ip: ctx.ips.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
     fileType: fileTypeOf(path)
@@ -193,17 +209,28 @@ function one (v: string | string[] | undefined): string | undefined {
  */
 async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMessage, ctx: MediaContext): Promise<OriginResponse> {
   const playlist = await readPlaylist(answer, ctx)
-  const host = (req.headers.host ?? '').toLowerCase()
   const secret = ctx.signingSecret
   const uid = who.uid as string
-  const head = req.method === 'HEAD'
+  const { expires, scope, sessionId: sid } = who
+  let unsigned = 0
+  let example = ''
   const result = await rewritePlaylistSliced(playlist, {
     playlistPath: who.path,
-    ownHosts: new Set(host === '' ? [] : [host]),
-    queryFor: (childPath: string) => secret !== undefined && who.expires !== undefined
-      ? signedQuery({ secret, uid, path: childPath, expires: who.expires, sid: who.sessionId })
-      : unsignedQuery(uid, who.expires, who.sessionId)
-  }, { lengthOnly: head })
+    ownHosts: ctx.publicHosts,
+    // DESIGN §10: a token minted here never reaches outside the signed
+    // entry's directory. A child playlist inside it gets a token bound to
+    // its path and to that directory, so the scope travels down with it; a
+    // segment gets the plain token of §4.
+    queryFor: (child) => {
+      if (secret === undefined || expires === undefined || scope === undefined) return unsignedQuery(uid, expires, sid)
+      if (!inScope(child, scope)) return undefined
+      return signedQuery({ secret, uid, path: child, expires, sid, scope: isPlaylistPath(child) ? scope : undefined })
+    },
+    unsigned: (uri) => {
+      if (unsigned++ === 0) example = uri
+    }
+  }, { lengthOnly: req.method === 'HEAD' })
+  if (unsigned > 0 && secret !== undefined) ctx.unsignedChildren.report(who.path, unsigned, example)
   const headers = { ...answer.headers }
   delete headers['content-range']
   delete headers.etag // the rewritten body differs per uid: the origin's validator does not describe it
