@@ -27,6 +27,10 @@ export type ErrorCode =
   | 'SM_ERR_ORIGIN_TIMEOUT'
   | 'SM_ERR_ORIGIN_ERROR'
   | 'SM_ERR_SHUTTING_DOWN'
+  | 'SM_ERR_REQUEST_TIMEOUT'
+  | 'SM_ERR_HEADERS_TOO_LARGE'
+  | 'SM_ERR_TOO_MANY_TRANSFERS'
+  | 'SM_ERR_PLAYLIST_TOO_LARGE'
   | 'SM_ERR_INTERNAL'
 
 /** Base class: a literal `code`, the HTTP status a server would answer, and `cause` when wrapping. */
@@ -219,6 +223,37 @@ export class OriginBodyTooLargeError extends OriginError {
 export class ShuttingDownError extends StreammeterError<'SM_ERR_SHUTTING_DOWN'> {
   constructor () {
     super('SM_ERR_SHUTTING_DOWN', 'the server is shutting down', 503)
+  }
+}
+
+/** A request's headers did not arrive within the headers timeout (30 s; slowloris). 408, then the connection is closed. */
+export class RequestTimeoutError extends StreammeterError<'SM_ERR_REQUEST_TIMEOUT'> {
+  constructor () {
+    super('SM_ERR_REQUEST_TIMEOUT', 'the request headers did not arrive in time', 408)
+  }
+}
+
+/** A request's headers are larger than the server reads (Node's limit, 16 KiB). 431. */
+export class HeadersTooLargeError extends StreammeterError<'SM_ERR_HEADERS_TOO_LARGE'> {
+  constructor () {
+    super('SM_ERR_HEADERS_TOO_LARGE', 'the request headers are too large', 431)
+  }
+}
+
+/** The client IP already has `MAX_TRANSFERS_PER_IP` media responses in flight. 429. */
+export class TooManyTransfersError extends StreammeterError<'SM_ERR_TOO_MANY_TRANSFERS'> {
+  constructor (limit: number) {
+    super('SM_ERR_TOO_MANY_TRANSFERS', `too many concurrent media requests from this address (at most ${limit})`, 429)
+  }
+}
+
+/**
+ * The origin's playlist is longer than `PLAYLIST_MAX_BYTES`, so it is not
+ * rewritten (nor served unrewritten: its children would carry no token). 502.
+ */
+export class PlaylistTooLargeError extends StreammeterError<'SM_ERR_PLAYLIST_TOO_LARGE'> {
+  constructor (limit: number, options?: { cause?: unknown }) {
+    super('SM_ERR_PLAYLIST_TOO_LARGE', `the origin playlist is larger than ${limit} bytes, the most that is rewritten`, 502, options)
   }
 }
 

@@ -134,3 +134,34 @@ describe('streammeter sign: bad usage exits 2 naming the problem', () => {
     assert.match(out, /Usage: streammeter sign --uid U --path \/p/)
   })
 })
+
+describe('streammeter sign --scope', () => {
+  it('prints a token valid for every path under the directory, and only there, as the server checks it', async () => {
+    const { code, out, err } = await sign(['--uid', 'u1', '--scope', '/videos/t1/', '--path', '/videos/t1/master.m3u8', '--secret', 's3cret'])
+    assert.equal(code, 0, err)
+    const url = new URL(out.trim(), 'http://proxy.test')
+    assert.equal(url.pathname, '/videos/t1/master.m3u8')
+    assert.deepEqual([...url.searchParams.keys()], ['uid', 'expires', 'scope', 'token'])
+    assert.equal(url.searchParams.get('scope'), '/videos/t1/')
+    const expires = url.searchParams.get('expires')!
+    assert.equal(url.searchParams.get('token'), hmac('s3cret', `streammeter-token-v2\nuid=u1\nscope=/videos/t1/\nexpires=${expires}`))
+    const verdict = (path: string): string => checkSignedRequest({
+      secret: 's3cret', uid: 'u1', path, expires, token: url.searchParams.get('token')!, scope: url.searchParams.get('scope')!, now: NOW_S
+    })
+    assert.equal(verdict('videos/t1/master.m3u8'), 'ok')
+    assert.equal(verdict('videos/t1/720p/seg-1.ts'), 'ok')
+    assert.equal(verdict('videos/t2/seg-1.ts'), 'bad')
+
+    const query = await sign(['--uid', 'u1', '--scope', '/videos/t1/', '--secret', 's3cret'])
+    assert.equal(query.code, 0)
+    assert.equal(query.out.trim(), url.search)
+  })
+
+  it('refuses a scope that is no directory, and a path outside it (exit 2)', async () => {
+    for (const args of [['--scope', 'videos/'], ['--scope', '/videos'], ['--scope', '/a/../b/'], ['--scope', '/videos/', '--path', '/other/a.ts']]) {
+      const { code, err } = await sign(['--uid', 'u1', '--secret', 's', ...args])
+      assert.equal(code, 2, args.join(' '))
+      assert.match(err, /--scope|--path/)
+    }
+  })
+})

@@ -67,6 +67,9 @@ describe('defaults', () => {
     assert.equal(c.trafficReportTimeout, 30)
     assert.equal(c.trafficFlushMaxUids, 100000)
     assert.equal(c.shutdownGrace, 30)
+    assert.equal(c.sendTimeout, 60)
+    assert.equal(c.maxTransfersPerIp, 64)
+    assert.equal(c.playlistMaxBytes, 1024 * 1024)
     assert.equal(c.logLevel, 'info')
     assert.equal(c.workers, 1)
   })
@@ -113,6 +116,10 @@ const SAMPLES: Record<string, { value: string, check: (c: Config) => void }> = {
   TRAFFIC_FLUSH_MAX_UIDS: { value: '50', check: (c) => assert.equal(c.trafficFlushMaxUids, 50) },
   TRAFFIC_MEMORY_MAX_UIDS: { value: '500', check: (c) => assert.equal(c.trafficMemoryMaxUids, 500) },
   SHUTDOWN_GRACE: { value: '3', check: (c) => assert.equal(c.shutdownGrace, 3) },
+  SEND_TIMEOUT: { value: '2.5', check: (c) => assert.equal(c.sendTimeout, 2.5) },
+  MAX_TRANSFERS_PER_IP: { value: '8', check: (c) => assert.equal(c.maxTransfersPerIp, 8) },
+  PLAYLIST_MAX_BYTES: { value: '65536', check: (c) => assert.equal(c.playlistMaxBytes, 65536) },
+  PUBLIC_HOSTS: { value: 'Media.Example.com, media.example.com:8443,[2001:db8::1]:8080', check: (c) => assert.deepEqual(c.publicHosts, ['media.example.com', 'media.example.com:8443', '[2001:db8::1]:8080']) },
   LOG_LEVEL: { value: 'DEBUG', check: (c) => assert.equal(c.logLevel, 'debug') },
   WORKERS: { value: '0', check: (c) => assert.equal(c.workers, 0) }
 }
@@ -223,6 +230,15 @@ describe('invalid settings stop the start, naming the setting', () => {
     ['TRAFFIC_ACCUMULATOR_TIMEOUT', 'never', /positive number of seconds/],
     ['TRAFFIC_FLUSH_INTERVAL', '0.0', /positive number of seconds/],
     ['TRAFFIC_MAX_IPS', '0', /positive integer/],
+    ['SEND_TIMEOUT', '3601', /up to 3600/],
+    ['SEND_TIMEOUT', '0', /positive number of seconds/],
+    ['MAX_TRANSFERS_PER_IP', '0', /from 1 to 1000000/],
+    ['MAX_TRANSFERS_PER_IP', '1000001', /from 1 to 1000000/],
+    ['PLAYLIST_MAX_BYTES', '67108865', /from 1 to 67108864/],
+    ['PLAYLIST_MAX_BYTES', '1MiB', /from 1 to 67108864/],
+    ['PUBLIC_HOSTS', 'https://media.example.com', /is not a host\[:port\]/],
+    ['PUBLIC_HOSTS', 'media.example.com:99999', /is not a host\[:port\]/],
+    ['PUBLIC_HOSTS', 'media.example.com/path', /is not a host\[:port\]/],
     ['TRAFFIC_MAX_SESSIONS', 'ten', /positive integer/],
     ['TRAFFIC_REPORT_MAX_UIDS', '0', /positive integer/],
     ['TRAFFIC_REPORT_MAX_BYTES', '1023', /integer from 1024 to 67108864 \(bytes\)/],

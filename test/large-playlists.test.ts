@@ -9,7 +9,7 @@ import { meteredBytes, startTestServer } from './helpers/test-server.ts'
 import type { TestServer } from './helpers/test-server.ts'
 
 // Playlists are read whole before they are rewritten: past the first socket
-// read or file chunk (64 KiB) on both origins, and refused past 8 MiB.
+// read or file chunk (64 KiB) on both origins, and refused past PLAYLIST_MAX_BYTES (1 MiB).
 
 const SEGMENTS = 6000
 const dir = mkdtempSync(join(tmpdir(), 'sm-big-playlist-'))
@@ -17,7 +17,7 @@ const lines = ['#EXTM3U', '#EXT-X-TARGETDURATION:2']
 for (let i = 0; i < SEGMENTS; i++) lines.push('#EXTINF:2.0,', `seg-${String(i).padStart(6, '0')}.ts`)
 const big = Buffer.from(lines.join('\n') + '\n')
 writeFileSync(join(dir, 'big.m3u8'), big)
-writeFileSync(join(dir, 'huge.m3u8'), Buffer.concat([Buffer.from('#EXTM3U\n'), Buffer.alloc(8 * 1024 * 1024 + 1, '#\n')]))
+writeFileSync(join(dir, 'huge.m3u8'), Buffer.concat([Buffer.from('#EXTM3U\n'), Buffer.alloc(1024 * 1024, '#\n')]))
 after(() => rmSync(dir, { recursive: true, force: true }))
 
 for (const kind of ['filesystem', 'http'] as const) {
@@ -49,11 +49,11 @@ for (const kind of ['filesystem', 'http'] as const) {
       assert.equal((await meteredBytes(server)).get('u-big'), body.length)
     })
 
-    it('a playlist over 8 MiB is refused with a 502, and the server goes on serving', async () => {
+    it('a playlist over 1 MiB is refused with a 502, and the server goes on serving', async () => {
       const res = await request(`${server.url}/huge.m3u8?uid=u-huge`)
       const answer = await res.body.json() as { error: { code: string, message: string } }
       assert.equal(res.statusCode, 502)
-      assert.deepEqual(answer.error, { code: 'SM_ERR_ORIGIN_ERROR', message: 'the origin playlist is too large to rewrite' })
+      assert.deepEqual(answer.error, { code: 'SM_ERR_PLAYLIST_TOO_LARGE', message: 'the origin playlist is larger than 1048576 bytes, the most that is rewritten' })
       assert.equal((await meteredBytes(server)).get('u-huge'), undefined)
       const again = await request(`${server.url}/big.m3u8?uid=u-after`)
       await again.body.arrayBuffer()

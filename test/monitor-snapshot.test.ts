@@ -113,7 +113,8 @@ describe('/monitor/api/snapshot and the page files', () => {
     assert.ok(!JSON.stringify(link).includes(SIGNING))
     const playlist = await request(`${signed.url}${link.url}`)
     assert.equal(playlist.statusCode, 200)
-    assert.match(await playlist.body.text(), /plain\/index\.m3u8\?uid=demo&expires=\d+&token=/)
+    // A child playlist carries the master's scope (the root, here) down: docs/access.md.
+    assert.match(await playlist.body.text(), /plain\/index\.m3u8\?uid=demo&expires=\d+&scope=\/&token=/)
 
     const open = await startTestServer({ root: demoRoot })
     t.after(() => open.close())

@@ -24,11 +24,13 @@ writeFileSync(join(root, 'small.ts'), Buffer.alloc(10_000, 1))
 after(() => rmSync(root, { recursive: true, force: true }))
 after(closeBrowser)
 
+const ADMIN = 'xss-admin-token'
 const signed = (path: string): string => `/${encodeURIComponent(path)}?${signedQuery({ secret: SECRET, uid: UID, path, expires: Math.floor(Date.now() / 1000) + 600 })}`
 
 describe('the /monitor page shows what clients sent as text (the stored XSS of the service this replaces)', browserSuite(), () => {
   it('a uid, a path, an X-Forwarded-For and a session id carrying markup are shown as text and never run', async (t) => {
-    const server = await startTestServer({ root, signingSecret: SECRET, trustedProxies: ['127.0.0.1'], startCollector: true, shutdownGrace: 2 })
+    // A trusted proxy on loopback closes the admin endpoints to everyone without a token.
+    const server = await startTestServer({ root, signingSecret: SECRET, trustedProxies: ['127.0.0.1'], adminToken: ADMIN, startCollector: true, shutdownGrace: 2 })
     t.after(() => server.close())
     const headers = { 'x-forwarded-for': XFF, 'x-session-id': SESSION }
     // One finished response (the uid reaches the top list) and one held open
@@ -42,7 +44,7 @@ describe('the /monitor page shows what clients sent as text (the stored XSS of t
     const hangUp = (): void => { (held.body as unknown as Readable).destroy() }
     t.after(hangUp)
 
-    const w = await openPage(t)
+    const w = await openPage(t, { username: 'operator', password: ADMIN })
     await w.page.goto(`${server.url}/monitor`)
     const transfer = await w.page.waitForSelector('#transfer-rows tr td[data-bytes]', { timeout: 5000 })
     assert.ok(Number(await transfer.getAttribute('data-bytes')) > 0)
@@ -61,7 +63,7 @@ describe('the /monitor page shows what clients sent as text (the stored XSS of t
     assert.deepEqual(w.dialogs, [])
     assert.deepEqual(w.errors, [])
     // The JSON carries the values as they are (JSON-escaped), for the page to show as text.
-    const doc = await (await request(`${server.url}/monitor/api/snapshot`)).body.json() as { active_transfers: { transfers: Array<{ uid: string, path: string, session_id: string }> } }
+    const doc = await (await request(`${server.url}/monitor/api/snapshot`, { headers: { authorization: `Bearer ${ADMIN}` } })).body.json() as { active_transfers: { transfers: Array<{ uid: string, path: string, session_id: string }> } }
     assert.deepEqual(doc.active_transfers.transfers.map((x) => [x.uid, x.path, x.session_id]), [[UID, `/${FILE}`, SESSION]])
     hangUp()
   })

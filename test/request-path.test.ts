@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { BadRequestError } from '../src/errors.ts'
+import { BadRequestError, NotFoundError } from '../src/errors.ts'
 import { MAX_PATH_BYTES, parseMediaPath, splitTarget } from '../src/server/request-path.ts'
 
 describe('parseMediaPath', () => {
@@ -12,8 +12,8 @@ describe('parseMediaPath', () => {
     ['/a%20b.ts', 'a b.ts'],
     ['/a+b.ts', 'a+b.ts'],
     ['/%41%62c', 'Abc'],
-    ['/...', '...'],
-    ['/a/.hidden/..x', 'a/.hidden/..x'],
+    ['/a/b.c.d.ts', 'a/b.c.d.ts'],
+    ['/a/x..y/z.', 'a/x..y/z.'],
     ['/%E2%82%AC', '€'],
     ['/' + 'a'.repeat(MAX_PATH_BYTES), 'a'.repeat(MAX_PATH_BYTES)]
   ]
@@ -66,6 +66,14 @@ describe('parseMediaPath', () => {
         assert.ok(!err.message.includes(raw.slice(1, 20)) || raw.length < 4, 'the message must not echo the path')
         return true
       })
+    })
+  }
+})
+
+describe('parseMediaPath: dotfiles', () => {
+  for (const raw of ['/.env', '/.git/config', '/a/.hidden/b.ts', '/a/.htpasswd', '/%2eenv', '/a/%2Essh/id_rsa', '/...', '/a/..x']) {
+    it(`answers 404 for ${raw}`, () => {
+      assert.throws(() => parseMediaPath(raw), (err: unknown) => err instanceof NotFoundError && err.statusCode === 404)
     })
   }
 })

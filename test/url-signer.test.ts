@@ -3,7 +3,9 @@ import crypto, { createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { syncBuiltinESMExports } from 'node:module'
 import { describe, it, mock } from 'node:test'
-import { checkSignedRequest, signedQuery, signToken, verifyToken } from '../src/server/url-signer.ts'
+import {
+  checkSignedRequest, directoryOf, inScope, isScope, signScopedToken, signedQuery, signToken, verifyToken
+} from '../src/server/url-signer.ts'
 
 const SECRET = 'demo-secret'
 const UID = 'user-42'
@@ -190,5 +192,76 @@ describe('url signer: signToken and signedQuery arguments', () => {
     assert.equal(p.get('uid'), uid)
     assert.equal(p.get('sid'), sid)
     assert.equal(checkSignedRequest({ secret: SECRET, uid: p.get('uid')!, path, expires: p.get('expires')!, token: p.get('token')!, now: EXPIRES }), 'ok')
+  })
+})
+
+describe('url signer: scoped tokens', () => {
+  const scopedMessage = (uid: string, scope: string, path: string | undefined, expires: number): string =>
+    `streammeter-token-v2\nuid=${uid}\nscope=${scope}\n${path === undefined ? '' : `path=${path}\n`}expires=${expires}`
+  const check = (o: { uid?: string, path: string, scope?: string, token: string, now?: number }): string =>
+    checkSignedRequest({ secret: SECRET, uid: o.uid ?? UID, path: o.path, expires: String(EXPIRES), token: o.token, scope: o.scope, now: o.now ?? EXPIRES })
+
+  it('signs the documented message: a marker line, then uid, scope, path (when bound) and expires, one per line', () => {
+    assert.equal(signScopedToken(SECRET, UID, '/hls/', EXPIRES, PATH), hmac(SECRET, scopedMessage(UID, '/hls/', PATH, EXPIRES)).toString('hex'))
+    assert.equal(signScopedToken(SECRET, UID, '/hls/', EXPIRES), hmac(SECRET, scopedMessage(UID, '/hls/', undefined, EXPIRES)).toString('hex'))
+  })
+
+  it('bound to a path: valid for that path under that scope only', () => {
+    const token = signScopedToken(SECRET, UID, '/hls/', EXPIRES, PATH)
+    assert.equal(check({ path: PATH, scope: '/hls/', token }), 'ok')
+    assert.equal(check({ path: PATH, scope: '/hls/', token, now: EXPIRES + 1 }), 'expired')
+    assert.equal(check({ path: 'hls/v1/other.ts', scope: '/hls/', token }), 'bad')
+    assert.equal(check({ path: PATH, scope: '/', token }), 'bad') // a wider scope
+    assert.equal(check({ path: PATH, scope: '/hls/v1/', token }), 'bad')
+    assert.equal(check({ path: PATH, token }), 'bad') // not a plain token
+    assert.equal(check({ path: PATH, scope: '/hls/', token, uid: 'other' }), 'bad')
+  })
+
+  it('bound to no path: valid for every path under the scope, never outside it', () => {
+    const token = signScopedToken(SECRET, UID, '/hls/', EXPIRES)
+    for (const path of [PATH, 'hls/a.ts', 'hls/x/y/z.m4s']) assert.equal(check({ path, scope: '/hls/', token }), 'ok', path)
+    for (const path of ['hlsx/a.ts', 'other/hls/a.ts', 'hls']) assert.equal(check({ path, scope: '/hls/', token }), 'bad', path)
+    const everything = signScopedToken(SECRET, UID, '/', EXPIRES)
+    assert.equal(check({ path: 'any/where.ts', scope: '/', token: everything }), 'ok')
+  })
+
+  it('no plain token verifies as a scoped one or the other way round, even over crafted uids and paths', () => {
+    // A plain message never has a line feed; a scoped one always has: the
+    // fields that could smuggle one in are refused.
+    const plain = signToken(SECRET, UID, PATH, EXPIRES)
+    assert.equal(check({ path: PATH, scope: '/hls/', token: plain }), 'bad')
+    assert.equal(check({ path: PATH, token: signScopedToken(SECRET, UID, '/', EXPIRES, PATH) }), 'bad')
+    const crafted = scopedMessage('x', '/', undefined, EXPIRES) // as a plain message U:P:E it would need a uid with a line feed
+    const [u, ...rest] = crafted.split(':')
+    assert.equal(rest.length, 0, 'the scoped message has no ":" to split on here')
+    assert.equal(verifyToken(SECRET, `${u}`, '', EXPIRES, hmac(SECRET, crafted).toString('hex')), false)
+    assert.throws(() => signToken(SECRET, 'a\nb', PATH, EXPIRES), TypeError)
+    assert.throws(() => signToken(SECRET, UID, 'a\nscope=/', EXPIRES), TypeError)
+    assert.throws(() => signScopedToken(SECRET, 'a\nscope=/', '/hls/', EXPIRES), TypeError)
+    assert.throws(() => signScopedToken(SECRET, UID, '/hls/', EXPIRES, 'hls/a\nexpires=1'), TypeError)
+    assert.equal(verifyToken(SECRET, 'a\u0085b', PATH, EXPIRES, hmac(SECRET, `a\u0085b:${PATH}:${EXPIRES}`).toString('hex')), false)
+    assert.equal(check({ uid: 'a\nb', path: PATH, scope: '/', token: hmac(SECRET, scopedMessage('a\nb', '/', PATH, EXPIRES)).toString('hex') }), 'bad')
+  })
+
+  it('refuses scopes that are no directory, and paths outside the scope', () => {
+    for (const scope of ['', 'hls/', '/hls', '//', '/a//b/', '/./', '/a/../', '/a\n/']) {
+      assert.equal(isScope(scope), false, JSON.stringify(scope))
+      assert.throws(() => signScopedToken(SECRET, UID, scope, EXPIRES), TypeError, JSON.stringify(scope))
+      assert.equal(check({ path: PATH, scope, token: signToken(SECRET, UID, PATH, EXPIRES) }), 'bad')
+    }
+    assert.throws(() => signScopedToken(SECRET, UID, '/other/', EXPIRES, PATH), TypeError)
+    assert.equal(directoryOf('t/master.m3u8'), '/t/')
+    assert.equal(directoryOf('master.m3u8'), '/')
+    assert.equal(inScope('t/a.ts', '/t/'), true)
+    assert.equal(inScope('tt/a.ts', '/t/'), false)
+  })
+
+  it('signedQuery with a scope: uid, expires, scope (slashes readable), token, sid; it checks out', () => {
+    const path = 'hls/a b/index.m3u8'
+    const q = signedQuery({ secret: SECRET, uid: UID, path, expires: EXPIRES, scope: '/hls/a b/', sid: 's' })
+    assert.match(q, /^uid=user-42&expires=1700000000&scope=\/hls\/a%20b\/&token=[0-9a-f]{64}&sid=s$/)
+    const p = new URLSearchParams(q)
+    assert.equal(p.get('scope'), '/hls/a b/')
+    assert.equal(check({ path, scope: p.get('scope')!, token: p.get('token')! }), 'ok')
   })
 })

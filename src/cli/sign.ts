@@ -1,7 +1,7 @@
 import { ConfigError } from '../errors.ts'
 import { readSetting } from '../config/index.ts'
 import type { Env } from '../config/index.ts'
-import { signToken } from '../server/url-signer.ts'
+import { encodeScope, inScope, isScope, signScopedToken, signToken } from '../server/url-signer.ts'
 import { parseFlags, wantsHelp } from './args.ts'
 import type { CliContext } from './context.ts'
 
@@ -9,26 +9,39 @@ import type { CliContext } from './context.ts'
 export interface SignedPathOptions {
   secret: string
   uid: string
-  /** The path as on the origin, not URL-encoded, with or without its leading `/`. */
-  path: string
+  /** The path as on the origin, not URL-encoded, with or without its leading `/`; may be omitted with `scope`. */
+  path?: string | undefined
   /** Unix seconds. */
   expires: number
+  /**
+   * A directory (`/videos/t1/`): the token is then valid for every path
+   * under it rather than for `path` alone (docs/access.md).
+   */
+  scope?: string | undefined
 }
 
 /** Seconds a signed URL stays valid unless `--ttl` says otherwise. */
 export const DEFAULT_TTL = 3600 // seconds (1 hour)
 
 export const SIGN_HELP = `Usage: streammeter sign --uid U --path /p [--ttl ${DEFAULT_TTL}] [--secret S]
+       streammeter sign --uid U --scope /dir/ [--path /dir/p] [--ttl ${DEFAULT_TTL}] [--secret S]
 
 Prints a signed URL path and query for the proxy:
   /p?uid=U&expires=E&token=T
 T = HMAC-SHA256(secret, "U:P:E") in lowercase hex, P = the path without its
 leading "/", E = now + ttl in unix seconds.
 
+With --scope, one token opens every path under the directory:
+  /dir/p?uid=U&expires=E&scope=/dir/&token=T
+(the same query works after any path under /dir/; without --path only the
+query is printed). T signs uid, scope and expires: docs/access.md.
+
 Flags:
-  --uid U        user the bytes are billed to (no ":")
+  --uid U        user the bytes are billed to (no ":", no control character)
   --path /p      file path as on the origin, NOT URL-encoded ("/a b.mp4");
                  each segment is percent-encoded in the output
+  --scope /dir/  a directory (leading and trailing "/"; "/" for everything):
+                 sign for every path under it
   --ttl SECONDS  validity, a positive integer [default: ${DEFAULT_TTL}]
   --secret S     signing secret [default: SIGNING_SECRET from the environment
                  or .env]; prefer the variable: flags show in the process list
@@ -40,6 +53,7 @@ Exit status: 0 printed, 2 bad usage or no secret.
 const SPEC = {
   uid: { type: 'string' },
   path: { type: 'string' },
+  scope: { type: 'string' },
   ttl: { type: 'string' },
   secret: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
@@ -47,14 +61,25 @@ const SPEC = {
 
 /**
  * The signed path and query for `options`: each path segment
- * percent-encoded, then `?uid=…&expires=…&token=…`. The token is
- * `signToken` of the server's own signer, over the decoded path, so what the
- * server checks and what this prints cannot drift apart.
- * @throws {ConfigError} naming the flag for a uid or path no request could carry
+ * percent-encoded, then `?uid=…&expires=…&token=…` (with `scope`:
+ * `?uid=…&expires=…&scope=…&token=…`, and only the query when there is no
+ * path). The token is the server's own signer's (`signToken`, or
+ * `signScopedToken` with no path bound), so what the server checks and what
+ * this prints cannot drift apart.
+ * @throws {ConfigError} naming the flag for a uid, path or scope no request could carry
  */
 export function signedPath (options: SignedPathOptions): string {
-  const { secret, uid, expires } = options
+  const { secret, uid, expires, scope } = options
   if (uid.includes(':')) throw new ConfigError('--uid', 'must not contain ":" (it separates the signed fields)')
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(uid)) throw new ConfigError('--uid', 'must not contain a control character')
+  if (scope !== undefined && !isScope(scope)) {
+    throw new ConfigError('--scope', 'must be a directory such as /videos/t1/ (leading and trailing "/", no empty, "." or ".." segments)')
+  }
+  if (options.path === undefined) {
+    if (scope === undefined) throw new ConfigError('--path', 'is required; see streammeter sign --help')
+    return `?${scopedQuery(secret, uid, scope, expires)}`
+  }
   const path = options.path.startsWith('/') ? options.path.slice(1) : options.path
   const segments = path.split('/')
   // The server refuses these paths (and clients normalise dot segments
@@ -62,8 +87,19 @@ export function signedPath (options: SignedPathOptions): string {
   if (path === '' || segments.some((s) => s === '' || s === '.' || s === '..') || /[\0\\]/.test(path)) {
     throw new ConfigError('--path', 'must be a file path such as /videos/a.m3u8 (no empty, "." or ".." segments, no backslash or NUL)')
   }
+  const encoded = `/${segments.map(encodeURIComponent).join('/')}`
+  if (scope !== undefined) {
+    if (!inScope(path, scope)) throw new ConfigError('--path', `must lie under --scope ${scope}`)
+    return `${encoded}?${scopedQuery(secret, uid, scope, expires)}`
+  }
   const token = signToken(secret, uid, path, expires)
-  return `/${segments.map(encodeURIComponent).join('/')}?uid=${encodeURIComponent(uid)}&expires=${expires}&token=${token}`
+  return `${encoded}?uid=${encodeURIComponent(uid)}&expires=${expires}&token=${token}`
+}
+
+/** The query of a token valid for every path under `scope`. */
+function scopedQuery (secret: string, uid: string, scope: string, expires: number): string {
+  const token = signScopedToken(secret, uid, scope, expires)
+  return `uid=${encodeURIComponent(uid)}&expires=${expires}&scope=${encodeScope(scope)}&token=${token}`
 }
 
 /** `streammeter sign`: prints one signed path. @throws {ConfigError} for bad usage (exit 2) */
@@ -74,7 +110,7 @@ export function runSign (argv: readonly string[], env: Env, ctx: CliContext): nu
   }
   const flags = parseFlags('sign', argv, SPEC)
   if (flags.uid === undefined) throw new ConfigError('--uid', 'is required; see streammeter sign --help')
-  if (flags.path === undefined) throw new ConfigError('--path', 'is required; see streammeter sign --help')
+  if (flags.path === undefined && flags.scope === undefined) throw new ConfigError('--path', 'is required; see streammeter sign --help')
   let ttl = DEFAULT_TTL
   if (flags.ttl !== undefined) {
     ttl = /^\d+$/.test(flags.ttl) ? Number(flags.ttl) : NaN
@@ -85,6 +121,6 @@ export function runSign (argv: readonly string[], env: Env, ctx: CliContext): nu
     throw new ConfigError('SIGNING_SECRET', 'is not set: pass --secret or set SIGNING_SECRET (in the environment or .env)')
   }
   const expires = Math.floor(ctx.now() / 1000) + ttl
-  ctx.stdout.write(signedPath({ secret, uid: flags.uid, path: flags.path, expires }) + '\n')
+  ctx.stdout.write(signedPath({ secret, uid: flags.uid, path: flags.path, expires, scope: flags.scope }) + '\n')
   return 0
 }

@@ -50,6 +50,10 @@ export const CONFIG_DEFAULTS = Object.freeze({
   TRAFFIC_FLUSH_MAX_UIDS: METER_DEFAULTS.flushMaxUids, // uids in process memory before an early flush
   TRAFFIC_MEMORY_MAX_UIDS: METER_DEFAULTS.memoryMaxUids, // uids kept in memory while the store is down; new ones beyond are dropped (counted)
   SHUTDOWN_GRACE: 30, // seconds for in-flight streams and the last delivery
+  SEND_TIMEOUT: 60, // seconds a client may take no bytes while a write waits for it; then it is disconnected
+  MAX_TRANSFERS_PER_IP: 64, // concurrent media responses per client IP; beyond: 429
+  PLAYLIST_MAX_BYTES: 1024 * 1024, // bytes of origin playlist rewritten (1 MiB); larger: 502
+  PUBLIC_HOSTS: Object.freeze([]) as readonly string[], // host[:port] names clients reach the proxy by; none: absolute playlist URIs are left alone
   LOG_LEVEL: 'info' as (typeof LOG_LEVELS)[number],
   WORKERS: 1 // processes; 0 = one per CPU core
 })
@@ -207,6 +211,21 @@ function proxyEntry (s: string): string | Invalid {
   }
 }
 
+/**
+ * A host name or IP literal with an optional port, as a `Host` header or the
+ * authority of a URL spells it (`media.example.com`, `media.example.com:8443`,
+ * `[2001:db8::1]:8080`), lower-cased.
+ */
+function publicHost (s: string): string | Invalid {
+  const bad = new Invalid(`"${s}" is not a host[:port], e.g. media.example.com or media.example.com:8443`, true)
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::([0-9]{1,5}))?$/.exec(s)
+  if (m === null) return bad
+  const [, host = '', port] = m
+  if (host.startsWith('[') && isIP(host.slice(1, -1)) !== 6) return bad
+  if (port !== undefined && Number(port) > 65535) return bad
+  return s.toLowerCase()
+}
+
 /** A comma-separated list; blank items are skipped. */
 function list<T> (s: string, item: (s: string) => T | Invalid): T[] | Invalid {
   const out: T[] = []
@@ -315,6 +334,18 @@ const settingsShape = {
   // Longer than any orchestrator waits before SIGKILL (Kubernetes: 30 s by default).
   SHUTDOWN_GRACE: seconds(3600).default(D.SHUTDOWN_GRACE)
     .describe('seconds a graceful stop waits for streams and the last delivery'),
+  SEND_TIMEOUT: seconds(3600).default(D.SEND_TIMEOUT)
+    .describe('seconds a client may take no bytes while a response waits for it, then it is disconnected (at most 3600)'),
+  MAX_TRANSFERS_PER_IP: integer(1, 1_000_000, 'an integer from 1 to 1000000').default(D.MAX_TRANSFERS_PER_IP)
+    .describe('concurrent media responses per client IP; beyond them 429'),
+  PLAYLIST_MAX_BYTES: integer(1, 64 * 1024 * 1024, 'an integer from 1 to 67108864 (bytes)').default(D.PLAYLIST_MAX_BYTES)
+    .describe('largest origin playlist rewritten, in bytes; a larger one is a 502'),
+  PUBLIC_HOSTS: setting((s) => {
+    const hosts = list(s, publicHost)
+    if (hosts instanceof Invalid) return hosts
+    return hosts.length > 64 ? new Invalid('at most 64 host names') : hosts
+  }).default(D.PUBLIC_HOSTS as string[])
+    .describe('comma-separated host[:port] names clients reach the proxy by; absolute playlist URIs on them are signed'),
   LOG_LEVEL: setting((s) => {
     const level = LOG_LEVELS.find((l) => l === s.toLowerCase())
     return level ?? new Invalid(`must be one of ${LOG_LEVELS.join(', ')}`)
@@ -397,6 +428,10 @@ export const configSchema = z.strictObject(settingsShape)
     trafficFlushMaxUids: s.TRAFFIC_FLUSH_MAX_UIDS,
     trafficMemoryMaxUids: s.TRAFFIC_MEMORY_MAX_UIDS,
     shutdownGrace: s.SHUTDOWN_GRACE,
+    sendTimeout: s.SEND_TIMEOUT,
+    maxTransfersPerIp: s.MAX_TRANSFERS_PER_IP,
+    playlistMaxBytes: s.PLAYLIST_MAX_BYTES,
+    publicHosts: s.PUBLIC_HOSTS as readonly string[],
     logLevel: s.LOG_LEVEL,
     workers: s.WORKERS
   }))
@@ -452,6 +487,7 @@ export function describeConfig (config: Config): Record<string, unknown> {
     signingSecret: secretShown(config.signingSecret),
     trustedProxies: [...config.trustedProxies],
     corsOrigins: [...config.corsOrigins],
+    publicHosts: [...config.publicHosts],
     adminToken: secretShown(config.adminToken),
     trafficReportUrl: redactUrl(config.trafficReportUrl),
     trafficApiKey: secretShown(config.trafficApiKey)

@@ -16,16 +16,34 @@ export interface AdminAuthCheckOptions {
 }
 
 /**
- * Guards the admin endpoints (DESIGN §5): with `ADMIN_TOKEN`, an
+ * Who the admin endpoints answer: holders of `ADMIN_TOKEN`; without one,
+ * loopback peers; or nobody, when a trusted proxy can be a loopback peer.
+ */
+export type AdminAccess = 'token' | 'loopback' | 'closed'
+
+/** Refusal while {@link AdminAccess} is `closed`. */
+const CLOSED_MESSAGE = 'admin endpoints are closed: TRUSTED_PROXIES covers loopback, so every client of a local proxy looks local; set ADMIN_TOKEN'
+
+/**
+ * Guards the admin endpoints (DESIGN §5, §10): with `ADMIN_TOKEN`, an
  * `Authorization: Bearer` header that matches it (or, where allowed, Basic
  * with it as the password); without, loopback clients only (the socket peer,
- * never X-Forwarded-For).
+ * never X-Forwarded-For) — unless a trusted proxy can itself be a loopback
+ * peer. A reverse proxy on the same host connects from 127.0.0.1 for every
+ * client it forwards, so "the peer is loopback" would then let the whole
+ * internet in: every request is refused until a token is set.
  */
 export class AdminAuth {
   readonly #token: BearerToken | undefined
+  readonly #access: AdminAccess
 
-  constructor (token: string | undefined) {
+  /**
+   * @param token - `ADMIN_TOKEN`; empty counts as unset
+   * @param loopbackProxied - `TRUSTED_PROXIES` covers a loopback address (`ClientIpResolver.coversLoopback`)
+   */
+  constructor (token: string | undefined, loopbackProxied = false) {
     this.#token = token === undefined || token === '' ? undefined : new BearerToken(token)
+    this.#access = this.#token !== undefined ? 'token' : loopbackProxied ? 'closed' : 'loopback'
   }
 
   /** True when a token is set (clients must authenticate), false when loopback is enough. */
@@ -33,9 +51,25 @@ export class AdminAuth {
     return this.#token !== undefined
   }
 
+  /** Who the admin endpoints answer. */
+  get access (): AdminAccess {
+    return this.#access
+  }
+
+  /** Whether {@link check} lets `req` in, without throwing (`/health` shows more to those). */
+  allows (req: IncomingMessage): boolean {
+    try {
+      this.check(req)
+      return true
+    } catch {
+      return false
+    }
+  }
+
   /** @throws {UnauthorizedError | ForbiddenError} */
   check (req: IncomingMessage, options: AdminAuthCheckOptions = {}): void {
     if (this.#token === undefined) {
+      if (this.#access === 'closed') throw new ForbiddenError(CLOSED_MESSAGE)
       if (!isLoopback(req.socket.remoteAddress)) throw new ForbiddenError()
       return
     }

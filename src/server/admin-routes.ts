@@ -54,7 +54,7 @@ export function adminGuard (auth: AdminAuth, options: AdminGuardOptions = {}): (
 }
 
 /**
- * `/health` (no auth) and the admin endpoints of DESIGN §5 behind
+ * `/health` (no auth; more detail for admins) and the admin endpoints of DESIGN §5 behind
  * `ADMIN_TOKEN` (or loopback only without one). None of them shows a secret.
  */
 export function registerAdminRoutes (app: FastifyInstance, ctx: AdminContext): void {
@@ -63,17 +63,27 @@ export function registerAdminRoutes (app: FastifyInstance, ctx: AdminContext): v
   // an admin path must never reach it (Fastify adds no HEAD routes here).
   const get = (url: string, handler: AdminHandler): void => { app.route({ method: ['GET', 'HEAD'], url, handler }) }
 
-  get('/health', async (_req, reply) => {
+  // DESIGN §5: `degraded` (the store is down, the proxy still serves and
+  // meters into memory) is a 200, so that a load balancer does not pull a
+  // working proxy; only a stopping one answers 503. Anyone may ask, so the
+  // answer is the state only; host, pid, version and counts are for admins.
+  get('/health', async (req, reply) => {
     const state = ctx.state()
     const probe = await probeStore(ctx.store, HEALTH_PROBE_MS)
     const status = state !== 'running' ? 'closing' : probe.ok ? 'ok' : 'degraded'
-    return await reply.code(status === 'ok' ? 200 : 503).header('cache-control', 'no-store').send({
+    const collector = ctx.collector?.state ?? 'disabled'
+    reply.code(status === 'closing' ? 503 : 200).header('cache-control', 'no-store')
+    if (status === 'closing') reply.header('connection', 'close')
+    if (!ctx.auth.allows(req.raw)) {
+      return await reply.send({ status, store: { ok: probe.ok, error: probe.error, ...durabilityOf(ctx.store) }, collector })
+    }
+    return await reply.send({
       status,
       version: ctx.version,
       worker_id: ctx.workerId,
       uptime_seconds: Math.round(process.uptime()),
       store: { kind: ctx.store.kind, ok: probe.ok, error: probe.error, ...durabilityOf(ctx.store) },
-      collector: ctx.collector?.state ?? 'disabled',
+      collector,
       active_transfers: ctx.transfers.size
     })
   })
@@ -98,9 +108,10 @@ export function registerAdminRoutes (app: FastifyInstance, ctx: AdminContext): v
 /**
  * `/health`'s word on durability (DESIGN §3): whether a restart of the store
  * can lose or re-bill the last window, and a short code saying how or why.
- * The code never names a host or a version.
+ * The code never names a host or a version. Stores that say nothing about
+ * it (memory, SQLite: a seal commits with synchronous FULL) add nothing.
  */
-function durabilityOf (store: InstrumentedStore): { durable: boolean | null, durability: string | null } {
+function durabilityOf (store: InstrumentedStore): { durable?: boolean, durability?: string } {
   const d = store.durability
-  return { durable: d?.durable ?? null, durability: d?.code ?? null }
+  return d === undefined ? {} : { durable: d.durable, durability: d.code }
 }

@@ -7,10 +7,11 @@ import {
 import type { TrafficCollector, UsageStore } from '../meter/index.ts'
 import { VERSION } from '../version.ts'
 import { AdminAuth } from './admin-auth.ts'
+import type { AdminAccess } from './admin-auth.ts'
 import { registerAdminRoutes } from './admin-routes.ts'
 import { ClientIpResolver } from './client-ip.ts'
 import { CorsPolicy } from './cors.ts'
-import { sendError } from './error-reply.ts'
+import { sendClientError, sendError } from './error-reply.ts'
 import { createHttpServer } from './http-server.ts'
 import { InstrumentedStore } from './instrumented-store.ts'
 import { serveMedia } from './media-route.ts'
@@ -22,7 +23,10 @@ import { registerMonitorRoutes } from './monitor-routes.ts'
 import { registerOutboxRoutes } from './outbox-routes.ts'
 import type { ThroughputHistory } from './throughput-history.ts'
 import type { Origin } from './origin.ts'
+import { SendTimeout } from './send-timeout.ts'
 import { TransferRegistry } from './transfers.ts'
+import { TransfersPerIp } from './transfers-per-ip.ts'
+import { UnsignedChildLog } from './unsigned-children.ts'
 
 /** Everything the HTTP server is built from. The app owns them and closes them in order. */
 export interface AppOptions {
@@ -36,12 +40,35 @@ export interface AppOptions {
   trustedProxies?: readonly string[] | undefined
   /** `CORS_ORIGINS`. @default ['*'] */
   corsOrigins?: readonly string[] | undefined
-  /** `ADMIN_TOKEN`; without it admin endpoints answer loopback clients only. */
+  /**
+   * `ADMIN_TOKEN`; without it admin endpoints answer loopback clients only,
+   * and nobody when `trustedProxies` covers a loopback address.
+   */
   adminToken?: string | undefined
+  /**
+   * `SEND_TIMEOUT` in seconds: a client that takes no bytes for this long
+   * while some wait for it is disconnected. @default 60
+   */
+  sendTimeout?: number | undefined
+  /** `MAX_TRANSFERS_PER_IP`: concurrent media requests per client IP; beyond, 429. @default 64 */
+  maxTransfersPerIp?: number | undefined
+  /** `PLAYLIST_MAX_BYTES`: the largest origin playlist rewritten; a larger one is a 502. @default 1048576 */
+  playlistMaxBytes?: number | undefined
+  /**
+   * `PUBLIC_HOSTS`: host[:port] names clients reach the proxy by. Absolute
+   * playlist URIs on them are signed like relative ones; with none, absolute
+   * URIs are left as written. @default []
+   */
+  publicHosts?: readonly string[] | undefined
   /** `SHUTDOWN_GRACE` in seconds. @default 30 */
   shutdownGrace?: number | undefined
   /** A pino logger (Fastify's `loggerInstance`). @default silent */
   logger?: FastifyBaseLogger | undefined
+  /**
+   * Seconds within which a request's headers must arrive (DESIGN §10 fixes
+   * 30; not a setting, tests shorten it). @default 30
+   */
+  headersTimeout?: number | undefined
   /** `worker_id` shown by `/health`. */
   workerId?: string | undefined
 }
@@ -55,6 +82,8 @@ export interface App {
   readonly transfers: TransferRegistry
   /** The `/monitor` dashboard's throughput sampler and live feed. */
   readonly monitor: { readonly history: ThroughputHistory, readonly events: MonitorEvents }
+  /** Who the admin endpoints answer: `closed` when `TRUSTED_PROXIES` covers loopback and no `ADMIN_TOKEN` is set. */
+  readonly adminAccess: AdminAccess
   /** `running` until `close()` is called. */
   readonly state: AppState
   /**
@@ -94,7 +123,11 @@ export function buildApp (options: AppOptions): App {
     bodyLimit: 1024,
     routerOptions: { maxParamLength: 4096 },
     // Media requests skip Fastify (see http-server.ts); handleMedia is set below.
-    serverFactory: (handler) => createHttpServer(handler, (req, res) => handleMedia(req, res), ADMIN_PATHS),
+    serverFactory: (handler) => createHttpServer(handler, (req, res) => handleMedia(req, res), ADMIN_PATHS, {
+      headersTimeout: options.headersTimeout === undefined ? undefined : options.headersTimeout * 1000
+    }),
+    // Slow, oversized or malformed request heads: our JSON shape, not Fastify's.
+    clientErrorHandler: sendClientError,
     // A malformed URL or a framework-level failure is a client error with our JSON shape.
     frameworkErrors: (err, _req, reply) => {
       reply.hijack()
@@ -105,16 +138,27 @@ export function buildApp (options: AppOptions): App {
   const store = new InstrumentedStore(options.store, metrics.storeLatency)
   const collector = options.collector(store)
   if (collector !== undefined) metrics.watch(collector)
+  const ips = new ClientIpResolver([...(options.trustedProxies ?? [])])
   const ctx: MediaContext = {
     origin: options.origin,
     metering: collector === undefined ? undefined : new MeteringInput(collector, transfers, Date.now),
     signingSecret: options.signingSecret,
-    ips: new ClientIpResolver([...(options.trustedProxies ?? [])]),
+    ips,
     cors: new CorsPolicy(options.corsOrigins ?? ['*']),
     transfers,
+    perIp: new TransfersPerIp(options.maxTransfersPerIp ?? 64),
+    playlistMaxBytes: options.playlistMaxBytes ?? 1024 * 1024,
+    publicHosts: new Set((options.publicHosts ?? []).map((h) => h.toLowerCase())),
+    unsignedChildren: new UnsignedChildLog(fastify.log),
     metrics,
     now: Date.now
   }
+
+  const sendTimeout = new SendTimeout(transfers, {
+    timeout: (options.sendTimeout ?? 60) * 1000,
+    onTimeout: () => metrics.countLimitHit('send_timeout')
+  })
+  sendTimeout.start()
 
   let state: AppState = 'running'
   const setState = (next: AppState): void => { state = next }
@@ -132,13 +176,15 @@ export function buildApp (options: AppOptions): App {
     sendError(res, new ShuttingDownError())
     return true
   }
+  // `/health` answers for itself while closing (503 `{status:"closing"}`):
+  // a load balancer reads the status field.
   fastify.addHook('onRequest', (req, reply, done) => {
-    if (!refused(reply.raw)) return done()
+    if (req.routeOptions.url === '/health' || !refused(reply.raw)) return done()
     reply.hijack()
   })
 
   const admin = {
-    auth: new AdminAuth(options.adminToken),
+    auth: new AdminAuth(options.adminToken, ips.coversLoopback),
     collector,
     store,
     metrics,
@@ -228,6 +274,7 @@ export function buildApp (options: AppOptions): App {
         await store.close().catch((err: unknown) => log.error({ err }, 'closing the store failed'))
         await options.origin.close().catch((err: unknown) => log.error({ err }, 'closing the origin failed'))
         idleWaiters = []
+        sendTimeout.stop()
         setState('closed')
       }
     })()
@@ -241,6 +288,7 @@ export function buildApp (options: AppOptions): App {
     metrics,
     transfers,
     monitor,
+    adminAccess: admin.auth.access,
     get state () { return state },
     idle: allDone,
     close

@@ -53,6 +53,8 @@ export function normalizeIp (input: string): string | undefined {
 export class ClientIpResolver {
   #trusted = new BlockList()
   #count = 0
+  /** Some entry lies inside 127.0.0.0/8 (or its IPv4-mapped form) without holding 127.0.0.1. */
+  #insideLoopback = false
 
   /**
    * @param trustedProxies - `TRUSTED_PROXIES`: addresses and CIDR blocks, IPv4 or IPv6, as a
@@ -71,6 +73,17 @@ export class ClientIpResolver {
   /** Number of addresses and blocks trusted. */
   get size (): number {
     return this.#count
+  }
+
+  /**
+   * Whether some loopback address (127.0.0.0/8, `::1`, their IPv4-mapped
+   * forms) is a trusted proxy: then a request from a loopback peer may carry
+   * any client's address, and the peer says nothing about who is asking.
+   * Exact because CIDR blocks are nested or disjoint: a block that meets
+   * 127.0.0.0/8 either holds all of it (so 127.0.0.1) or lies inside it.
+   */
+  get coversLoopback (): boolean {
+    return this.#insideLoopback || this.#check('127.0.0.1') || this.#check('::1')
   }
 
   /** Whether `ip` (any spelling {@link normalizeIp} accepts) is a trusted proxy. */
@@ -121,6 +134,7 @@ export class ClientIpResolver {
     const canonical = canonicalIp(address)
     if (family === 0 || canonical === undefined) throw bad()
     const mapped = family === 6 && isIP(canonical) === 4
+    if ((family === 4 || mapped) && canonical.startsWith('127.')) this.#insideLoopback = true
     if (slash === -1) {
       this.#trusted.addAddress(canonical, mapped ? 'ipv4' : (family === 4 ? 'ipv4' : 'ipv6'))
     } else {

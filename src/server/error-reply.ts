@@ -1,5 +1,8 @@
 import type { ServerResponse } from 'node:http'
-import { InternalError, RangeNotSatisfiableError, StreammeterError, errorBody } from '../errors.ts'
+import type { Duplex } from 'node:stream'
+import {
+  BadRequestError, HeadersTooLargeError, InternalError, RangeNotSatisfiableError, RequestTimeoutError, StreammeterError, errorBody
+} from '../errors.ts'
 
 /**
  * Answer with the JSON error of DESIGN §4. Anything that is not one of our
@@ -17,3 +20,25 @@ export function sendError (res: ServerResponse, err: unknown): void {
   if (e instanceof RangeNotSatisfiableError && e.size !== undefined) res.setHeader('content-range', `bytes */${e.size}`)
   res.end(res.req?.method === 'HEAD' ? undefined : body)
 }
+
+/**
+ * node:http's `clientError` (Fastify's `clientErrorHandler`): a request that
+ * never became one — headers too slow (408), too large (431) or malformed
+ * (400) — answered in our JSON shape on the raw socket, which is then closed.
+ * Replaces Fastify's default, whose body has another shape.
+ */
+export function sendClientError (err: Error & { code?: string }, socket: Duplex): void {
+  // A reset connection has nobody to answer (as Fastify's default does).
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const e = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    ? new RequestTimeoutError()
+    : err.code === 'HPE_HEADER_OVERFLOW' ? new HeadersTooLargeError() : new BadRequestError('malformed request')
+  const body = JSON.stringify(errorBody(e))
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${e.statusCode} ${STATUS_TEXT[e.statusCode] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`)
+  }
+  socket.destroy()
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }

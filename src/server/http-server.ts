@@ -6,6 +6,17 @@ type Handler = (req: IncomingMessage, res: ServerResponse) => void
 /** Fastify's defaults for the server it would make itself (keep-alive in ms; 0 = no limit). */
 const KEEP_ALIVE_TIMEOUT_MS = 72_000
 
+/** Options of {@link createHttpServer}. */
+export interface HttpServerOptions {
+  /**
+   * Ms within which a request's headers must have arrived, from the first
+   * byte of the request (or from the connection, for the first request);
+   * then 408 and the connection is closed (DESIGN §10: slowloris).
+   * @default 30000
+   */
+  headersTimeout?: number | undefined
+}
+
 /**
  * The node:http server under Fastify (its `serverFactory`), with a direct
  * path for media requests: a plain `GET`/`HEAD /path` that is not an admin
@@ -19,7 +30,7 @@ const KEEP_ALIVE_TIMEOUT_MS = 72_000
  * origin. Fastify's own media route (the same handler) serves them, and any
  * request made with `inject()`.
  */
-export function createHttpServer (fastifyHandler: Handler, media: Handler, adminPaths: readonly string[]): Server {
+export function createHttpServer (fastifyHandler: Handler, media: Handler, adminPaths: readonly string[], options: HttpServerOptions = {}): Server {
   const admin = new Set(adminPaths)
   const prefixes = adminPaths.filter((p) => p.endsWith('/'))
   const isDirect = (req: IncomingMessage): boolean => {
@@ -33,11 +44,23 @@ export function createHttpServer (fastifyHandler: Handler, media: Handler, admin
     for (const prefix of prefixes) if (path.startsWith(prefix)) return false
     return true
   }
-  const server = createServer((req, res) => {
+  const headersTimeout = options.headersTimeout ?? 30_000
+  // Node enforces headersTimeout from a periodic sweep over the connections
+  // (every 30 s by default, so a slowloris could last twice the timeout);
+  // a sweep is a walk of a list in C++, cheap at this rate.
+  const server = createServer({ connectionsCheckingInterval: Math.max(10, Math.min(1000, headersTimeout / 4)) }, (req, res) => {
     if (isDirect(req)) media(req, res)
     else fastifyHandler(req, res)
   })
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
+  // Checked on Node 20.20: with requestTimeout 0, headersTimeout still
+  // applies on its own (the sweep tests each limit that is non-zero), to a
+  // connection that sends nothing as well as to one that dribbles header
+  // lines, and never to a response being streamed (its headers completed)
+  // or to an idle keep-alive connection (keepAliveTimeout's business).
+  // requestTimeout stays 0: it would cut a long download mid-body. A client
+  // that stops reading is the send timeout's business (send-timeout.ts).
+  server.headersTimeout = headersTimeout
   server.requestTimeout = 0
   server.setTimeout(0)
   return server

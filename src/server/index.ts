@@ -73,6 +73,10 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     corsOrigins: config.corsOrigins,
     adminToken: config.adminToken,
     shutdownGrace: config.shutdownGrace,
+    sendTimeout: config.sendTimeout,
+    maxTransfersPerIp: config.maxTransfersPerIp,
+    playlistMaxBytes: config.playlistMaxBytes,
+    publicHosts: config.publicHosts,
     logger,
     workerId: meter.workerId
   })
@@ -90,6 +94,9 @@ export async function startServer (config: Config, options: { logger?: Logger } 
   logger.info({ config: describeConfig(config) }, 'streammeter started')
   if ('connected' in store && store.connected === false) {
     logger.error({}, 'the redis store is unreachable: serving without it, usage kept in memory until it answers (/health says degraded)')
+  }
+  if (app.adminAccess === 'closed') {
+    logger.warn({}, 'admin endpoints refuse every request: TRUSTED_PROXIES covers loopback, so a local reverse proxy\'s clients would look local; set ADMIN_TOKEN to open them')
   }
   if (config.signingSecret === undefined) {
     logger.warn({}, 'SIGNING_SECRET is not set: the uid query parameter is trusted as-is (development only)')

@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import type { Readable } from 'node:stream'
 import {
-  BadRequestError, BadSignatureError, OriginBodyTooLargeError, OriginError, StreammeterError, UrlExpiredError
+  BadRequestError, BadSignatureError, OriginBodyTooLargeError, OriginError, PlaylistTooLargeError, StreammeterError, TooManyTransfersError,
+  UrlExpiredError
 } from '../errors.ts'
 import type { FileType } from '../meter/index.ts'
 import type { ClientIpResolver } from './client-ip.ts'
@@ -14,19 +15,19 @@ import type { MeteringInput } from './metering-input.ts'
 import type { ServerMetrics } from './metrics.ts'
 import { isPushedBody } from './origin.ts'
 import type { ForwardedHeaders, Origin, OriginResponse, PushedBody } from './origin.ts'
-import { isPlaylistPath, rewritePlaylist } from './playlist-rewriter.ts'
+import { isPlaylistPath, rewritePlaylistSliced } from './playlist-rewriter.ts'
 import { parseMediaPath, splitTarget } from './request-path.ts'
 import { sessionIdOf } from './session-id.ts'
 import { sendBuffer, streamBody } from './stream-body.ts'
 import type { TransferRegistry } from './transfers.ts'
-import { checkSignedRequest, signedQuery } from './url-signer.ts'
+import type { TransfersPerIp } from './transfers-per-ip.ts'
+import { checkSignedRequest, directoryOf, inScope, signedQuery } from './url-signer.ts'
+import type { UnsignedChildLog } from './unsigned-children.ts'
 
 /** Longest accepted `uid`. */
 const MAX_UID_LENGTH = 256
 /** Status recorded in metrics for a request whose client left before the answer (nginx's 499). */
 const CLIENT_CLOSED = 499
-/** Largest playlist rewritten in memory; a bigger one is refused rather than buffered. */
-const MAX_PLAYLIST_BYTES = 8 * 1024 * 1024
 
 /** What the media handler needs. */
 export interface MediaContext {
@@ -37,6 +38,14 @@ export interface MediaContext {
   ips: ClientIpResolver
   cors: CorsPolicy
   transfers: TransferRegistry
+  /** `MAX_TRANSFERS_PER_IP`: requests in flight per client IP. */
+  perIp: TransfersPerIp
+  /** `PLAYLIST_MAX_BYTES`: the largest origin playlist rewritten; a larger one is a 502. */
+  playlistMaxBytes: number
+  /** `PUBLIC_HOSTS`, lower-case: absolute playlist URIs on them are signed (never judged by `Host`). */
+  publicHosts: ReadonlySet<string>
+  /** Where rewriting says, once per playlist, what it left without a token. */
+  unsignedChildren: UnsignedChildLog
   metrics: ServerMetrics
   now: () => number
 }
@@ -46,6 +55,12 @@ interface Identity {
   path: string
   uid: string | undefined
   expires: number | undefined
+  /**
+   * The directory (`/t/`) under which rewriting this request's playlist may
+   * sign children: the `scope` its token was signed for, else the directory
+   * of the signed path itself; undefined when nothing is signed.
+   */
+  scope: string | undefined
   sessionId: string | undefined
   ip: string
   fileType: FileType
@@ -69,9 +84,15 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
   let clientGone = false
   let abortFetch: ((reason: Error) => void) | undefined
   let answer: OriginResponse | undefined
+  let counted: string | undefined // the IP this request is counted under in ctx.perIp
   try {
     const who = identify(req, ctx)
     fileType = who.fileType
+    if (!ctx.perIp.acquire(who.ip)) {
+      ctx.metrics.countLimitHit('max_transfers_per_ip')
+      throw new TooManyTransfersError(ctx.perIp.limit)
+    }
+    counted = who.ip
     const playlist = who.uid !== undefined && isPlaylistPath(who.path)
     const onClose = (): void => {
       if (res.writableFinished) return
@@ -122,6 +143,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
       res.destroy()
     }
   } finally {
+    if (counted !== undefined) ctx.perIp.release(counted)
     ctx.metrics.observeRequest(method, status, fileType, bytes, ctx.now() - started)
   }
 }
@@ -134,18 +156,22 @@ function identify (req: IncomingMessage, ctx: MediaContext): Identity {
   if (uid !== undefined && uid.length > MAX_UID_LENGTH) throw new BadRequestError(`uid longer than ${MAX_UID_LENGTH} characters`)
   const expiresRaw = nonEmpty(query.get('expires'))
   let expires: number | undefined
+  let scope: string | undefined
   if (ctx.signingSecret !== undefined) {
+    const scoped = nonEmpty(query.get('scope'))
     const verdict = checkSignedRequest({
       secret: ctx.signingSecret,
       uid,
       path,
       expires: expiresRaw,
       token: nonEmpty(query.get('token')),
+      scope: scoped,
       now: Math.floor(ctx.now() / 1000)
     })
     if (verdict === 'bad') throw new BadSignatureError()
     if (verdict === 'expired') throw new UrlExpiredError()
     expires = Number(expiresRaw)
+    scope = scoped ?? directoryOf(path)
   } else if (expiresRaw !== undefined && /^\d{1,12}$/.test(expiresRaw)) {
     expires = Number(expiresRaw)
   }
@@ -153,6 +179,7 @@ function identify (req: IncomingMessage, ctx: MediaContext): Identity {
     path,
     uid,
     expires,
+    scope,
     sessionId: sessionIdOf(req.headers, nonEmpty(query.get('sid'))),
     ip: ctx.ips.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
     fileType: fileTypeOf(path)
@@ -180,45 +207,73 @@ function one (v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
-/** Read the whole playlist (bounded), rewrite its URIs, answer 200 in full with a recomputed length. */
+/**
+ * Read the whole playlist (at most `PLAYLIST_MAX_BYTES`), rewrite its URIs
+ * in slices that let other requests run, answer 200 in full with the new
+ * length. A HEAD gets the length without the body being built.
+ */
 async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMessage, ctx: MediaContext): Promise<OriginResponse> {
-  let text = ''
-  if (Buffer.isBuffer(answer.body)) {
-    text = answer.body.toString('utf8')
-  } else if (answer.body !== null && isPushedBody(answer.body)) {
-    text = (await answer.body.readAll(MAX_PLAYLIST_BYTES).catch((err: unknown) => {
-      throw new OriginError(err instanceof OriginBodyTooLargeError ? 'the origin playlist is too large to rewrite' : undefined, { cause: err })
-    })).toString('utf8')
-  } else if (answer.body !== null) {
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of answer.body as AsyncIterable<Buffer>) {
-      size += chunk.length
-      if (size > MAX_PLAYLIST_BYTES) {
-        answer.body.destroy()
-        throw new OriginError('the origin playlist is too large to rewrite')
-      }
-      chunks.push(chunk)
-    }
-    text = Buffer.concat(chunks).toString('utf8')
-  }
-  const host = (req.headers.host ?? '').toLowerCase()
+  const playlist = await readPlaylist(answer, ctx)
   const secret = ctx.signingSecret
   const uid = who.uid as string
-  const body = Buffer.from(rewritePlaylist(text, {
+  const { expires, scope, sessionId: sid } = who
+  let unsigned = 0
+  let example = ''
+  const result = await rewritePlaylistSliced(playlist, {
     playlistPath: who.path,
-    ownHosts: new Set(host === '' ? [] : [host]),
-    queryFor: (childPath: string) => secret !== undefined && who.expires !== undefined
-      ? signedQuery({ secret, uid, path: childPath, expires: who.expires, sid: who.sessionId })
-      : unsignedQuery(uid, who.expires, who.sessionId)
-  }), 'utf8')
+    ownHosts: ctx.publicHosts,
+    // DESIGN §10: a token minted here never reaches outside the signed
+    // entry's directory. A child playlist inside it gets a token bound to
+    // its path and to that directory, so the scope travels down with it; a
+    // segment gets the plain token of §4.
+    queryFor: (child) => {
+      if (secret === undefined || expires === undefined || scope === undefined) return unsignedQuery(uid, expires, sid)
+      if (!inScope(child, scope)) return undefined
+      return signedQuery({ secret, uid, path: child, expires, sid, scope: isPlaylistPath(child) ? scope : undefined })
+    },
+    unsigned: (uri) => {
+      if (unsigned++ === 0) example = uri
+    }
+  }, { lengthOnly: req.method === 'HEAD' })
+  if (unsigned > 0 && secret !== undefined) ctx.unsignedChildren.report(who.path, unsigned, example)
   const headers = { ...answer.headers }
   delete headers['content-range']
   delete headers.etag // the rewritten body differs per uid: the origin's validator does not describe it
   delete headers['last-modified']
   delete headers['content-encoding']
-  headers['content-length'] = String(body.length)
-  return { status: 200, headers, body, length: body.length }
+  headers['content-length'] = String(result.length)
+  return { status: 200, headers, body: result.body ?? null, length: result.length }
+}
+
+/** The origin's playlist, whole; a PlaylistTooLargeError (502) past `PLAYLIST_MAX_BYTES`, on both origins. */
+async function readPlaylist (answer: OriginResponse, ctx: MediaContext): Promise<Buffer> {
+  const limit = ctx.playlistMaxBytes
+  const tooLarge = (cause?: unknown): PlaylistTooLargeError => {
+    ctx.metrics.countLimitHit('playlist_max_bytes')
+    return new PlaylistTooLargeError(limit, { cause })
+  }
+  const body = answer.body
+  if (body === null) return Buffer.alloc(0)
+  if (Buffer.isBuffer(body)) {
+    if (body.length > limit) throw tooLarge()
+    return body
+  }
+  if (isPushedBody(body)) {
+    return await body.readAll(limit).catch((err: unknown) => {
+      throw err instanceof OriginBodyTooLargeError ? tooLarge(err) : new OriginError(undefined, { cause: err })
+    })
+  }
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > limit) {
+      body.destroy()
+      throw tooLarge()
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks)
 }
 
 /** Release a body that will not be sent. */
@@ -250,7 +305,8 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Identity,
     ip: who.ip,
     sessionId: who.sessionId,
     startedAt: ctx.now(),
-    total: answer.length
+    total: answer.length,
+    response: res
   })
   try {
     const body = answer.body

@@ -30,7 +30,12 @@ export class MeteringInput {
   /** Record the bytes every live transfer's socket took since its last piece. O(live transfers). */
   progress (): void {
     const now = this.#now()
-    for (const transfer of this.#transfers.live()) this.#record(transfer, now)
+    for (const transfer of this.#transfers.live()) {
+      // Being cut by the send timeout: its last write may be counted whole
+      // before the part the kernel never took is taken back at close, so it
+      // is recorded only then, by finish().
+      if (transfer.unsent === 0) this.#record(transfer, now)
+    }
   }
 
   /** Record what is left of a response that ended (complete or aborted). */

@@ -2,6 +2,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { TrafficCollector, TrafficStatus } from '../meter/index.ts'
 import type { TransferRegistry } from './transfers.ts'
 
+/** The limits counted by `streammeter_limit_hits_total`, named after their settings. */
+export type LimitName = 'max_transfers_per_ip' | 'send_timeout' | 'playlist_max_bytes'
+
 /** How long one collector snapshot serves the gauges, in ms (longer than a scrape takes). */
 const SNAPSHOT_MS = 1000
 
@@ -17,6 +20,8 @@ export class ServerMetrics {
   readonly #bytes: Counter<'file_type'>
   readonly #duration: Histogram<'file_type'>
   readonly storeLatency: Histogram<'operation'>
+  readonly #limitHits: Counter<'limit'>
+  readonly #limitSeries = new Map<string, ReturnType<Counter<'limit'>['labels']>>()
   readonly #series = new Map<string, {
     requests: ReturnType<Counter<'method' | 'status' | 'file_type'>['labels']>
     bytes: ReturnType<Counter<'file_type'>['labels']>
@@ -54,6 +59,12 @@ export class ServerMetrics {
       help: 'Latency of store operations (flush, seal, outbox…)',
       labelNames: ['operation'],
       buckets: [0.0005, 0.002, 0.01, 0.05, 0.2, 1, 5],
+      registers
+    })
+    this.#limitHits = new Counter({
+      name: 'streammeter_limit_hits_total',
+      help: 'Requests refused or cut by a limit: max_transfers_per_ip (429), send_timeout (client cut), playlist_max_bytes (502)',
+      labelNames: ['limit'],
       registers
     })
     this.registry.registerMetric(new Gauge({
@@ -133,6 +144,16 @@ export class ServerMetrics {
     series.answered.count++
     if (bytes > 0) series.bytes.inc(bytes)
     series.duration.observe(ms / 1000)
+  }
+
+  /** Count one request refused or cut by a limit of DESIGN §10. */
+  countLimitHit (limit: LimitName): void {
+    let series = this.#limitSeries.get(limit)
+    if (series === undefined) {
+      series = this.#limitHits.labels(limit)
+      this.#limitSeries.set(limit, series)
+    }
+    series.inc()
   }
 
   /** Media requests answered since start, per file type (types never seen are absent). */

@@ -1,4 +1,4 @@
-import { BadRequestError } from '../errors.ts'
+import { BadRequestError, NotFoundError } from '../errors.ts'
 
 /**
  * Longest accepted media path, in bytes of its decoded UTF-8 form (what is
@@ -60,12 +60,18 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/ // eslint-disable-line no-control
  * percent-encoding or UTF-8 (RFC 3986 §2.1, RFC 3629), and paths longer than
  * {@link MAX_PATH_BYTES}.
  *
+ * A segment that starts with `.` (`.env`, `.git/config`, `.htpasswd`) is a
+ * 404 (DESIGN §10), before any signature check or origin request: dotfiles
+ * are where credentials and repositories live next to media, never media
+ * themselves, and a 404 does not tell a prober that they exist.
+ *
  * Node's HTTP parser hands `req.url` over as latin1, so a client that sends
  * raw (unencoded) UTF-8 bytes shows up as chars U+0080–U+00FF: those are
  * taken as the bytes they are and decoded with the `%XX` ones. A char above
  * U+00FF cannot have come off the wire and is refused.
  *
  * @throws {BadRequestError} with a fixed message that does not echo the path
+ * @throws {NotFoundError} for a dotfile or a path through a dot directory
  */
 export function parseMediaPath (rawPath: string): string {
   if (!rawPath.startsWith('/')) throw new BadRequestError('the path must start with /')
@@ -104,11 +110,15 @@ export function parseMediaPath (rawPath: string): string {
     throw new BadRequestError('the path is not valid UTF-8')
   }
   if (CONTROL.test(path)) throw new BadRequestError('control character in the path')
+  let hidden = false
   for (const segment of path.split('/')) {
     if (segment === '' || segment === '.' || segment === '..') {
       throw new BadRequestError('empty, . or .. segment in the path')
     }
+    if (segment.charCodeAt(0) === 0x2e /* . */) hidden = true
   }
+  // After the loop: a path with both a `..` and a dotfile is still a 400.
+  if (hidden) throw new NotFoundError()
   return path
 }
 

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http'
 import type { FileType } from '../meter/index.ts'
 
 /** One response being streamed, as `/active-transfers` shows it. */
@@ -16,6 +17,20 @@ export interface Transfer {
   recorded: number
   /** Body bytes this response will have, when known. */
   total: number | undefined
+  /** The response being written (the send timeout watches its socket). */
+  readonly response: ServerResponse | undefined
+  /** Send-timeout bookkeeping (send-timeout.ts): the socket's progress mark at the last sweep… */
+  waitMark: number
+  /** …and since when (monotonic ms) it has not moved while bytes wait; -1 when nothing waits. */
+  waitSince: number
+  /**
+   * Bytes of the write in flight that the kernel never took when the send
+   * timeout cut the socket. Node reports a write that was pending on a
+   * socket destroyed under it as a success (its callback gets no error), so
+   * that write is counted whole; {@link TransferRegistry.close} takes this
+   * part back, leaving exactly what the client can receive.
+   */
+  unsent: number
 }
 
 /** The `/active-transfers` view of one transfer. */
@@ -53,7 +68,7 @@ export class TransferRegistry {
   }
 
   /** Register a new transfer. */
-  open (t: Omit<Transfer, 'id' | 'bytes' | 'recorded'>): Transfer {
+  open (t: Omit<Transfer, 'id' | 'bytes' | 'recorded' | 'response' | 'waitMark' | 'waitSince' | 'unsent'> & { response?: ServerResponse | undefined }): Transfer {
     // Spelled out rather than spread: one object shape for every transfer,
     // built without a property-by-property copy (2 % of a 4 KiB response's
     // CPU in the profile with the spread).
@@ -67,21 +82,27 @@ export class TransferRegistry {
       startedAt: t.startedAt,
       bytes: 0,
       recorded: 0,
-      total: t.total
+      total: t.total,
+      response: t.response,
+      waitMark: 0,
+      waitSince: -1,
+      unsent: 0
     }
     this.#live.set(transfer.id, transfer)
     return transfer
   }
 
-  /** Remove a finished or aborted transfer. */
+  /**
+   * Remove a finished or aborted transfer, once its response closed and its
+   * write callbacks ran; its `bytes` are then final (see {@link Transfer.unsent}).
+   */
   close (transfer: Transfer): void {
+    if (transfer.unsent > 0) {
+      transfer.bytes = Math.max(0, transfer.bytes - transfer.unsent)
+      transfer.unsent = 0
+    }
     if (this.#live.delete(transfer.id)) this.#closedBytes += transfer.bytes
     if (this.#live.size === 0) for (const resolve of this.#idle.splice(0)) resolve()
-  }
-
-  /** The transfers in flight. */
-  live (): IterableIterator<Transfer> {
-    return this.#live.values()
   }
 
   /** Resolves when no transfer is in flight. */
@@ -100,6 +121,11 @@ export class TransferRegistry {
     let bytes = this.#closedBytes
     for (const t of this.#live.values()) bytes += t.bytes
     return bytes
+  }
+
+  /** The transfers in flight, in the order they started. */
+  live (): IterableIterator<Transfer> {
+    return this.#live.values()
   }
 
   /** Snapshot for `/active-transfers`, largest first. */
