@@ -230,7 +230,7 @@ describe('invalid settings stop the start, naming the setting', () => {
     ['TRAFFIC_ACCUMULATOR_TIMEOUT', 'never', /positive number of seconds/],
     ['TRAFFIC_FLUSH_INTERVAL', '0.0', /positive number of seconds/],
     ['TRAFFIC_MAX_IPS', '0', /positive integer/],
-    ['SEND_TIMEOUT', '3601', /up to 3600/],
+    ['SEND_TIMEOUT', '3601', /must be at most 3600 seconds/],
     ['SEND_TIMEOUT', '0', /positive number of seconds/],
     ['MAX_TRANSFERS_PER_IP', '0', /from 1 to 1000000/],
     ['MAX_TRANSFERS_PER_IP', '1000001', /from 1 to 1000000/],

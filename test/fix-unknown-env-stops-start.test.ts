@@ -51,6 +51,19 @@ describe('an unknown environment variable with one of our prefixes', () => {
   })
 })
 
+describe('typos of every setting family are caught', () => {
+  it('the limits added for hostile clients too (SEND_, PLAYLIST_, PUBLIC_, MAX_TRANSFERS_)', async () => {
+    const { loadConfig } = await import('../src/config/index.ts')
+    const { warnings } = loadConfig({ env: { SEND_TIMEOUTS: '5', PLAYLIST_MAX_BYTE: '1', PUBLIC_HOST: 'a', MAX_TRANSFERS_PER_IPS: '2', MAX_OLD_SPACE: '1' } })
+    assert.deepEqual(warnings.map((w) => w.message).sort(), [
+      'MAX_TRANSFERS_PER_IPS is not a setting and is ignored (did you mean MAX_TRANSFERS_PER_IP?)',
+      'PLAYLIST_MAX_BYTE is not a setting and is ignored (did you mean PLAYLIST_MAX_BYTES?)',
+      'PUBLIC_HOST is not a setting and is ignored (did you mean PUBLIC_HOSTS?)',
+      'SEND_TIMEOUTS is not a setting and is ignored (did you mean SEND_TIMEOUT?)'
+    ])
+  })
+})
+
 describe('what still stops the start (exit 2)', () => {
   it('an unknown key in .env', async () => {
     const dir = mkdtempSync(join(cwd, 'dotenv-'))

@@ -46,7 +46,7 @@ export interface ConfigWarning {
  * the start. Other variables (PATH, HOME, the platform's own) are none of
  * our business.
  */
-const OWN_PREFIXES = /^(?:TRAFFIC|ORIGIN|STORE|SIGNING|SHUTDOWN|ADMIN|CORS|TRUSTED)_/
+const OWN_PREFIXES = /^(?:TRAFFIC|ORIGIN|STORE|SIGNING|SHUTDOWN|ADMIN|CORS|TRUSTED|SEND|PLAYLIST|PUBLIC|MAX_TRANSFERS)_/
 
 /**
  * Variables Kubernetes injects for a Service named `origin`, `store`, `admin`…
