@@ -105,6 +105,9 @@ describe('streammeter sign', () => {
 describe('streammeter sign: bad usage exits 2 naming the problem', () => {
   const cases: Array<[string, string[], Env, RegExp]> = [
     ['no secret', ['--uid', 'u', '--path', '/p'], {}, /SIGNING_SECRET: is not set/],
+    // The server refuses such a secret: a URL signed with it could never verify.
+    ['a secret with a space', ['--uid', 'u', '--path', '/p', '--secret', 'two words'], {}, /--secret: must be a single token/],
+    ['SIGNING_SECRET with a newline', ['--uid', 'u', '--path', '/p'], { SIGNING_SECRET: 'abc\ndef' }, /SIGNING_SECRET: must be a single token/],
     ['no uid', ['--path', '/p', '--secret', 'k'], {}, /--uid: is required/],
     ['no path', ['--uid', 'u', '--secret', 'k'], {}, /--path: is required/],
     ['a uid with ":"', ['--uid', 'a:b', '--path', '/p', '--secret', 'k'], {}, /--uid: must not contain ":"/],

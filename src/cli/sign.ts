@@ -120,6 +120,12 @@ export function runSign (argv: readonly string[], env: Env, ctx: CliContext): nu
   if (secret === undefined) {
     throw new ConfigError('SIGNING_SECRET', 'is not set: pass --secret or set SIGNING_SECRET (in the environment or .env)')
   }
+  // The server refuses a secret with whitespace (DESIGN §10): a URL signed
+  // with one could never verify there.
+  // eslint-disable-next-line no-control-regex
+  if (/[\s\u0000-\u001f\u007f]/.test(secret)) {
+    throw new ConfigError(flags.secret !== undefined ? '--secret' : 'SIGNING_SECRET', 'must be a single token, without spaces, other whitespace or control characters')
+  }
   const expires = Math.floor(ctx.now() / 1000) + ttl
   ctx.stdout.write(signedPath({ secret, uid: flags.uid, path: flags.path, expires, scope: flags.scope }) + '\n')
   return 0
