@@ -56,7 +56,11 @@ describe('a refused report is parked and the outbox moves on', () => {
     // The receiver is fixed; the operator puts the report back: same id, same bytes, once.
     refuse = ''
     assert.deepEqual(await store.outboxRetry('id-0002'), ['id-0002'])
-    await waitFor(async () => (await collector.status()).outbox.parked === 0 && receiver.accepted.length === 2, 5000, 'the parked report delivered')
+    // The receiver's answer comes before the sender's acknowledgement in the store: wait for both.
+    await waitFor(async () => {
+      const { outbox } = await collector.status()
+      return outbox.parked === 0 && outbox.pending === 0 && receiver.accepted.length === 2
+    }, 5000, 'the parked report delivered')
     const delivered = receiver.accepted.find((r) => keyOf(r) === 'id-0002')
     assert.equal(delivered?.body, refused[0]?.body)
     assert.deepEqual(receiver.totals(), new Map([['refused-user', 3 * MiB + 7], ['next-user', 2 * MiB + 1]]))
