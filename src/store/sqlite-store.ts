@@ -183,18 +183,24 @@ export class SqliteStore implements UsageStore {
   }
 
   async seal (request: SealRequest): Promise<SealResult> {
-    return this.#run('seal', () => {
-      // A seal must not be rolled back by a power loss once its reports may
-      // have been delivered: the records would come back and be reported
-      // again under a new report_id. So this one commit syncs the WAL (FULL),
-      // which also makes every earlier commit durable. Seals are rare.
-      this.#db.pragma('synchronous = FULL')
-      try {
-        return this.#sealTx(request)
-      } finally {
-        this.#db.pragma('synchronous = NORMAL')
-      }
-    })
+    // A seal must not be rolled back by a power loss once its reports may
+    // have been delivered: the records would come back and be reported
+    // again under a new report_id. Seals are rare.
+    return this.#run('seal', () => this.#synced(() => this.#sealTx(request)))
+  }
+
+  /**
+   * Run `fn` with a commit that syncs the WAL (`synchronous = FULL`), which
+   * also makes every earlier commit durable: for the writes a power loss must
+   * never roll back once a report may have gone out under their ids.
+   */
+  #synced<T> (fn: () => T): T {
+    this.#db.pragma('synchronous = FULL')
+    try {
+      return fn()
+    } finally {
+      this.#db.pragma('synchronous = NORMAL')
+    }
   }
 
   /**
@@ -236,7 +242,9 @@ export class SqliteStore implements UsageStore {
   }
 
   async outboxSplit (reportId: string, parts: readonly RenderedReport[], error: string, now: number, detail: FailureDetail = {}): Promise<boolean> {
-    return this.#run('outboxSplit', () => this.#outbox.split(reportId, parts, error, now, detail))
+    // Synced like a seal: rolled back after one half was delivered, the
+    // original would be sent again and bill that half twice.
+    return this.#run('outboxSplit', () => this.#synced(() => this.#outbox.split(reportId, parts, error, now, detail)))
   }
 
   async outboxRetry (target: string | { all: true }): Promise<string[]> {

@@ -3,14 +3,12 @@
  * mid-delivery, Redis killed and restarted from its own files, SIGTERM
  * under load. Everything real: processes, sockets, signals.
  */
-import { join } from 'node:path'
 import { connect } from 'node:net'
 import { request } from 'undici'
 import type { CliServer } from '../helpers/cli-server.ts'
 import { uniquePrefix, deletePrefix } from '../helpers/redis.ts'
-import { FaultReceiver } from './fault-receiver.ts'
 import { FaultRedis } from './fault-redis.ts'
-import { Clients, Scope, account, baseEnv, mediaDir, serve, sleep, stop, until } from './scenario.ts'
+import { account, baseEnv, fault, serve, sleep, stop, until } from './scenario.ts'
 import type { Fault } from './scenario.ts'
 
 const MiB = 1024 * 1024
@@ -59,163 +57,113 @@ function pacedReader (server: CliServer, path: string, uid: string, rate: number
 }
 
 export const crashFaults: Fault[] = [
-  {
-    name: 'proxy kill -9 mid-download',
-    run: async () => {
-      const scope = new Scope()
-      try {
-        const receiver = await FaultReceiver.start()
-        scope.defer(() => receiver.close())
-        const media = mediaDir(scope)
-        const env = baseEnv(media, receiver.url, { STORE_URL: `sqlite:${join(scope.tempDir('db'), 'usage.db')}`, TRAFFIC_FLUSH_INTERVAL: '0.5' })
-        const first = await serve(scope, env)
-        const clients = new Clients()
-        scope.defer(() => clients.close())
-        const player = pacedReader(first, '/movie.mp4', 'slow', MiB)
-        scope.defer(() => player.destroy())
-        clients.requests++
-        for (let i = 0; i < 5; i++) await Promise.all(['a', 'b', 'c'].map((uid) => clients.get(first.url, '/seg.ts', uid)))
-        // The player goes on; what its socket had taken one interval before the kill is the bound.
-        const samples: Array<{ at: number, bytes: number }> = []
-        const endAt = Date.now() + 3000
-        while (Date.now() < endAt) {
-          const bytes = await takenBy(first, 'slow')
-          if (bytes !== undefined) samples.push({ at: Date.now(), bytes })
-          await sleep(50)
-        }
-        const killedAt = Date.now()
-        first.child.kill('SIGKILL')
-        await first.exited
-        clients.add('slow', await player.drain())
-        clients.failed++ // the download was cut
-        const before = samples.filter((x) => x.at <= killedAt - 500 - 300).at(-1)?.bytes ?? 0
-        // A restarted proxy on the same file seals and delivers what the first one stored.
-        const second = await serve(scope, env)
-        await until(() => (receiver.billed().get('a') ?? 0) === clients.received.get('a') && receiver.billed().has('slow'), 15_000)
-        await stop(second)
-        const delivered = clients.received.get('slow') ?? 0
-        return account('proxy kill -9 mid-download', clients, receiver.billed(), {
-          allowedLoss: delivered - before,
-          note: `a 1 MiB/s player cut after ${(before / MiB).toFixed(1)}+ MiB; allowed: what its socket took in the last flush interval (0.5 s) before the kill`
-        })
-      } finally {
-        await scope.close()
-      }
+  fault('proxy kill -9 mid-download', async ({ scope, receiver, media, clients, sqliteUrl }) => {
+    const env = baseEnv(media, receiver.url, { STORE_URL: sqliteUrl(), TRAFFIC_FLUSH_INTERVAL: '0.5' })
+    const first = await serve(scope, env)
+    const player = pacedReader(first, '/movie.mp4', 'slow', MiB)
+    scope.defer(() => player.destroy())
+    clients.requests++
+    for (let i = 0; i < 5; i++) await Promise.all(['a', 'b', 'c'].map((uid) => clients.get(first.url, '/seg.ts', uid)))
+    // The player goes on; what its socket had taken one interval before the kill is the bound.
+    const samples: Array<{ at: number, bytes: number }> = []
+    const endAt = Date.now() + 3000
+    while (Date.now() < endAt) {
+      const bytes = await takenBy(first, 'slow')
+      if (bytes !== undefined) samples.push({ at: Date.now(), bytes })
+      await sleep(50)
     }
-  },
-  {
-    name: 'SIGTERM under load',
-    run: async () => {
-      const scope = new Scope()
-      try {
-        const receiver = await FaultReceiver.start()
-        scope.defer(() => receiver.close())
-        const media = mediaDir(scope)
-        const server = await serve(scope, baseEnv(media, receiver.url, { STORE_URL: `sqlite:${join(scope.tempDir('db'), 'usage.db')}` }))
-        const clients = new Clients()
-        scope.defer(() => clients.close())
-        // Each client fetches back to back until the signal; what it had in
-        // flight then must finish and be billed.
-        const load = { running: true }
-        const loops = Array.from({ length: 16 }, async (_, i) => {
-          while (load.running) await clients.get(server.url, i % 4 === 0 ? '/movie.mp4' : '/seg.ts', `load-${i}`)
-        })
-        await sleep(2000)
-        load.running = false
-        const status = await stop(server)
-        await Promise.all(loops)
-        return account('SIGTERM under load', clients, receiver.billed(), {
-          note: `16 clients, 4 of them on a 64 MiB file: every response in flight at SIGTERM finished within the grace and was billed; exit ${String(status)}`
-        })
-      } finally {
-        await scope.close()
-      }
+    const killedAt = Date.now()
+    first.child.kill('SIGKILL')
+    await first.exited
+    clients.add('slow', await player.drain())
+    clients.failed++ // the download was cut
+    const before = samples.filter((x) => x.at <= killedAt - 500 - 300).at(-1)?.bytes ?? 0
+    // A restarted proxy on the same file seals and delivers what the first one stored.
+    const second = await serve(scope, env)
+    await until(() => (receiver.billed().get('a') ?? 0) === clients.received.get('a') && receiver.billed().has('slow'), 15_000)
+    await stop(second)
+    const delivered = clients.received.get('slow') ?? 0
+    return account('proxy kill -9 mid-download', clients, receiver.billed(), {
+      allowedLoss: delivered - before,
+      note: `a 1 MiB/s player cut after ${(before / MiB).toFixed(1)}+ MiB; allowed: what its socket took in the last flush interval (0.5 s) before the kill`
+    })
+  }),
+  fault('SIGTERM under load', async ({ scope, receiver, media, clients, sqliteUrl }) => {
+    const server = await serve(scope, baseEnv(media, receiver.url, { STORE_URL: sqliteUrl() }))
+    // Each client fetches back to back until the signal; what it had in
+    // flight then must finish and be billed.
+    const load = { running: true }
+    const loops = Array.from({ length: 16 }, async (_, i) => {
+      while (load.running) await clients.get(server.url, i % 4 === 0 ? '/movie.mp4' : '/seg.ts', `load-${i}`)
+    })
+    await sleep(2000)
+    load.running = false
+    const status = await stop(server)
+    await Promise.all(loops)
+    return account('SIGTERM under load', clients, receiver.billed(), {
+      note: `16 clients, 4 of them on a 64 MiB file: every response in flight at SIGTERM finished within the grace and was billed; exit ${String(status)}`
+    })
+  }),
+  fault('reporter kill -9 mid-delivery', async ({ scope, receiver, media, clients }) => {
+    let held = ''
+    receiver.policy = ({ id, seen }) => {
+      if (held === '') held = id
+      return id === held && seen === 0 ? 'hang' : 200
     }
-  },
-  {
-    name: 'reporter kill -9 mid-delivery',
-    run: async () => {
-      const scope = new Scope()
-      try {
-        let held = ''
-        const receiver = await FaultReceiver.start(({ id, seen }) => {
-          if (held === '') held = id
-          return id === held && seen === 0 ? 'hang' : 200
-        })
-        scope.defer(() => receiver.close())
-        const media = mediaDir(scope)
-        const prefix = uniquePrefix('fault-reporter')
-        scope.defer(() => deletePrefix(prefix))
-        const env = baseEnv(media, receiver.url, { STORE_URL: 'redis://127.0.0.1:6379', STORE_PREFIX: prefix })
-        const servers = await Promise.all([serve(scope, env), serve(scope, env)])
-        const clients = new Clients()
-        scope.defer(() => clients.close())
-        for (let i = 0; i < 3; i++) await Promise.all(servers.map((s, n) => clients.get(s.url, '/seg.ts', `via-${n}`)))
-        await until(() => receiver.received.length > 0, 10_000)
-        const sealedBy = JSON.parse(receiver.received[0]?.body ?? '{}') as { worker_id?: string }
-        const victim = servers.find((s) => sealedBy.worker_id?.endsWith(`-${s.child.pid}`)) ?? servers[0]!
-        const survivor = servers.find((s) => s !== victim)!
-        await sleep(300) // everything flushed: this fault is about the delivery
-        const killedAt = Date.now()
-        victim.child.kill('SIGKILL')
-        await victim.exited
-        await until(() => receiver.kept.some((k) => k.id === held), 15_000)
-        const takeover = Date.now() - killedAt
-        for (let i = 0; i < 3; i++) await clients.get(survivor.url, '/seg.ts', 'after')
-        await until(() => receiver.billed().get('after') === clients.received.get('after'), 10_000)
-        await stop(survivor)
-        return account('reporter kill -9 mid-delivery', clients, receiver.billed(), {
-          note: `2 instances on Redis; the held report was delivered again by the survivor ${(takeover / 1000).toFixed(1)} s after the kill, same id and body`
-        })
-      } finally {
-        await scope.close()
+    const prefix = uniquePrefix('fault-reporter')
+    scope.defer(() => deletePrefix(prefix))
+    const env = baseEnv(media, receiver.url, { STORE_URL: 'redis://127.0.0.1:6379', STORE_PREFIX: prefix })
+    const servers = await Promise.all([serve(scope, env), serve(scope, env)])
+    for (let i = 0; i < 3; i++) await Promise.all(servers.map((s, n) => clients.get(s.url, '/seg.ts', `via-${n}`)))
+    await until(() => receiver.received.length > 0, 10_000)
+    const sealedBy = JSON.parse(receiver.received[0]?.body ?? '{}') as { worker_id?: string }
+    const victim = servers.find((s) => sealedBy.worker_id?.endsWith(`-${s.child.pid}`)) ?? servers[0]!
+    const survivor = servers.find((s) => s !== victim)!
+    await sleep(300) // everything flushed: this fault is about the delivery
+    const killedAt = Date.now()
+    victim.child.kill('SIGKILL')
+    await victim.exited
+    await until(() => receiver.kept.some((k) => k.id === held), 15_000)
+    const takeover = Date.now() - killedAt
+    for (let i = 0; i < 3; i++) await clients.get(survivor.url, '/seg.ts', 'after')
+    await until(() => receiver.billed().get('after') === clients.received.get('after'), 10_000)
+    await stop(survivor)
+    return account('reporter kill -9 mid-delivery', clients, receiver.billed(), {
+      note: `2 instances on Redis; the held report was delivered again by the survivor ${(takeover / 1000).toFixed(1)} s after the kill, same id and body`
+    })
+  }),
+  fault('Redis kill -9, restart from AOF', async ({ scope, receiver, media, clients }) => {
+    const redis = await FaultRedis.start()
+    scope.defer(() => redis.destroy())
+    // The first POST of each of the first two reports is held: Redis dies while they are in flight.
+    receiver.policy = ({ n }) => n <= 2 ? { status: 503, delayMs: 1500 } : 200
+    const env = baseEnv(media, receiver.url, { STORE_URL: redis.url })
+    const servers = await Promise.all([serve(scope, env), serve(scope, env)])
+    const load = { running: true }
+    const traffic = Promise.all(servers.flatMap((s, n) => [0, 1].map(async (k) => {
+      for (let i = 0; load.running; i++) {
+        await clients.get(s.url, '/seg.ts', `r${n}-${k}-${i % 3}`)
+        await sleep(20)
       }
+    })))
+    const kills: number[] = []
+    for (const waitMs of [1500, 2200, 3100]) {
+      await sleep(waitMs)
+      kills.push(receiver.received.length)
+      await redis.kill()
+      await sleep(1000)
+      await redis.restart()
     }
-  },
-  {
-    name: 'Redis kill -9, restart from AOF',
-    run: async () => {
-      const scope = new Scope()
-      try {
-        const redis = await FaultRedis.start()
-        scope.defer(() => redis.destroy())
-        // The first POST of each of the first two reports is held: Redis dies while they are in flight.
-        const receiver = await FaultReceiver.start(({ n }) => n <= 2 ? { status: 503, delayMs: 1500 } : 200)
-        scope.defer(() => receiver.close())
-        const media = mediaDir(scope)
-        const env = baseEnv(media, receiver.url, { STORE_URL: redis.url })
-        const servers = await Promise.all([serve(scope, env), serve(scope, env)])
-        const clients = new Clients()
-        scope.defer(() => clients.close())
-        const load = { running: true }
-        const traffic = Promise.all(servers.flatMap((s, n) => [0, 1].map(async (k) => {
-          for (let i = 0; load.running; i++) {
-            await clients.get(s.url, '/seg.ts', `r${n}-${k}-${i % 3}`)
-            await sleep(20)
-          }
-        })))
-        const kills: number[] = []
-        for (const waitMs of [1500, 2200, 3100]) {
-          await sleep(waitMs)
-          kills.push(receiver.received.length)
-          await redis.kill()
-          await sleep(1000)
-          await redis.restart()
-        }
-        await sleep(1500)
-        load.running = false
-        await traffic
-        await until(() => {
-          const billed = receiver.billed()
-          return [...clients.received].every(([uid, bytes]) => (billed.get(uid) ?? 0) >= bytes)
-        }, 20_000)
-        await Promise.all(servers.map(stop))
-        return account('Redis kill -9, restart from AOF', clients, receiver.billed(), {
-          note: `2 instances; Redis (appendfsync always) killed 3 times under load, 1 s down each, with ${kills.join('/')} reports POSTed so far`
-        })
-      } finally {
-        await scope.close()
-      }
-    }
-  }
+    await sleep(1500)
+    load.running = false
+    await traffic
+    await until(() => {
+      const billed = receiver.billed()
+      return [...clients.received].every(([uid, bytes]) => (billed.get(uid) ?? 0) >= bytes)
+    }, 20_000)
+    await Promise.all(servers.map(stop))
+    return account('Redis kill -9, restart from AOF', clients, receiver.billed(), {
+      note: `2 instances; Redis (appendfsync always) killed 3 times under load, 1 s down each, with ${kills.join('/')} reports POSTed so far`
+    })
+  })
 ]

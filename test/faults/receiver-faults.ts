@@ -4,16 +4,13 @@
  * the fault; billed bytes are compared with received ones once the receiver
  * has everything (or the wait runs out) and the proxy has stopped.
  */
-import { join } from 'node:path'
 import { request } from 'undici'
-import { FaultReceiver } from './fault-receiver.ts'
-import type { Policy } from './fault-receiver.ts'
-import { Clients, Scope, account, baseEnv, mediaDir, serve, sleep, stop, until } from './scenario.ts'
-import type { Fault, FaultRow } from './scenario.ts'
+import type { FaultReceiver, Policy } from './fault-receiver.ts'
+import { account, baseEnv, fault, p99, serve, sleep, stop, until } from './scenario.ts'
+import type { Clients, Fault } from './scenario.ts'
 import type { CliServer } from '../helpers/cli-server.ts'
 
 interface ReceiverFault {
-  name: string
   policy: Policy
   /** Extra settings. */
   env?: Record<string, string>
@@ -28,16 +25,15 @@ interface ReceiverFault {
   note: (ctx: { receiver: FaultReceiver, clients: Clients, latencies: number[] }) => string
 }
 
-async function runReceiverFault (f: ReceiverFault): Promise<FaultRow> {
-  const scope = new Scope()
-  try {
-    const receiver = await FaultReceiver.start(f.policy)
-    scope.defer(() => receiver.close())
-    const media = mediaDir(scope)
-    const db = join(scope.tempDir('db'), 'usage.db')
-    const server = await serve(scope, baseEnv(media, receiver.url, { STORE_URL: `sqlite:${db}`, ...f.env }))
-    const clients = new Clients()
-    scope.defer(() => clients.close())
+/**
+ * A receiver fault named `name`; `make` gives its settings, and any state its
+ * policy keeps, afresh for each run.
+ */
+function receiverFault (name: string, make: () => ReceiverFault): Fault {
+  return fault(name, async ({ scope, receiver, media, clients, sqliteUrl }) => {
+    const f = make()
+    receiver.policy = f.policy
+    const server = await serve(scope, baseEnv(media, receiver.url, { STORE_URL: sqliteUrl(), ...f.env }))
     const latencies: number[] = []
     const uids = Array.from({ length: f.uids ?? 6 }, (_, i) => `viewer-${i}`)
     await Promise.all(uids.map(async (uid) => {
@@ -50,12 +46,10 @@ async function runReceiverFault (f: ReceiverFault): Promise<FaultRow> {
     await f.during?.({ server, receiver, clients })
     await until(() => sameTotals(receiver.billed(), clients.received), f.waitMs ?? 30_000)
     const status = await stop(server)
-    return account(f.name, clients, receiver.billed(), {
+    return account(name, clients, receiver.billed(), {
       note: `${f.note({ receiver, clients, latencies })}${receiver.changedBodies() > 0 ? '; BODY CHANGED ON RETRY' : ''}${status === 0 ? '' : `; exit ${String(status)}`}`
     })
-  } finally {
-    await scope.close()
-  }
+  })
 }
 
 function sameTotals (a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): boolean {
@@ -66,28 +60,18 @@ function sameTotals (a: ReadonlyMap<string, number>, b: ReadonlyMap<string, numb
 
 const posts = (r: FaultReceiver): string => `${r.received.length} POSTs for ${r.kept.length} reports`
 
-function p99 (values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y)
-  return Math.round(sorted[Math.floor(sorted.length * 0.99)] ?? 0)
-}
-
-/** A fault whose settings (and any state its policy keeps) are made afresh for each run. */
-function fault (name: string, make: () => Omit<ReceiverFault, 'name'>): Fault {
-  return { name, run: async () => await runReceiverFault({ name, ...make() }) }
-}
-
 /** The receiver faults, in the order of the table. */
 export const receiverFaults: Fault[] = [
-  fault('receiver 500 ×3', () => ({
+  receiverFault('receiver 500 ×3', () => ({
     policy: ({ n }) => n <= 3 ? 500 : 200,
     note: ({ receiver }) => `${posts(receiver)}; retried with backoff, same id and body`
   })),
-  fault('receiver 409', () => ({
+  receiverFault('receiver 409', () => ({
     // The receiver stores the report but the answer is lost; the retry hears 409 "already have it".
     policy: ({ seen }) => seen === 0 ? { status: 200, drop: true } : 409,
     note: ({ receiver }) => `${posts(receiver)}; 409 taken as delivered`
   })),
-  fault('receiver 413', () => ({
+  receiverFault('receiver 413', () => ({
     // nginx's default client_max_body_size is 1 MiB; 16 KiB here so that a
     // window of 120 uids is split twice.
     policy: ({ bytes }) => bytes > 16 * 1024 ? 413 : 200,
@@ -96,7 +80,7 @@ export const receiverFaults: Fault[] = [
     path: '/small.ts',
     note: ({ receiver }) => `${posts(receiver)}; too large reports split until accepted`
   })),
-  fault('receiver 400 forever', () => {
+  receiverFault('receiver 400 forever', () => {
     let refused = ''
     let fixed = false
     return {
@@ -117,14 +101,14 @@ export const receiverFaults: Fault[] = [
       note: ({ receiver }) => `${posts(receiver)}; parked after 3 refusals, later windows delivered, replayed by POST /api/outbox/retry`
     }
   }),
-  fault('receiver 6 s delays', () => ({
+  receiverFault('receiver 6 s delays', () => ({
     // Stored, then answered after 6 s: past TRAFFIC_REPORT_TIMEOUT=5 for the first two attempts of each.
     policy: ({ seen }) => seen < 2 ? { status: 200, delayMs: 6000 } : 200,
     env: { TRAFFIC_REPORT_TIMEOUT: '5' },
     waitMs: 60_000,
     note: ({ receiver }) => `${posts(receiver)}; attempts timed out at 5 s, resent with the same id`
   })),
-  fault('slow receiver', () => ({
+  receiverFault('slow receiver', () => ({
     policy: () => ({ status: 200, delayMs: 1500 }),
     uids: 8,
     perUid: 40,

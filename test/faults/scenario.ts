@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { startCliServer } from '../helpers/cli-server.ts'
+import { FaultReceiver } from './fault-receiver.ts'
 import type { CliServer } from '../helpers/cli-server.ts'
 
 /** One row of the fault table. */
@@ -33,6 +34,38 @@ export interface FaultRow {
 export interface Fault {
   name: string
   run: () => Promise<FaultRow>
+}
+
+/** What every scenario starts with: all of it cleaned up when the scenario ends. */
+export interface Setup {
+  scope: Scope
+  /** A report endpoint answering 200 until the scenario sets its `policy`. */
+  receiver: FaultReceiver
+  /** A directory with {@link MEDIA}. */
+  media: string
+  clients: Clients
+  /** A `STORE_URL` for a new SQLite file. */
+  sqliteUrl: () => string
+}
+
+/** A scenario named `name` whose `body` gets a fresh {@link Setup} on every run. */
+export function fault (name: string, body: (setup: Setup) => Promise<FaultRow>): Fault {
+  return {
+    name,
+    run: async () => {
+      const scope = new Scope()
+      try {
+        const receiver = await FaultReceiver.start()
+        scope.defer(() => receiver.close())
+        const clients = new Clients()
+        scope.defer(() => clients.close())
+        const sqliteUrl = (): string => `sqlite:${join(scope.tempDir('db'), 'usage.db')}`
+        return await body({ scope, receiver, media: mediaDir(scope), clients, sqliteUrl })
+      } finally {
+        await scope.close()
+      }
+    }
+  }
 }
 
 /** Cleanup in reverse order of setup, whatever happened. */
@@ -175,6 +208,21 @@ export function account (fault: string, clients: Pick<Clients, 'received' | 'req
     failed: clients.failed,
     note: more.note ?? ''
   }
+}
+
+/** The median of `values`, rounded. */
+export function median (values: readonly number[]): number {
+  return percentile(values, 0.5)
+}
+
+/** The 99th percentile of `values`, rounded. */
+export function p99 (values: readonly number[]): number {
+  return percentile(values, 0.99)
+}
+
+function percentile (values: readonly number[], q: number): number {
+  const sorted = [...values].sort((x, y) => x - y)
+  return Math.round(sorted[Math.floor(sorted.length * q)] ?? 0)
 }
 
 /** Whether a row meets the target: nothing doubled, nothing lost beyond what §2 allows. */
