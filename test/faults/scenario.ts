@@ -192,6 +192,7 @@ export function account (fault: string, clients: Pick<Clients, 'received' | 'req
     const b = billed.get(uid) ?? 0
     if (b < bytes) lost += bytes - b
     else doubled += b - bytes
+    if (b !== bytes && process.env.FAULTS_DEBUG !== undefined) process.stderr.write(`  ${fault}: ${uid} received ${bytes}, billed ${b}\n`)
   }
   for (const [uid, bytes] of billed) {
     total += bytes
