@@ -5,9 +5,10 @@ import type { ForwardedClient } from './origin.ts'
 
 /**
  * What an HTTP origin hears about the client (DESIGN §4): the media route
- * reads it off the request ({@link forwardedClient}, {@link queryOf}), the
- * HTTP origin turns it into `X-Forwarded-For` and `X-Forwarded-Proto`
- * ({@link xForwardedFor}, {@link xForwardedProto}). Only the HTTP origin pays
+ * reads it off the request ({@link forwardedClient}; the query is the one
+ * request-path.ts's `splitTarget` already split off), the HTTP origin turns
+ * it into `X-Forwarded-For` and `X-Forwarded-Proto` ({@link xForwardedFor},
+ * {@link xForwardedProto}). Only the HTTP origin pays
  * for normalising addresses and joining strings; the route reads fields.
  */
 
@@ -22,12 +23,6 @@ export function forwardedClient (req: IncomingMessage, ips: ClientIpResolver): F
   if (ips.size === 0 || !ips.isTrusted(address)) return { address }
   const h = req.headers
   return { address, forwardedFor: joined(h['x-forwarded-for']), proto: joined(h['x-forwarded-proto']) }
-}
-
-/** The query string of a request target, without the `?`; undefined when there is none. */
-export function queryOf (target: string | undefined): string | undefined {
-  const q = target === undefined ? -1 : target.indexOf('?')
-  return q === -1 ? undefined : (target as string).slice(q + 1)
 }
 
 /**

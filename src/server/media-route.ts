@@ -9,7 +9,7 @@ import type { FileType } from '../meter/index.ts'
 import type { ClientIpResolver } from './client-ip.ts'
 import type { CorsPolicy } from './cors.ts'
 import { sendError } from './error-reply.ts'
-import { forwardedClient, queryOf } from './forwarding.ts'
+import { forwardedClient } from './forwarding.ts'
 import { fileTypeOf } from './media-types.ts'
 import type { MeteringInput } from './metering-input.ts'
 import type { ServerMetrics } from './metrics.ts'
@@ -61,6 +61,8 @@ interface Identity {
    * of the signed path itself; undefined when nothing is signed.
    */
   scope: string | undefined
+  /** The request's query string as received, without the `?` (`''` when none): passed to an HTTP origin. */
+  query: string
   sessionId: string | undefined
   ip: string
   fileType: FileType
@@ -107,7 +109,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
         // HEAD of one is answered from a whole GET (its body is not sent).
         method: playlist ? 'GET' : method,
         headers: forwardedHeaders(req),
-        query: queryOf(req.url),
+        query: who.query,
         client: forwardedClient(req, ctx.ips),
         whole: playlist,
         onAbortable: (abort) => { abortFetch = abort }
@@ -180,6 +182,7 @@ function identify (req: IncomingMessage, ctx: MediaContext): Identity {
     uid,
     expires,
     scope,
+    query: rawQuery,
     sessionId: sessionIdOf(req.headers, nonEmpty(query.get('sid'))),
     ip: ctx.ips.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
     fileType: fileTypeOf(path)
