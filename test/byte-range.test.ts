@@ -2,8 +2,8 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import {
   formatContentRange, formatUnsatisfiedRange, ifRangeMatches, isMultiRange, isNotModified, parseContentRange, parseRange
-} from '../src/server/byte-range.ts'
-import type { RangeRequest } from '../src/server/byte-range.ts'
+} from '../src/server/origin/byte-range.ts'
+import type { RangeRequest } from '../src/server/origin/byte-range.ts'
 
 const none: RangeRequest = { kind: 'none' }
 const unsatisfiable: RangeRequest = { kind: 'unsatisfiable' }

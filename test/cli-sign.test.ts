@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { main } from '../src/cli/main.ts'
 import type { Env } from '../src/config/index.ts'
-import { checkSignedRequest } from '../src/server/url-signer.ts'
+import { checkSignedRequest } from '../src/server/access/url-signer.ts'
 
 const NOW = Date.UTC(2026, 0, 1) // ms
 const NOW_S = NOW / 1000

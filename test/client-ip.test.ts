@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ConfigError } from '../src/errors.ts'
-import { ClientIpResolver, normalizeIp } from '../src/server/client-ip.ts'
+import { ClientIpResolver, normalizeIp } from '../src/server/access/client-ip.ts'
 
 describe('client ip: normalizeIp', () => {
   it('keeps IPv4 dotted decimal and unwraps IPv4-mapped IPv6', () => {

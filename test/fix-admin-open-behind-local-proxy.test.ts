@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { request } from 'undici'
-import { ClientIpResolver } from '../src/server/client-ip.ts'
+import { ClientIpResolver } from '../src/server/access/client-ip.ts'
 import { startCliServer } from './helpers/cli-server.ts'
 import { startTestServer } from './helpers/test-server.ts'
 import { waitFor } from './helpers/wait.ts'

@@ -9,7 +9,7 @@ import { request } from 'undici'
 import { StoreError } from '../src/errors.ts'
 import { policyOf, resolveMeterOptions } from '../src/meter/index.ts'
 import { buildApp } from '../src/server/app.ts'
-import { FsOrigin } from '../src/server/fs-origin.ts'
+import { FsOrigin } from '../src/server/origin/fs-origin.ts'
 import { MemoryStore } from '../src/store/index.ts'
 import { waitFor } from './helpers/wait.ts'
 

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { after, it } from 'node:test'
 import { Agent, request } from 'undici'
-import { rewritePlaylist, rewritePlaylistSliced } from '../src/server/playlist-rewriter.ts'
+import { rewritePlaylist, rewritePlaylistSliced } from '../src/server/media/playlist-rewriter.ts'
 import { startTestServer } from './helpers/test-server.ts'
 
 // A 7 MB playlist blocked the event loop for 2.2 s while it was rewritten:

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { pino } from 'pino'
 import { request } from 'undici'
-import { signToken } from '../src/server/url-signer.ts'
+import { signToken } from '../src/server/access/url-signer.ts'
 import { startTestServer } from './helpers/test-server.ts'
 import type { TestServer } from './helpers/test-server.ts'
 

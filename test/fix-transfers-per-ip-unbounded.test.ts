@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, it } from 'node:test'
 import { request } from 'undici'
-import { TransfersPerIp } from '../src/server/transfers-per-ip.ts'
+import { TransfersPerIp } from '../src/server/media/transfers-per-ip.ts'
 import { meteredBytes, startTestServer } from './helpers/test-server.ts'
 import { waitFor } from './helpers/wait.ts'
 

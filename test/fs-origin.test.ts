@@ -7,10 +7,10 @@ import { after, before, describe, it } from 'node:test'
 import {
   NotFoundError, OriginUnreachableError, RangeNotSatisfiableError, ShuttingDownError
 } from '../src/errors.ts'
-import { FsOrigin } from '../src/server/fs-origin.ts'
-import type { FsOriginOptions } from '../src/server/fs-origin.ts'
-import { isPushedBody } from '../src/server/origin.ts'
-import type { ForwardedHeaders, OriginRequest, OriginResponse, PushedBody } from '../src/server/origin.ts'
+import { FsOrigin } from '../src/server/origin/fs-origin.ts'
+import type { FsOriginOptions } from '../src/server/origin/fs-origin.ts'
+import { isPushedBody } from '../src/server/origin/origin.ts'
+import type { ForwardedHeaders, OriginRequest, OriginResponse, PushedBody } from '../src/server/origin/origin.ts'
 import { bodyOf as streamedBodyOf, rejectsWith } from './helpers/origin-assert.ts'
 import { waitFor } from './helpers/wait.ts'
 

@@ -10,10 +10,10 @@ import {
   errorBody
 } from '../src/errors.ts'
 import type { StreammeterError } from '../src/errors.ts'
-import { HttpOrigin } from '../src/server/http-origin.ts'
-import type { HttpOriginOptions } from '../src/server/http-origin.ts'
-import type { ForwardedHeaders, OriginRequest, OriginResponse } from '../src/server/origin.ts'
-import { isPushedBody } from '../src/server/origin.ts'
+import { HttpOrigin } from '../src/server/origin/http-origin.ts'
+import type { HttpOriginOptions } from '../src/server/origin/http-origin.ts'
+import type { ForwardedHeaders, OriginRequest, OriginResponse } from '../src/server/origin/origin.ts'
+import { isPushedBody } from '../src/server/origin/origin.ts'
 import { waitFor } from './helpers/wait.ts'
 import { bodyOf, rejectsWith } from './helpers/origin-assert.ts'
 

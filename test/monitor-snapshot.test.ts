@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { request } from 'undici'
 import { FILE_TYPES } from '../src/meter/index.ts'
-import { MONITOR_CSP } from '../src/server/monitor-routes.ts'
+import { MONITOR_CSP } from '../src/server/monitor/monitor-routes.ts'
 import { startTestServer } from './helpers/test-server.ts'
 
 const root = mkdtempSync(join(tmpdir(), 'sm-monitor-snapshot-'))

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { ThroughputHistory } from '../src/server/throughput-history.ts'
-import { TransferRegistry } from '../src/server/transfers.ts'
+import { ThroughputHistory } from '../src/server/monitor/throughput-history.ts'
+import { TransferRegistry } from '../src/server/media/transfers.ts'
 import { waitFor } from './helpers/wait.ts'
 
 function fixture (capacity = 900): { clock: { now: number }, transfers: TransferRegistry, requests: Map<string, number>, history: ThroughputHistory } {

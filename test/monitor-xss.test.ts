@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { after, describe, it } from 'node:test'
 import { request } from 'undici'
-import { signedQuery } from '../src/server/url-signer.ts'
+import { signedQuery } from '../src/server/access/url-signer.ts'
 import { browserSuite, closeBrowser, openPage } from './helpers/browser.ts'
 import { startTestServer } from './helpers/test-server.ts'
 

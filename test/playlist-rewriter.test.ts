@@ -4,8 +4,8 @@ import { posix } from 'node:path'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import HLS from 'hls-parser'
-import { isPlaylistPath, rewritePlaylist, type RewriteContext } from '../src/server/playlist-rewriter.ts'
-import { signedQuery, verifyToken } from '../src/server/url-signer.ts'
+import { isPlaylistPath, rewritePlaylist, type RewriteContext } from '../src/server/media/playlist-rewriter.ts'
+import { signedQuery, verifyToken } from '../src/server/access/url-signer.ts'
 
 const MEDIA = new URL('../examples/media/', import.meta.url).pathname
 const FIXTURES = new URL('fixtures/playlists/', import.meta.url).pathname

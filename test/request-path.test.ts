@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { BadRequestError, NotFoundError } from '../src/errors.ts'
-import { MAX_PATH_BYTES, parseMediaPath, splitTarget } from '../src/server/request-path.ts'
+import { MAX_PATH_BYTES, parseMediaPath, splitTarget } from '../src/server/media/request-path.ts'
 
 describe('parseMediaPath', () => {
   const accepted: Array<[string, string]> = [

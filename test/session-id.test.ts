@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { cookieValue, MAX_SESSION_ID_LENGTH, sessionIdOf } from '../src/server/session-id.ts'
+import { cookieValue, MAX_SESSION_ID_LENGTH, sessionIdOf } from '../src/server/access/session-id.ts'
 
 describe('session id: precedence', () => {
   const cookie = 'theme=dark; session_id_fileserver=from-cookie'

@@ -5,7 +5,7 @@ import { syncBuiltinESMExports } from 'node:module'
 import { describe, it, mock } from 'node:test'
 import {
   checkSignedRequest, directoryOf, inScope, isScope, signScopedToken, signedQuery, signToken, verifyToken
-} from '../src/server/url-signer.ts'
+} from '../src/server/access/url-signer.ts'
 
 const SECRET = 'demo-secret'
 const UID = 'user-42'
@@ -85,7 +85,7 @@ describe('url signer: tokens', () => {
   })
 
   it('never compares tokens or MACs with ===, == or Buffer#equals (source check)', () => {
-    const source = readFileSync(new URL('../src/server/url-signer.ts', import.meta.url), 'utf8')
+    const source = readFileSync(new URL('../src/server/access/url-signer.ts', import.meta.url), 'utf8')
       .replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '')
     assert.match(source, /timingSafeEqual\(mac\(/)
     assert.doesNotMatch(source, /\.equals\(|\.compare\(/)

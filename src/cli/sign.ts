@@ -1,7 +1,7 @@
 import { ConfigError } from '../errors.ts'
 import { readSetting } from '../config/index.ts'
 import type { Env } from '../config/index.ts'
-import { encodeScope, inScope, isScope, signScopedToken, signToken } from '../server/url-signer.ts'
+import { encodeScope, inScope, isScope, signScopedToken, signToken } from '../server/access/url-signer.ts'
 import { parseFlags, wantsHelp } from './args.ts'
 import type { CliContext } from './context.ts'
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
-import { isPushedBody } from '../../src/server/origin.ts'
-import type { OriginResponse } from '../../src/server/origin.ts'
+import { isPushedBody } from '../../src/server/origin/origin.ts'
+import type { OriginResponse } from '../../src/server/origin/origin.ts'
 
 /** Read a GET answer's whole body (tests only). */
 export async function bodyOf (answer: OriginResponse): Promise<Buffer> {

@@ -5,8 +5,8 @@ import { MemoryStore } from '../../src/store/index.ts'
 import type { UsageStore } from '../../src/meter/index.ts'
 import { buildApp } from '../../src/server/app.ts'
 import type { App, AppOptions } from '../../src/server/app.ts'
-import { FsOrigin } from '../../src/server/fs-origin.ts'
-import { HttpOrigin } from '../../src/server/http-origin.ts'
+import { FsOrigin } from '../../src/server/origin/fs-origin.ts'
+import { HttpOrigin } from '../../src/server/origin/http-origin.ts'
 import { addReportBytes } from './report-bytes.ts'
 
 /** A streammeter server for a test: real sockets on 127.0.0.1, port 0. */

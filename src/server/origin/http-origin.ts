@@ -2,8 +2,8 @@ import { Pool, errors } from 'undici'
 import {
   ConfigError, NotFoundError, OriginError, OriginTimeoutError, OriginUnreachableError, RangeNotSatisfiableError,
   ShuttingDownError, StreammeterError
-} from '../errors.ts'
-import { VERSION } from '../version.ts'
+} from '../../errors.ts'
+import { VERSION } from '../../version.ts'
 import { isMultiRange, parseContentRange } from './byte-range.ts'
 import { DispatchedResponse } from './dispatched-response.ts'
 import type { ResponseHead } from './dispatched-response.ts'

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { StreammeterError } from '../errors.ts'
+import { StreammeterError } from '../../errors.ts'
 import type { MonitorSnapshot } from './monitor-snapshot.ts'
 
 /** Options of {@link MonitorEvents}. */

@@ -1,6 +1,6 @@
-import { NotFoundError, StreammeterError } from '../errors.ts'
-import type { Origin } from './origin.ts'
-import { signedQuery } from './url-signer.ts'
+import { NotFoundError, StreammeterError } from '../../errors.ts'
+import type { Origin } from '../origin/origin.ts'
+import { signedQuery } from '../access/url-signer.ts'
 
 /** The uid the dashboard's demo player is metered under. */
 export const MONITOR_DEMO_UID = 'demo'

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
-import { OriginBodyTooLargeError } from '../errors.ts'
+import { OriginBodyTooLargeError } from '../../errors.ts'
 import type { PushedBody } from './origin.ts'
 import type { ByteCounter } from './stream-body.ts'
 

@@ -1,5 +1,5 @@
-import { OriginError } from '../errors.ts'
-import type { FileType } from '../meter/index.ts'
+import { OriginError } from '../../errors.ts'
+import type { FileType } from '../../meter/index.ts'
 import { cacheControlFor } from './media-types.ts'
 
 /**

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { TrafficCollector, TrafficStatus } from '../meter/index.ts'
-import type { TransferRegistry } from './transfers.ts'
+import type { TrafficCollector, TrafficStatus } from '../../meter/index.ts'
+import type { TransferRegistry } from '../media/transfers.ts'
 
 /** The limits counted by `streammeter_limit_hits_total`, named after their settings. */
 export type LimitName = 'max_transfers_per_ip' | 'send_timeout' | 'playlist_max_bytes'

@@ -1,11 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { StreammeterError, errorBody } from '../errors.ts'
-import type { TrafficCollector } from '../meter/index.ts'
+import { StreammeterError, errorBody } from '../../errors.ts'
+import type { TrafficCollector } from '../../meter/index.ts'
 import type { AdminAuth } from './admin-auth.ts'
 import type { InstrumentedStore } from './instrumented-store.ts'
 import type { ServerMetrics } from './metrics.ts'
 import { probeStore } from './store-probe.ts'
-import type { TransferRegistry } from './transfers.ts'
+import type { TransferRegistry } from '../media/transfers.ts'
 
 /** What the admin endpoints read. */
 export interface AdminContext {

@@ -1,4 +1,4 @@
-import type { FileType } from '../meter/index.ts'
+import type { FileType } from '../../meter/index.ts'
 
 /** Content type of anything not listed in {@link CONTENT_TYPES}. */
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream'

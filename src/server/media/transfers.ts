@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import type { FileType } from '../meter/index.ts'
+import type { FileType } from '../../meter/index.ts'
 
 /** One response being streamed, as `/active-transfers` shows it. */
 export interface Transfer {

@@ -1,7 +1,7 @@
-import type { TrafficCollector, TrafficStatus, UsageStore } from '../meter/index.ts'
-import { probeStore } from './store-probe.ts'
+import type { TrafficCollector, TrafficStatus, UsageStore } from '../../meter/index.ts'
+import { probeStore } from '../admin/store-probe.ts'
 import type { ThroughputHistory, ThroughputPoints } from './throughput-history.ts'
-import type { TransferRegistry, TransferView } from './transfers.ts'
+import type { TransferRegistry, TransferView } from '../media/transfers.ts'
 
 /** A store probe slower than this counts as failed on the dashboard. */
 const PROBE_TIMEOUT_MS = 2000

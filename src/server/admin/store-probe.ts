@@ -1,5 +1,5 @@
-import { StreammeterError } from '../errors.ts'
-import type { UsageStore } from '../meter/index.ts'
+import { StreammeterError } from '../../errors.ts'
+import type { UsageStore } from '../../meter/index.ts'
 
 /** What one probe of the store found. */
 export interface StoreProbe {

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
-import { normalizeIp } from './client-ip.ts'
-import type { ClientIpResolver } from './client-ip.ts'
+import { normalizeIp } from '../access/client-ip.ts'
+import type { ClientIpResolver } from '../access/client-ip.ts'
 import type { ForwardedClient } from './origin.ts'
 
 /**

@@ -1,6 +1,6 @@
 import { fstat, read } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
-import { OriginError, RangeNotSatisfiableError, ShuttingDownError, StreammeterError } from '../errors.ts'
+import { OriginError, RangeNotSatisfiableError, ShuttingDownError, StreammeterError } from '../../errors.ts'
 import { formatContentRange, formatHttpDate, ifRangeMatches, isNotModified, parseRange } from './byte-range.ts'
 import { FileBody } from './file-body.ts'
 import { ConfinedFiles, call, closeFd, fsError } from './fs-confinement.ts'

@@ -16,7 +16,7 @@ export interface MonitorAsset {
 export const MONITOR_PAGE = 'monitor.html'
 
 /** The dashboard's own files (`web/`), two levels above this file in `src/` and in `dist/`. */
-const WEB_ROOT = fileURLToPath(new URL('../../web/', import.meta.url))
+const WEB_ROOT = fileURLToPath(new URL('../../../web/', import.meta.url))
 
 const OWN: Record<string, string> = {
   [MONITOR_PAGE]: 'text/html; charset=utf-8',

@@ -1,4 +1,4 @@
-import { BadRequestError, NotFoundError } from '../errors.ts'
+import { BadRequestError, NotFoundError } from '../../errors.ts'
 
 /**
  * Longest accepted media path, in bytes of its decoded UTF-8 form (what is

@@ -1,6 +1,6 @@
 import { close, read } from 'node:fs'
 import type { ServerResponse } from 'node:http'
-import { OriginBodyTooLargeError } from '../errors.ts'
+import { OriginBodyTooLargeError } from '../../errors.ts'
 import type { PushedBody } from './origin.ts'
 import type { ByteCounter } from './stream-body.ts'
 

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
-import { BadRequestError, NotFoundError, ReportNotParkedError, errorBody } from '../errors.ts'
-import type { StreammeterError } from '../errors.ts'
-import { outboxView } from '../meter/index.ts'
-import type { UsageStore } from '../meter/index.ts'
+import { BadRequestError, NotFoundError, ReportNotParkedError, errorBody } from '../../errors.ts'
+import type { StreammeterError } from '../../errors.ts'
+import { outboxView } from '../../meter/index.ts'
+import type { UsageStore } from '../../meter/index.ts'
 import type { AdminAuth } from './admin-auth.ts'
 import { adminGuard } from './admin-routes.ts'
 

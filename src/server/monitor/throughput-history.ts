@@ -1,5 +1,5 @@
-import { FILE_TYPES } from '../meter/index.ts'
-import type { FileType } from '../meter/index.ts'
+import { FILE_TYPES } from '../../meter/index.ts'
+import type { FileType } from '../../meter/index.ts'
 
 /** Cumulative figures the history samples; both only ever grow. */
 export interface ThroughputSource {

@@ -1,5 +1,5 @@
 import { BlockList, isIP } from 'node:net'
-import { ConfigError } from '../errors.ts'
+import { ConfigError } from '../../errors.ts'
 
 /**
  * The client address a request is metered under (DESIGN §4): the socket peer,

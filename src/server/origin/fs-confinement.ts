@@ -1,7 +1,7 @@
 import { close, constants, fstat, open, readlink, realpath, stat } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
 import { join, sep } from 'node:path'
-import { NotFoundError, OriginError, OriginUnreachableError, StreammeterError } from '../errors.ts'
+import { NotFoundError, OriginError, OriginUnreachableError, StreammeterError } from '../../errors.ts'
 import type { PathCache, VerifiedPath } from './path-cache.ts'
 
 // O_NOFOLLOW: the path is already resolved, so a symlink here means it was

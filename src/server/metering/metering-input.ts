@@ -1,5 +1,5 @@
-import type { TrafficCollector } from '../meter/index.ts'
-import type { Transfer, TransferRegistry } from './transfers.ts'
+import type { TrafficCollector } from '../../meter/index.ts'
+import type { Transfer, TransferRegistry } from '../media/transfers.ts'
 
 /**
  * Where the bytes each client was sent become `record()` calls (DESIGN §2).

@@ -2,7 +2,7 @@ import type { Histogram } from 'prom-client'
 import type {
   ExpireResult, FailureDetail, FlushResult, OutboxEntry, OutboxItem, OutboxStats, RenderedReport, SealRequest, SealResult, StoreCounters,
   StoreDurability, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
-} from '../meter/index.ts'
+} from '../../meter/index.ts'
 
 /**
  * A {@link UsageStore} that times every operation into a histogram (store
