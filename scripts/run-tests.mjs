@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Runs every test/**/*.test.ts through tsx with node:test. Node 20 does not
 // expand globs in `--test`, so the files are listed here. Extra arguments
-// (file paths or node:test flags) are passed through: with a path, only the
-// named files run.
+// (file paths, folders or node:test flags) are passed through: with a path,
+// only the named files (or the files under the named folders) run.
+// `--quick` leaves out test/e2e/, the suites that start processes, kill
+// them, or drive redis-server, ffmpeg or Chromium.
 import { spawn } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
@@ -20,9 +22,13 @@ function list (dir) {
 }
 
 const args = process.argv.slice(2)
+const quick = args.includes('--quick')
 const named = args.filter((a) => !a.startsWith('-'))
-const flags = args.filter((a) => a.startsWith('-'))
-const files = named.length > 0 ? named : list(join(root, 'test'))
+const flags = args.filter((a) => a.startsWith('-') && a !== '--quick')
+const e2e = join('test', 'e2e') + '/'
+const files = (named.length > 0 ? named : ['test'])
+  .flatMap((p) => statSync(join(root, p)).isDirectory() ? list(join(root, p)) : [p])
+  .filter((f) => !quick || !f.startsWith(e2e))
 
 const child = spawn(process.execPath, [
   '--import', 'tsx',

@@ -5,7 +5,7 @@ import type {
 /**
  * The port between the collector and durable state. `src/store/` implements it
  * for `memory:`, `sqlite:` and `redis://`; one contract suite
- * (test/store-contract.ts) holds every implementation to the same guarantees:
+ * (test/store/store-contract.ts) holds every implementation to the same guarantees:
  *
  * 1. `flush` merges a whole batch atomically (all or nothing) with
  *    {@link mergeDelta}'s rules, applying the threshold to the store's global

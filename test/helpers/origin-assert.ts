@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict'
-import { isPushedBody } from '../../src/server/origin/origin.ts'
 import type { OriginResponse } from '../../src/server/origin/origin.ts'
 
 /** Read a GET answer's whole body (tests only). */
 export async function bodyOf (answer: OriginResponse): Promise<Buffer> {
   assert.ok(answer.body !== null, 'a GET answer has a body')
-  if (Buffer.isBuffer(answer.body)) return answer.body
-  if (isPushedBody(answer.body)) return await answer.body.readAll(1 << 30)
-  const chunks: Buffer[] = []
-  for await (const chunk of answer.body as AsyncIterable<Buffer>) chunks.push(chunk)
-  return Buffer.concat(chunks)
+  return await answer.body.readAll(1 << 30)
 }
 
 /** Assert that `p` rejects with an instance of `type`, and return it. */

@@ -7,6 +7,7 @@ import { buildApp } from '../../src/server/app.ts'
 import type { App, AppOptions } from '../../src/server/app.ts'
 import { FsOrigin } from '../../src/server/origin/fs-origin.ts'
 import { HttpOrigin } from '../../src/server/origin/http-origin.ts'
+import type { Origin } from '../../src/server/origin/origin.ts'
 import { addReportBytes } from './report-bytes.ts'
 
 /** A streammeter server for a test: real sockets on 127.0.0.1, port 0. */
@@ -23,6 +24,8 @@ export interface TestServer {
 export interface TestServerOptions extends Omit<Partial<AppOptions>, 'origin' | 'store' | 'collector'> {
   root?: string
   originUrl?: string
+  /** An origin of the test's own (instead of `root` or `originUrl`). */
+  origin?: Origin
   originTimeout?: number
   meter?: Partial<MeterOptions>
   clock?: ManualClock
@@ -34,9 +37,9 @@ export async function startTestServer (o: TestServerOptions): Promise<TestServer
   const meter = resolveMeterOptions({ workerId: 'test', minBytes: 0, ...o.meter })
   const store = new MemoryStore(policyOf(meter))
   let collector!: TrafficCollector
-  const origin = o.originUrl !== undefined
+  const origin = o.origin ?? (o.originUrl !== undefined
     ? new HttpOrigin({ baseUrl: o.originUrl, timeout: o.originTimeout ?? 5 })
-    : new FsOrigin(o.root ?? '.')
+    : new FsOrigin(o.root ?? '.'))
   const app = buildApp({
     ...o,
     origin,

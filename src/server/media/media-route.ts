@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { once } from 'node:events'
-import type { Readable } from 'node:stream'
 import {
   BadRequestError, BadSignatureError, OriginBodyTooLargeError, OriginError, PlaylistTooLargeError, StreammeterError, TooManyTransfersError,
   UrlExpiredError
@@ -13,12 +12,11 @@ import { forwardedClient } from '../origin/forwarding.ts'
 import { fileTypeOf } from '../origin/media-types.ts'
 import type { MeteringInput } from '../metering/metering-input.ts'
 import type { ServerMetrics } from '../admin/metrics.ts'
-import { isPushedBody } from '../origin/origin.ts'
-import type { ForwardedHeaders, Origin, OriginResponse, PushedBody } from '../origin/origin.ts'
+import { BufferBody } from '../origin/buffer-body.ts'
+import type { ForwardedHeaders, Origin, OriginResponse } from '../origin/origin.ts'
 import { isPlaylistPath, rewritePlaylistSliced } from './playlist-rewriter.ts'
 import { parseMediaPath, splitTarget } from './request-path.ts'
 import { sessionIdOf } from '../access/session-id.ts'
-import { sendBuffer, streamBody } from '../origin/stream-body.ts'
 import type { TransferRegistry } from './transfers.ts'
 import type { TransfersPerIp } from './transfers-per-ip.ts'
 import { checkSignedRequest, directoryOf, inScope, signedQuery } from '../access/url-signer.ts'
@@ -119,7 +117,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
     }
     if (res.destroyed) {
       status = CLIENT_CLOSED
-      discard(answer.body)
+      answer.body?.destroy()
       return
     }
     if (playlist && answer.status === 200) {
@@ -131,7 +129,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
     // A body nobody consumed would hold its origin connection (or file)
     // open: a paused origin socket has no body timer. Releasing one already
     // sent or read is a no-op.
-    if (answer !== undefined) discard(answer.body)
+    answer?.body?.destroy()
     if (clientGone) {
       status = CLIENT_CLOSED // the client left before the origin answered: nothing to send
       return
@@ -245,7 +243,7 @@ async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMe
   delete headers['last-modified']
   delete headers['content-encoding']
   headers['content-length'] = String(result.length)
-  return { status: 200, headers, body: result.body ?? null, length: result.length }
+  return { status: 200, headers, body: result.body === undefined ? null : new BufferBody(result.body), length: result.length }
 }
 
 /** The origin's playlist, whole; a PlaylistTooLargeError (502) past `PLAYLIST_MAX_BYTES`, on both origins. */
@@ -255,33 +253,10 @@ async function readPlaylist (answer: OriginResponse, ctx: MediaContext): Promise
     ctx.metrics.countLimitHit('playlist_max_bytes')
     return new PlaylistTooLargeError(limit, { cause })
   }
-  const body = answer.body
-  if (body === null) return Buffer.alloc(0)
-  if (Buffer.isBuffer(body)) {
-    if (body.length > limit) throw tooLarge()
-    return body
-  }
-  if (isPushedBody(body)) {
-    return await body.readAll(limit).catch((err: unknown) => {
-      throw err instanceof OriginBodyTooLargeError ? tooLarge(err) : new OriginError(undefined, { cause: err })
-    })
-  }
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) {
-      body.destroy()
-      throw tooLarge()
-    }
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks)
-}
-
-/** Release a body that will not be sent. */
-function discard (body: Readable | Buffer | PushedBody | null): void {
-  if (body !== null && !Buffer.isBuffer(body)) body.destroy()
+  if (answer.body === null) return Buffer.alloc(0)
+  return await answer.body.readAll(limit).catch((err: unknown) => {
+    throw err instanceof OriginBodyTooLargeError ? tooLarge(err) : new OriginError(undefined, { cause: err })
+  })
 }
 
 function unsignedQuery (uid: string, expires: number | undefined, sid: string | undefined): string {
@@ -297,7 +272,7 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Identity,
   for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value)
   ctx.cors.apply(req, res)
   if (answer.body === null || req.method === 'HEAD' || answer.status === 304) {
-    discard(answer.body)
+    answer.body?.destroy()
     res.end()
     return 0 // HEAD and 304 count 0 (DESIGN §2)
   }
@@ -312,10 +287,7 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Identity,
     response: res
   })
   try {
-    const body = answer.body
-    const complete = await (Buffer.isBuffer(body)
-      ? sendBuffer(body, res, transfer)
-      : isPushedBody(body) ? body.sendTo(res, transfer) : streamBody(body, res, transfer))
+    const complete = await answer.body.sendTo(res, transfer)
     // A complete response has run every write callback ('finish' comes
     // after them). An aborted one may still have callbacks to run: the
     // socket's 'close', then one more turn, and they are counted.

@@ -1,4 +1,4 @@
-import { NotFoundError, StreammeterError } from '../../errors.ts'
+import { NotFoundError, OriginTimeoutError, StreammeterError } from '../../errors.ts'
 import type { Origin } from '../origin/origin.ts'
 import { signedQuery } from '../access/url-signer.ts'
 
@@ -25,15 +25,21 @@ export interface DemoLink {
 
 /**
  * A URL for the dashboard's demo player: the demo playlist for the demo uid,
- * signed as DESIGN §4 says (`?uid=demo` without a secret), valid 10 minutes.
+ * signed as docs/access.md says (`?uid=demo` without a secret), valid 10 minutes.
  * The origin is asked for the playlist first (a HEAD): an origin configured
  * with other media has none, and the page says so instead of a player error.
  */
 export async function demoLink (origin: Origin, signingSecret: string | undefined, now: number): Promise<DemoLink> {
   const base = { uid: MONITOR_DEMO_UID, url: null, expires_at: null }
   try {
-    const answer = await origin.fetch({ path: MONITOR_DEMO_PLAYLIST, method: 'HEAD', headers: {}, signal: AbortSignal.timeout(5000) })
-    if (answer.body !== null && !Buffer.isBuffer(answer.body)) answer.body.destroy()
+    let abort: ((reason: Error) => void) | undefined
+    const timer = setTimeout(() => abort?.(new OriginTimeoutError()), 5000)
+    try {
+      const answer = await origin.fetch({ path: MONITOR_DEMO_PLAYLIST, method: 'HEAD', headers: {}, onAbortable: (a) => { abort = a } })
+      answer.body?.destroy()
+    } finally {
+      clearTimeout(timer)
+    }
   } catch (err) {
     const reason = err instanceof NotFoundError
       ? `the origin has no /${MONITOR_DEMO_PLAYLIST}: the demo stream is only there when no origin is configured (the bundled examples/media)`

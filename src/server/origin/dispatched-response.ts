@@ -1,8 +1,7 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import { OriginBodyTooLargeError } from '../../errors.ts'
-import type { PushedBody } from './origin.ts'
-import type { ByteCounter } from './stream-body.ts'
+import type { ByteCounter, PushedBody } from './origin.ts'
 
 /** What the origin answered before its body. */
 export interface ResponseHead {

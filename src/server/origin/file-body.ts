@@ -1,8 +1,7 @@
 import { close, read } from 'node:fs'
 import type { ServerResponse } from 'node:http'
 import { OriginBodyTooLargeError } from '../../errors.ts'
-import type { PushedBody } from './origin.ts'
-import type { ByteCounter } from './stream-body.ts'
+import type { ByteCounter, PushedBody } from './origin.ts'
 
 /**
  * A range of an open file, written into the client's response chunk by

@@ -2,10 +2,10 @@ import { fstat, read } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
 import { OriginError, RangeNotSatisfiableError, ShuttingDownError, StreammeterError } from '../../errors.ts'
 import { formatContentRange, formatHttpDate, ifRangeMatches, isNotModified, parseRange } from './byte-range.ts'
+import { BufferBody } from './buffer-body.ts'
 import { FileBody } from './file-body.ts'
 import { ConfinedFiles, call, closeFd, fsError } from './fs-confinement.ts'
 import { cacheControlFor, contentTypeOf, fileTypeOf } from './media-types.ts'
-import { isPushedBody } from './origin.ts'
 import type { Origin, OriginRequest, OriginResponse } from './origin.ts'
 import { PathCache } from './path-cache.ts'
 
@@ -116,16 +116,14 @@ export class FsOrigin implements Origin {
   /** {@inheritDoc Origin.fetch} */
   async fetch (request: OriginRequest): Promise<OriginResponse> {
     if (this.#closed) throw new ShuttingDownError()
-    request.signal?.throwIfAborted()
     const { fd, st } = await this.#files.open(request.path)
     let streaming = false
     try {
-      request.signal?.throwIfAborted()
       const answer = await this.#respond(request, fd, st)
-      streaming = answer.body !== null && isPushedBody(answer.body)
+      streaming = answer.body instanceof FileBody
       return answer
     } catch (err) {
-      throw err instanceof StreammeterError || (request.signal?.aborted === true && err === request.signal.reason) ? err : fsError(err)
+      throw err instanceof StreammeterError ? err : fsError(err)
     } finally {
       // Only a file body owns the descriptor (and closes it when it is done
       // or destroyed); HEAD, 304, 416, a Buffer body or a failure close it here.
@@ -154,13 +152,12 @@ export class FsOrigin implements Origin {
         // The body reads at most the length announced: a file still being
         // appended to (a live segment) must not overrun its Content-Length.
         const body = new FileBody(fd, start, length, this.#chunkSize)
-        request.signal?.addEventListener('abort', () => body.destroy(), { once: true })
         return { status, headers, body, length }
       }
       const buffer = Buffer.allocUnsafe(toEof ? length + 1 : length)
       const got = await readFully(fd, buffer, start, length)
       if (got === length && (got < buffer.length || !toEof)) {
-        return { status, headers, body: got === buffer.length ? buffer : buffer.subarray(0, length), length }
+        return { status, headers, body: new BufferBody(got === buffer.length ? buffer : buffer.subarray(0, length)), length }
       }
       if (attempt < 3) {
         st = await call<BigIntStats>((cb) => { fstat(fd, { bigint: true }, cb) })
@@ -168,7 +165,7 @@ export class FsOrigin implements Origin {
       }
       // Still changing after three tries. Grown: the bytes announced are
       // there (an append leaves them as they were). Shrunk: they are not.
-      if (got >= length) return { status, headers, body: buffer.subarray(0, length), length }
+      if (got >= length) return { status, headers, body: new BufferBody(buffer.subarray(0, length)), length }
       throw new OriginError('the file changed while it was read')
     }
   }
@@ -217,7 +214,7 @@ export class FsOrigin implements Origin {
     }
     if (status === 206) headers['content-range'] = formatContentRange(start, end, size)
     if (request.method === 'HEAD') return { kind: 'done', response: { status, headers, body: null, length } }
-    if (length === 0) return { kind: 'done', response: { status, headers, body: Buffer.alloc(0), length } }
+    if (length === 0) return { kind: 'done', response: { status, headers, body: new BufferBody(Buffer.alloc(0)), length } }
     return { kind: 'read', status, headers, start, length, toEof: end === size - 1 }
   }
 }

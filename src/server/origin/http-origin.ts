@@ -136,13 +136,11 @@ export class HttpOrigin implements Origin {
 
   /**
    * {@inheritDoc Origin.fetch}
-   * When `signal` aborts, the origin request is aborted (its socket closed)
-   * and, before the headers, this rejects with `signal.reason`.
+   * The abort function handed to `onAbortable` aborts the origin request
+   * (its socket closed) and, before the headers, makes this reject.
    */
   async fetch (request: OriginRequest): Promise<OriginResponse> {
     if (this.#closing !== undefined) throw new ShuttingDownError()
-    const client = request.signal
-    client?.throwIfAborted()
     const whole = request.whole === true
     const headers = this.#requestHeaders(request, whole)
 
@@ -150,11 +148,14 @@ export class HttpOrigin implements Origin {
     // undici's parser into the client's response without a Readable in
     // between (see DispatchedResponse). The deadline is undici's own connect
     // and headers timers, plus ours for a request that waits for a
-    // connection; the client's signal aborts the request for its whole
-    // life, body included.
+    // connection; the abort handed to the caller ends the request for its
+    // whole life, body included.
     const response = new DispatchedResponse()
-    client?.addEventListener('abort', () => response.abort(client.reason as Error), { once: true })
-    request.onAbortable?.((reason) => response.abort(reason))
+    let aborted: Error | undefined
+    request.onAbortable?.((reason) => {
+      aborted ??= reason
+      response.abort(reason)
+    })
     const queued = this.#saturated
     this.#saturated = !this.#pool.dispatch({
       path: this.#basePath + request.path.split('/').map(encodeURIComponent).join('/') + this.#query.for(request.query),
@@ -167,7 +168,7 @@ export class HttpOrigin implements Origin {
     try {
       head = await response.head
     } catch (err) {
-      if (client?.aborted === true) throw client.reason
+      if (aborted !== undefined) throw aborted
       throw classify(err, this.#closing !== undefined)
     } finally {
       clearTimeout(deadline)
@@ -176,7 +177,7 @@ export class HttpOrigin implements Origin {
     // Read and drop what body there is (none for HEAD and 304, a short one
     // for an error) before answering: only then is the connection back in
     // the pool for the next request. Bounded by the size limit, bodyTimeout
-    // and the client's signal.
+    // and the caller's abort.
     let answer: OriginResponse
     try {
       answer = this.#answer(request, head, headers, response)

@@ -1,6 +1,4 @@
 import type { ServerResponse } from 'node:http'
-import type { Readable } from 'node:stream'
-import type { ByteCounter } from './stream-body.ts'
 
 /**
  * Where media comes from: a directory (`ORIGIN_ROOT`, fs-origin.ts) or an
@@ -10,9 +8,9 @@ import type { ByteCounter } from './stream-body.ts'
 export interface Origin {
   readonly kind: 'fs' | 'http'
   /**
-   * Fetch one file. Never buffers a body it streams: `body` is a stream to be
-   * piped, or for a small body already in memory (a small file, a cached
-   * one) a Buffer written in one call.
+   * Fetch one file. Never buffers a body it streams: the body is written
+   * into the client's response as it arrives (a small one may be whole in
+   * memory already).
    * @throws {NotFoundError} 404 — no such file (also for anything that would escape the root)
    * @throws {RangeNotSatisfiableError} 416 — with the file size when known
    * @throws {OriginUnreachableError} 502, {OriginTimeoutError} 504, {OriginError} 502
@@ -35,7 +33,7 @@ export interface ForwardedHeaders {
 }
 
 /**
- * The client as an HTTP origin hears of it (DESIGN §4): `X-Forwarded-For`
+ * The client as an HTTP origin hears of it (docs/access.md): `X-Forwarded-For`
  * and `X-Forwarded-Proto`. The route fills it; what the headers say is the
  * origin's business (http-origin.ts, forwarding.ts).
  */
@@ -73,13 +71,14 @@ export interface OriginRequest {
    * answered 200 in full).
    */
   whole?: boolean | undefined
-  /** Aborted when the client goes away: the origin request must be destroyed. */
-  signal?: AbortSignal | undefined
   /**
-   * A lighter alternative to `signal` for the hot path: an origin that holds
-   * something worth aborting (a request to an HTTP origin) calls this once,
-   * synchronously, with a function that aborts the fetch and its body. The
-   * caller calls that function when the client goes away.
+   * The one abort channel: an origin that holds something worth aborting (a
+   * request to an HTTP origin) calls this once, synchronously, with a
+   * function that aborts the fetch and its body; the caller calls that
+   * function when the client goes away, and the pending fetch then rejects.
+   * Not an `AbortSignal`: a controller with a listener costs ~8 µs per
+   * request on Node 20, several per cent of a small response
+   * (docs/performance.md).
    */
   onAbortable?: ((abort: (reason: Error) => void) => void) | undefined
 }
@@ -96,36 +95,43 @@ export interface OriginResponse {
    */
   headers: Record<string, string>
   /**
-   * The body; `null` for HEAD and 304. A stream or a pushed body must be
-   * consumed or destroyed by the consumer; a Buffer is a small body whole in
-   * memory.
+   * The body; `null` for HEAD and 304. It must be consumed once or destroyed
+   * by the consumer.
    */
-  body: Readable | Buffer | PushedBody | null
+  body: PushedBody | null
   /** Body length in bytes when known (HEAD: the length a GET would have). */
   length?: number | undefined
 }
 
+/** Counts the body bytes the socket has taken (a transfer is one). */
+export interface ByteCounter {
+  bytes: number
+}
+
 /**
- * A body its origin writes into the client's response itself, chunk by
- * chunk as it arrives, with backpressure (the HTTP origin: see
- * dispatched-response.ts). Consume it once: `sendTo`, `readAll` or `destroy`.
+ * A response body, written into the client's response by whoever holds it,
+ * chunk by chunk with backpressure, each chunk counted in its write callback
+ * once the socket has taken it. Every origin answers with one: a file range
+ * (file-body.ts), an HTTP origin's response as undici parses it
+ * (dispatched-response.ts), a small body whole in memory (buffer-body.ts),
+ * or any `Readable` through an adapter (readable-body.ts). Consume it once:
+ * `sendTo`, `readAll` or `destroy`.
  */
 export interface PushedBody {
   /**
    * Write the body into `res` and end it, counting each chunk in its write
-   * callback (DESIGN §2). Resolves `true` once `res` finished with the whole
-   * body; `false` when either side went away: client gone → the origin
-   * request is aborted; origin gone → `res` is destroyed, so the client sees
-   * a truncated response rather than a silently short one.
+   * callback (docs/metering.md: an aborted download counts what the socket
+   * took). Resolves `true` once `res` finished with the whole body; `false`
+   * when either side went away: client gone → the origin request is
+   * aborted; origin gone → `res` is destroyed, so the client sees a
+   * truncated response rather than a silently short one.
    */
   sendTo (res: ServerResponse, counter: ByteCounter): Promise<boolean>
-  /** The whole body; rejects when it is longer than `limit` bytes (the request is aborted) or the origin fails. */
+  /**
+   * The whole body; rejects with `OriginBodyTooLargeError` when it is longer
+   * than `limit` bytes (the origin request is aborted), or when the origin fails.
+   */
   readAll (limit: number): Promise<Buffer>
-  /** Release a body that will not be read (aborts the origin request). */
+  /** Release a body that will not be read (aborts the origin request, closes the file). Idempotent. */
   destroy (): void
-}
-
-/** Whether `body` is a {@link PushedBody}. */
-export function isPushedBody (body: Readable | Buffer | PushedBody): body is PushedBody {
-  return typeof (body as Partial<PushedBody>).sendTo === 'function'
 }
