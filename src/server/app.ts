@@ -15,6 +15,7 @@ import { sendClientError, sendError } from './error-reply.ts'
 import { createHttpServer } from './media/http-server.ts'
 import { InstrumentedStore } from './admin/instrumented-store.ts'
 import { serveMedia } from './media/media-route.ts'
+import { OwnPaths } from './media/own-paths.ts'
 import { MeteringInput } from './metering/metering-input.ts'
 import type { MediaContext } from './media/media-route.ts'
 import { ServerMetrics } from './admin/metrics.ts'
@@ -80,6 +81,8 @@ export interface App {
   readonly store: UsageStore
   readonly metrics: ServerMetrics
   readonly transfers: TransferRegistry
+  /** The paths the server answers itself, from its registered routes: never proxied. */
+  readonly ownPaths: OwnPaths
   /** The `/monitor` dashboard's throughput sampler and live feed. */
   readonly monitor: { readonly history: ThroughputHistory, readonly events: MonitorEvents }
   /** Who the admin endpoints answer: `closed` when `TRUSTED_PROXIES` covers loopback and no `ADMIN_TOKEN` is set. */
@@ -106,14 +109,14 @@ export type AppState = 'running' | 'closing' | 'closed'
 /** How long a closing server waits for clients to hang up after the last response, in ms. */
 const LINGER_MS = 2000
 
-/** Paths the server answers itself; never proxied. `/monitor/` and `/api/` stand for everything under them. */
-export const ADMIN_PATHS = ['/health', '/traffic', '/active-transfers', '/metrics', '/monitor', '/monitor/', '/api/'] as const
-
 /** Build the Fastify app with the media route and the admin endpoints. */
 export function buildApp (options: AppOptions): App {
   const graceMs = Math.round((options.shutdownGrace ?? 30) * 1000)
   let handleMedia: (req: IncomingMessage, res: ServerResponse) => void = () => {}
   const transfers = new TransferRegistry()
+  // Every route but the media route's own is a path the server answers
+  // itself: the direct media path never takes it to the origin.
+  const ownPaths = new OwnPaths()
   const fastify = Fastify({
     ...(options.logger !== undefined ? { loggerInstance: options.logger } : { logger: false }),
     // Request lines carry signed URLs: the route logs what it needs, redacted.
@@ -123,7 +126,7 @@ export function buildApp (options: AppOptions): App {
     bodyLimit: 1024,
     routerOptions: { maxParamLength: 4096 },
     // Media requests skip Fastify (see http-server.ts); handleMedia is set below.
-    serverFactory: (handler) => createHttpServer(handler, (req, res) => handleMedia(req, res), ADMIN_PATHS, {
+    serverFactory: (handler) => createHttpServer(handler, (req, res) => handleMedia(req, res), ownPaths, {
       headersTimeout: options.headersTimeout === undefined ? undefined : options.headersTimeout * 1000
     }),
     // Slow, oversized or malformed request heads: our JSON shape, not Fastify's.
@@ -133,6 +136,9 @@ export function buildApp (options: AppOptions): App {
       reply.hijack()
       sendError(reply.raw, new BadRequestError(err.code === 'FST_ERR_BAD_URL' ? 'malformed URL' : 'malformed request'))
     }
+  })
+  fastify.addHook('onRoute', (route) => {
+    if ((route.config as { media?: boolean } | undefined)?.media !== true) ownPaths.add(route.url)
   })
   const metrics = new ServerMetrics(transfers)
   const store = new InstrumentedStore(options.store, metrics.storeLatency)
@@ -209,6 +215,7 @@ export function buildApp (options: AppOptions): App {
   fastify.route({
     method: ['GET', 'HEAD'],
     url: '/*',
+    config: { media: true },
     handler: (req, reply) => {
       reply.hijack()
       handleMedia(req.raw, reply.raw)
@@ -217,6 +224,7 @@ export function buildApp (options: AppOptions): App {
   fastify.route({
     method: 'OPTIONS',
     url: '/*',
+    config: { media: true },
     handler: (req, reply) => {
       reply.hijack()
       ctx.cors.preflight(req.raw, reply.raw)
@@ -287,6 +295,7 @@ export function buildApp (options: AppOptions): App {
     store,
     metrics,
     transfers,
+    ownPaths,
     monitor,
     adminAccess: admin.auth.access,
     get state () { return state },

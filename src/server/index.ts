@@ -16,7 +16,7 @@ import { createLogger } from './logger.ts'
 import { MONITOR_DEMO_PLAYLIST, MONITOR_DEMO_UID, demoPlaylistTarget } from './monitor/monitor-demo.ts'
 import type { Origin } from './origin/origin.ts'
 
-export { ADMIN_PATHS, buildApp } from './app.ts'
+export { buildApp } from './app.ts'
 export type { App, AppOptions, AppState } from './app.ts'
 export { FsOrigin } from './origin/fs-origin.ts'
 export { HttpOrigin } from './origin/http-origin.ts'

@@ -51,7 +51,8 @@ export function registerOutboxRoutes (app: FastifyInstance, ctx: OutboxRoutesCon
   })
 
   // Everything under /api/ is the server's own: an unknown path is a 404
-  // here, never a file of the origin (ADMIN_PATHS in app.ts).
+  // here, never a file of the origin (this route puts `/api/` among the
+  // server's own paths, media/own-paths.ts).
   app.route({
     method: ['GET', 'HEAD'],
     url: '/api/*',
