@@ -9,11 +9,11 @@ import type { MeterOptions } from '../meter/index.ts'
 import { parseStoreUrl, redactRedisUrl } from '../store/index.ts'
 
 /**
- * The one configuration schema (DESIGN §6). Its input is the settings as
- * strings, keyed by environment variable name (the name every message, flag
- * and doc uses); its output is the resolved {@link Config}. Sources, flags,
- * paths and freezing are load.ts's job; this file only says what a valid
- * value is.
+ * The one configuration schema (docs/configuration.md). Its input is the
+ * settings as strings, keyed by environment variable name (the name every
+ * message, flag and doc uses); its output is the resolved {@link Config}.
+ * Sources, flags, paths and freezing are load.ts's job; this file only says
+ * what a valid value is.
  */
 
 /** pino's levels, `silent` included. */
@@ -135,7 +135,7 @@ const boolean = () => setting((s) => BOOLEANS[s.toLowerCase()] ?? new Invalid('m
 
 /**
  * A secret as given (never trimmed: it must equal what the other side
- * holds). Secrets are single tokens (DESIGN §10): whitespace anywhere (a
+ * holds). Secrets are single tokens (docs/limits.md): whitespace anywhere (a
  * space, tab, newline, no-break space) or a control character is refused,
  * since it is always a paste or quoting mistake (`KEY=abc def`, two values
  * run together) that would fail every check silently. The reason never
@@ -307,7 +307,7 @@ const settingsShape = {
   // A week of sub-threshold usage kept per uid, in memory and in the store.
   TRAFFIC_ACCUMULATOR_TIMEOUT: seconds(604800).default(D.TRAFFIC_ACCUMULATOR_TIMEOUT)
     .describe('seconds after which sub-threshold usage is discarded (and counted)'),
-  // An hour: the most a crash may lose (DESIGN §2); also the tick of seals and expiry.
+  // An hour: the most a crash may lose (docs/metering.md); also the tick of seals and expiry.
   TRAFFIC_FLUSH_INTERVAL: seconds(3600).default(D.TRAFFIC_FLUSH_INTERVAL)
     .describe('seconds between flushes of usage to the store (what a crash can lose)'),
   // Kept in every record of a cycle (about 40 bytes each, in memory and in the store).

@@ -1,9 +1,9 @@
 import type { OutboxItem } from '../meter/index.ts'
 
 // The Lua scripts of the redis store's outbox after a seal: acknowledgement,
-// failures, parking, splits, putting back and dropping (DESIGN §3, refused
-// reports), and the reads that list it. Each is one atomic step; key layout
-// in src/store/redis-scripts.ts (`redisKeys`).
+// failures, parking, splits, putting back and dropping (docs/report-format.md,
+// "Refused reports"), and the reads that list it. Each is one atomic step;
+// key layout in src/store/redis-scripts.ts (`redisKeys`).
 //
 // The delivery order is `{p}:outbox` (a list, head first); parked reports
 // leave it for `{p}:parked` (a sorted set by seq). A report put back by hand

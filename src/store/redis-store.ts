@@ -340,8 +340,9 @@ export class RedisStore implements UsageStore {
       await this.#unstage(token)
       throw new StoreError(`report id ${String(reply[1])} is already in the outbox`)
     }
-    // Durable before delivery (DESIGN §3). A wait that fails leaves the reports
-    // in the outbox unconfirmed: outboxHead() confirms before handing one out.
+    // Durable before delivery (docs/scaling.md, "Redis settings"). A wait that
+    // fails leaves the reports in the outbox unconfirmed: outboxHead()
+    // confirms before handing one out.
     if (rendered.length > 0) await this.#durability.confirm(SEAL_WAIT_MS).catch(() => {})
     const createdAt = Number(reply[1])
     const reports = rendered.map((r, i): OutboxEntry => ({

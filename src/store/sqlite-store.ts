@@ -122,7 +122,7 @@ export class SqliteStore implements UsageStore {
       // NORMAL in WAL mode: a commit survives a crash of this process (the
       // WAL is in the OS page cache) but only a power loss or OS crash can
       // roll back the last commits, and the file stays consistent. That is
-      // the flush-interval durability DESIGN §2 promises, at a fraction of
+      // the flush-interval durability docs/metering.md promises, at a fraction of
       // FULL's fsync per flush. seal() is the exception, see there.
       db.pragma('synchronous = NORMAL')
       migrate(db)
