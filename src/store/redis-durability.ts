@@ -2,7 +2,7 @@ import { Cluster } from 'ioredis'
 import type { ChainableCommander, Redis } from 'ioredis'
 import { StoreClosedError, StoreNotDurableError } from '../errors.ts'
 import type { StoreDurability } from '../meter/index.ts'
-import type { RedisKeys } from './redis-scripts.ts'
+import type { RedisKeys } from './redis-keys.ts'
 
 // What was delivered is never delivered again under another id (docs/scaling.md,
 // "Redis settings").

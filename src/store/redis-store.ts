@@ -11,8 +11,11 @@ import type { FailureDetail, OutboxItem } from '../meter/index.ts'
 import { parseItem } from './redis-outbox-scripts.ts'
 import { createRedisClient } from './redis-client.ts'
 import { GATE_WAIT_MS, RedisDurability, SEAL_WAIT_MS } from './redis-durability.ts'
-import { FLUSH_MARKER_TTL_MS, SCRIPTS, redisKeys } from './redis-scripts.ts'
-import type { RedisKeys, ScriptName } from './redis-scripts.ts'
+import { FLUSH_MARKER_TTL_MS } from './redis-flush-scripts.ts'
+import { redisKeys } from './redis-keys.ts'
+import type { RedisKeys } from './redis-keys.ts'
+import { SCRIPTS } from './redis-scripts.ts'
+import type { ScriptName } from './redis-scripts.ts'
 
 /** Options of {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -69,7 +72,7 @@ type ScriptCall = (numKeys: number, ...args: Array<string | number>) => Promise<
 type QueueScript = (numKeys: number, ...args: Array<string | number>) => unknown
 
 /**
- * A record as the scripts store it (src/store/redis-scripts.ts, `encode`).
+ * A record as the scripts store it (src/store/redis-lua-prelude.ts, `encode`).
  * Redis's cjson writes an empty array as `{}`.
  */
 interface RecordJson {
@@ -86,8 +89,8 @@ interface RecordJson {
 /**
  * `redis://` / `rediss://` — one ledger shared by every instance. Each write
  * is a Lua script (atomic in Redis) that restates the merge rules of
- * `src/meter/usage-record.ts`; the contract suite holds it to them. Keys and
- * scripts: src/store/redis-scripts.ts.
+ * `src/meter/usage-record.ts`; the contract suite holds it to them. Keys:
+ * src/store/redis-keys.ts; scripts: src/store/redis-scripts.ts.
  *
  * A flush is one round-trip but not one script: Redis runs nothing else while
  * a script runs, and a collector may flush 100,000 uids at once (seconds of
