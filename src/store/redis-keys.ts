@@ -35,7 +35,7 @@ export interface RedisKeys {
   readonly reportPrefix: string
   /**
    * `{p}:flushed:<batch id>:<chunk index>` — the result of one chunk of a flush, so that a
-   * retried batch skips the chunks Redis already applied (src/store/redis-store.ts, `flush`).
+   * retried batch skips the chunks Redis already applied (src/store/redis-flusher.ts).
    */
   readonly flushedPrefix: string
   /** `{p}:lease` (holder, with a TTL) and `{p}:fence` (a counter bumped on every new holder): the reporter lease. */

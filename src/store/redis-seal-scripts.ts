@@ -1,7 +1,7 @@
 import { PRELUDE } from './redis-lua-prelude.ts'
 
 // The scripts of a seal: stage the qualified records, commit their reports to
-// the outbox, or put the stage back (src/store/redis-store.ts, `seal`).
+// the outbox, or put the stage back (src/store/redis-sealer.ts).
 
 /**
  * seal, step 1 — KEYS: records, qualified, by-bytes, meta, stage, stage-meta.
