@@ -1,6 +1,6 @@
 /**
- * Configuration (DESIGN §6): one schema, read once at start from flags, the
- * environment, `.env` and the defaults.
+ * Configuration (docs/configuration.md): one schema, read once at start from
+ * flags, the environment, `.env` and the defaults.
  */
 export { loadConfig, readDotEnv, readSetting } from './load.ts'
 export type { ConfigWarning, Env, LoadConfigOptions, LoadedConfig } from './load.ts'

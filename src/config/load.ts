@@ -41,9 +41,9 @@ export interface ConfigWarning {
  * Prefixes that belong to streammeter: a variable with one of them that is no
  * setting is likely a typo (`TRAFFIC_MIN_BYTE`). In the environment it is
  * warned about, not refused: the environment is shared with other software
- * and an orchestrator's stray `ORIGIN_*` must not stop a proxy (DESIGN §6).
- * In `.env` and on the command line, which are streammeter's alone, it stops
- * the start. Other variables (PATH, HOME, the platform's own) are none of
+ * and an orchestrator's stray `ORIGIN_*` must not stop a proxy
+ * (docs/configuration.md). In `.env` and on the command line, which are
+ * streammeter's alone, it stops the start. Other variables (PATH, HOME, the platform's own) are none of
  * our business.
  */
 const OWN_PREFIXES = /^(?:TRAFFIC|ORIGIN|STORE|SIGNING|SHUTDOWN|ADMIN|CORS|TRUSTED|SEND|PLAYLIST|PUBLIC|MAX_TRANSFERS)_/

@@ -2,9 +2,10 @@ import { Cluster } from 'ioredis'
 import type { ChainableCommander, Redis } from 'ioredis'
 import { StoreClosedError, StoreNotDurableError } from '../errors.ts'
 import type { StoreDurability } from '../meter/index.ts'
-import type { RedisKeys } from './redis-scripts.ts'
+import type { RedisKeys } from './redis-keys.ts'
 
-// DESIGN §3: what was delivered is never delivered again under another id.
+// What was delivered is never delivered again under another id (docs/scaling.md,
+// "Redis settings").
 // A seal moves records into reports; if Redis loses the seal after a report
 // went out (a restart from files that miss it, a failover to a replica that
 // never got it), the records come back and the next seal reports them again

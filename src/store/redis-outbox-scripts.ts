@@ -1,9 +1,9 @@
 import type { OutboxItem } from '../meter/index.ts'
 
 // The Lua scripts of the redis store's outbox after a seal: acknowledgement,
-// failures, parking, splits, putting back and dropping (DESIGN §3, refused
-// reports), and the reads that list it. Each is one atomic step; key layout
-// in src/store/redis-scripts.ts (`redisKeys`).
+// failures, parking, splits, putting back and dropping (docs/report-format.md,
+// "Refused reports"), and the reads that list it. Each is one atomic step;
+// key layout in src/store/redis-keys.ts (`redisKeys`).
 //
 // The delivery order is `{p}:outbox` (a list, head first); parked reports
 // leave it for `{p}:parked` (a sorted set by seq). A report put back by hand
@@ -12,7 +12,7 @@ import type { OutboxItem } from '../meter/index.ts'
 // followed by reports in creation order, so the oldest pending report is
 // among the first `SCARD {p}:retried` + 1 (see OUTBOX_STATS).
 //
-// Like the read scripts of redis-scripts.ts, RETRY, OUTBOX_STATS, OUTBOX_ALL
+// Like the read scripts of redis-read-scripts.ts, RETRY, OUTBOX_STATS, OUTBOX_ALL
 // and OUTBOX_LIST build report keys from ARGV (the report prefix, with the
 // same hash tag as their KEYS): which reports they touch is only known inside
 // the script, and every key of the store is in one Cluster slot.

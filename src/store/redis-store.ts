@@ -1,18 +1,20 @@
-import { randomUUID } from 'node:crypto'
-import type { ChainableCommander, Cluster, Redis, RedisOptions } from 'ioredis'
-import { StoreClosedError, StoreError, StreammeterError } from '../errors.ts'
-import { CLOCK_BACK_SLACK_MS, checkRendered, compareRecords, emptyCounters } from '../meter/index.ts'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
+import { StoreError } from '../errors.ts'
+import { compareRecords, emptyCounters } from '../meter/index.ts'
 import type {
   ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, StoreDurability, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
-import { checkSplit } from '../meter/index.ts'
 import type { FailureDetail, OutboxItem } from '../meter/index.ts'
-import { parseItem } from './redis-outbox-scripts.ts'
 import { createRedisClient } from './redis-client.ts'
-import { GATE_WAIT_MS, RedisDurability, SEAL_WAIT_MS } from './redis-durability.ts'
-import { FLUSH_MARKER_TTL_MS, SCRIPTS, redisKeys } from './redis-scripts.ts'
-import type { RedisKeys, ScriptName } from './redis-scripts.ts'
+import { limit, toDiscarded, toRecords } from './redis-codec.ts'
+import { RedisDurability } from './redis-durability.ts'
+import { RedisFlusher } from './redis-flusher.ts'
+import { redisKeys } from './redis-keys.ts'
+import type { RedisKeys } from './redis-keys.ts'
+import { RedisOutbox } from './redis-outbox.ts'
+import { RedisScriptRunner, messageOf } from './redis-script-runner.ts'
+import { RedisSealer } from './redis-sealer.ts'
 
 /** Options of {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -64,30 +66,12 @@ const CONNECT_TIMEOUT_MS = 5000
 /** A command without an answer by then fails (the collector retries it). */
 const COMMAND_TIMEOUT_MS = 10_000
 
-type ScriptCall = (numKeys: number, ...args: Array<string | number>) => Promise<unknown>
-/** A script on a pipeline: queues the command, resolves nothing itself (exec() does). */
-type QueueScript = (numKeys: number, ...args: Array<string | number>) => unknown
-
-/**
- * A record as the scripts store it (src/store/redis-scripts.ts, `encode`).
- * Redis's cjson writes an empty array as `{}`.
- */
-interface RecordJson {
-  b: number
-  r: number
-  ft: Record<string, number>
-  ips: string[] | Record<string, never>
-  s: string[] | Record<string, never>
-  st: number
-  la: number
-  q: boolean
-}
-
 /**
  * `redis://` / `rediss://` — one ledger shared by every instance. Each write
  * is a Lua script (atomic in Redis) that restates the merge rules of
- * `src/meter/usage-record.ts`; the contract suite holds it to them. Keys and
- * scripts: src/store/redis-scripts.ts.
+ * `src/meter/usage-record.ts`; the contract suite holds it to them. Keys:
+ * src/store/redis-keys.ts; scripts: src/store/redis-scripts.ts; the outbox
+ * after a seal: src/store/redis-outbox.ts.
  *
  * A flush is one round-trip but not one script: Redis runs nothing else while
  * a script runs, and a collector may flush 100,000 uids at once (seconds of
@@ -104,13 +88,14 @@ interface RecordJson {
  * its first chunks in one window and the rest in the next): every byte is
  * still reported once. The markers of a batch are deleted by the next flush
  * once all of its chunks answered, never earlier; a stopped store's last
- * markers expire (`FLUSH_MARKER_TTL_MS`).
+ * markers expire (`FLUSH_MARKER_TTL_MS`). See src/store/redis-flusher.ts.
  *
  * A seal is three steps because `render` runs in JS: stage (a script takes
  * every qualified record into `{p}:stage` and schedules the next seal), render,
  * commit (a script writes the reports to the outbox and drops the stage). If
  * render throws, or the commit is refused, a third script puts the stage back
- * and restores the schedule: nothing changed, as the contract asks.
+ * and restores the schedule: nothing changed, as the contract asks. See
+ * src/store/redis-sealer.ts.
  *
  * Crash between stage and commit: the stage stays. `records()` lists staged
  * records along with the live ones (a uid flushed since then shows twice: its
@@ -133,15 +118,13 @@ export class RedisStore implements UsageStore {
   readonly #client: Redis | Cluster
   readonly #keys: RedisKeys
   readonly #flushChunkUids: number
-  /**
-   * The last batch whose every chunk answered: nothing retries it, so the next
-   * flush of another batch deletes its markers. A batch that failed part-way
-   * is never recorded here: its retry needs them.
-   */
-  #lastBatch: { id: string, markers: string[] } | undefined
-  #closed = false
+  /** Scripts, closed check and errors (src/store/redis-script-runner.ts). */
+  readonly #runner: RedisScriptRunner
   /** Seals are durable before their reports are handed out (src/store/redis-durability.ts). */
   readonly #durability: RedisDurability
+  readonly #flusher: RedisFlusher
+  readonly #sealer: RedisSealer
+  readonly #outbox: RedisOutbox
 
   /**
    * Connect to `url` (`redis://[user:password@]host[:port][/db]` or
@@ -203,7 +186,7 @@ export class RedisStore implements UsageStore {
 
   /** Ask the server again what it promises about durability (see docs/scaling.md). */
   async checkDurability (): Promise<StoreDurability> {
-    await this.#run('durability', () => this.#durability.refresh())
+    await this.#runner.run('durability', () => this.#durability.refresh())
     return this.#durability.status
   }
 
@@ -219,8 +202,11 @@ export class RedisStore implements UsageStore {
     this.prefix = options.prefix
     this.policy = Object.freeze({ ...policy })
     this.#client = client
-    for (const [name, lua] of Object.entries(SCRIPTS)) client.defineCommand(name, { lua })
+    this.#runner = new RedisScriptRunner(client)
     this.#durability = new RedisDurability(client, this.#keys, options.onDurability)
+    this.#flusher = new RedisFlusher(client, this.#runner, this.#keys, this.policy, this.#flushChunkUids)
+    this.#sealer = new RedisSealer(this.#runner, this.#keys, this.policy, this.#durability)
+    this.#outbox = new RedisOutbox(client, this.#runner, this.#keys, this.#durability)
     // Every connection may reach another server (a restart, a failover): ask it again.
     client.on('ready', () => { this.#durability.refresh().catch(() => {}) })
   }
@@ -232,56 +218,17 @@ export class RedisStore implements UsageStore {
    * send the same deltas with the same `batchId` again to apply the rest.
    */
   async flush (deltas: readonly UsageDelta[], batchId?: string): Promise<FlushResult> {
-    this.#check()
-    if (deltas.length === 0) return { uids: 0, created: 0, qualified: 0, discarded: [] }
-    const k = this.#keys
-    const p = this.policy
-    const id = batchId ?? randomUUID()
-    const size = this.#flushChunkUids
-    const chunks = Math.ceil(deltas.length / size)
-    // A repeat of the last batch (same id) must keep its markers.
-    const previous = this.#lastBatch !== undefined && this.#lastBatch.id !== id ? this.#lastBatch.markers : []
-    const pipeline = this.#client.pipeline() as unknown as Record<ScriptName, QueueScript>
-    const markers: string[] = []
-    for (let c = 0; c < chunks; c++) {
-      const marker = `${k.flushedPrefix}${id}:${c}`
-      markers.push(marker)
-      const keys = [k.records, k.pending, k.qualified, k.byBytes, k.meta, k.counters, marker]
-      // The previous batch's markers are spread over the chunks, so that no script gets them all.
-      for (let j = c; j < previous.length; j += chunks) keys.push(previous[j] as string)
-      const chunk = JSON.stringify(deltas.slice(c * size, (c + 1) * size).map((d) => [
-        d.uid, d.bytes, d.requests, d.fileTypes, d.ips, d.sessions, d.firstSeen, d.lastSeen
-      ]))
-      // Queued here, sent by exec(): one write, one round-trip for every chunk.
-      pipeline.smFlush(keys.length, ...keys,
-        limit(p.minBytes), limit(p.accumulatorTimeoutMs), limit(p.maxIps), limit(p.maxSessions), chunk, FLUSH_MARKER_TTL_MS)
-    }
-    const replies = await this.#run('flush', () => (pipeline as unknown as ChainableCommander).exec())
-    // null is exec's answer to a MULTI aborted by WATCH; this pipeline has neither.
-    if (replies === null) throw new StoreError('redis store flush failed: no reply to the pipeline')
-    const result: FlushResult = { uids: deltas.length, created: 0, qualified: 0, discarded: [] }
-    for (const [c, [err, reply]] of replies.entries()) {
-      if (err !== null) {
-        const where = chunks > 1 ? ` (chunk ${c + 1} of ${chunks})` : ''
-        throw new StoreError(`redis store flush failed: ${messageOf(err)}${where}`, { cause: withoutArguments(err) })
-      }
-      const part = JSON.parse(String(reply)) as { created: number, qualified: number, discarded: Array<[string, number, number]> }
-      result.created += part.created
-      result.qualified += part.qualified
-      for (const d of toDiscarded(part.discarded)) result.discarded.push(d)
-    }
-    this.#lastBatch = { id, markers }
-    return result
+    return await this.#flusher.flush(deltas, batchId)
   }
 
   async leadership (holder: string, ttlMs: number): Promise<number> {
     const k = this.#keys
-    return Number(await this.#script('leadership', 'smLease', [k.lease, k.fence], [holder, Math.max(1, Math.round(ttlMs)), 'hold']))
+    return Number(await this.#runner.script('leadership', 'smLease', [k.lease, k.fence], [holder, Math.max(1, Math.round(ttlMs)), 'hold']))
   }
 
   async releaseLeadership (holder: string): Promise<void> {
     const k = this.#keys
-    await this.#script('release_leadership', 'smLease', [k.lease, k.fence], [holder, 1, 'release'])
+    await this.#runner.script('release_leadership', 'smLease', [k.lease, k.fence], [holder, 1, 'release'])
   }
 
   /**
@@ -296,7 +243,7 @@ export class RedisStore implements UsageStore {
     const k = this.#keys
     const discarded: ExpireResult['discarded'] = []
     for (;;) {
-      const [candidates, json] = await this.#script('expire', 'smExpire', [k.records, k.pending, k.byBytes, k.meta, k.counters], [
+      const [candidates, json] = await this.#runner.script('expire', 'smExpire', [k.records, k.pending, k.byBytes, k.meta, k.counters], [
         now, limit(this.policy.accumulatorTimeoutMs), this.#flushChunkUids
       ]) as [number, string]
       const chunk = toDiscarded(JSON.parse(json) as Array<[string, number, number]>)
@@ -306,130 +253,53 @@ export class RedisStore implements UsageStore {
   }
 
   async seal (request: SealRequest): Promise<SealResult> {
-    const k = this.#keys
-    const token = randomUUID()
-    const [status, sealedAt, next, flat] = await this.#script('seal', 'smStage',
-      [k.records, k.qualified, k.byBytes, k.meta, k.stage, k.stageMeta],
-      [request.now, request.intervalMs, request.force === true ? '1' : '0', token, CLOCK_BACK_SLACK_MS]) as [string, string, string, string[]]
-    const nextSealAt = Number(next)
-    if (status !== 'staged') return { sealed: status === 'empty', reports: [], nextSealAt }
-
-    const records = toRecords(flat).sort(compareRecords)
-    let rendered: RenderedReport[] = []
-    try {
-      if (records.length > 0) rendered = checkRendered(records, request.render(records, Number(sealedAt)))
-    } catch (err) {
-      // The caller's error is the one to see; if the undo fails too, the
-      // stage stays and the next seal takes it up.
-      await this.#unstage(token).catch(() => {})
-      throw err
-    }
-    let reply: unknown[]
-    try {
-      reply = await this.#script('seal', 'smCommit',
-        [k.stage, k.stageMeta, k.outbox, k.seq, k.meta, k.counters, ...rendered.map((r) => k.reportPrefix + r.reportId)],
-        [token, ...rendered.flatMap((r) => [r.reportId, r.body, r.uids, r.bytes])]) as unknown[]
-    } catch (err) {
-      // The commit may have gone through with its reply lost: the undo is
-      // fenced by the token, so it only puts back a stage nobody committed.
-      await this.#unstage(token).catch(() => {})
-      throw err
-    }
-    if (reply[0] === 'fenced') return { sealed: false, reports: [], nextSealAt }
-    if (reply[0] === 'duplicate') {
-      await this.#unstage(token)
-      throw new StoreError(`report id ${String(reply[1])} is already in the outbox`)
-    }
-    // Durable before delivery (DESIGN §3). A wait that fails leaves the reports
-    // in the outbox unconfirmed: outboxHead() confirms before handing one out.
-    if (rendered.length > 0) await this.#durability.confirm(SEAL_WAIT_MS).catch(() => {})
-    const createdAt = Number(reply[1])
-    const reports = rendered.map((r, i): OutboxEntry => ({
-      seq: Number(reply[i + 2]), reportId: r.reportId, createdAt, body: r.body, uids: r.uids, bytes: r.bytes, attempts: 0
-    }))
-    return { sealed: true, reports, nextSealAt }
+    return await this.#sealer.seal(request)
   }
 
   async nextSealAt (): Promise<number | undefined> {
-    const value = await this.#run('nextSealAt', () => this.#client.hget(this.#keys.meta, 'next_seal_at'))
+    const value = await this.#runner.run('nextSealAt', () => this.#client.hget(this.#keys.meta, 'next_seal_at'))
     return value === null ? undefined : Number(value)
   }
 
   async outboxHead (): Promise<OutboxEntry | undefined> {
-    const [head] = await this.#outbox('outboxHead', '0')
-    // The delivery gate: a report goes out only once its seal is durable.
-    if (head !== undefined) await this.#run('outboxHead', () => this.#durability.gate(head.reportId, GATE_WAIT_MS))
-    return head
+    return await this.#outbox.head()
   }
 
   async outboxAck (reportId: string, now: number): Promise<boolean> {
-    const k = this.#keys
-    const reply = await this.#script('outboxAck', 'smAck', [k.outbox, k.reportPrefix + reportId, k.meta, k.counters, k.parked, k.retried], [reportId, now])
-    return reply === 1
+    return await this.#outbox.ack(reportId, now)
   }
 
   async outboxFail (reportId: string, error: string, now: number, detail: FailureDetail = {}): Promise<void> {
-    const k = this.#keys
-    await this.#script('outboxFail', 'smFail', [k.reportPrefix + reportId, k.counters], [error, now, detail.status ?? '', detail.rejected === true ? '1' : '0'])
+    await this.#outbox.fail(reportId, error, now, detail)
   }
 
   async outboxPark (reportId: string, error: string, now: number, detail: FailureDetail = {}): Promise<boolean> {
-    const k = this.#keys
-    const reply = await this.#script('outboxPark', 'smPark', [k.outbox, k.parked, k.retried, k.reportPrefix + reportId, k.meta, k.counters],
-      [reportId, error, now, detail.status ?? ''])
-    return reply === 1
+    return await this.#outbox.park(reportId, error, now, detail)
   }
 
   /** Checks the parts against the report (whose uids and bytes never change), then replaces it in one script. */
   async outboxSplit (reportId: string, parts: readonly RenderedReport[], error: string, now: number, detail: FailureDetail = {}): Promise<boolean> {
-    const k = this.#keys
-    const [uids, bytes, parked] = await this.#run('outboxSplit', () => this.#client.hmget(k.reportPrefix + reportId, 'uids', 'bytes', 'parked_at'))
-    if (uids === null || parked !== null) return false
-    checkSplit({ reportId, uids: Number(uids), bytes: Number(bytes) }, parts)
-    const reply = await this.#script('outboxSplit', 'smSplit',
-      [k.outbox, k.seq, k.retried, k.reportPrefix + reportId, k.meta, k.counters, ...parts.map((p) => k.reportPrefix + p.reportId)],
-      [reportId, error, now, detail.status ?? '', ...parts.flatMap((p) => [p.reportId, p.body, p.uids, p.bytes])]) as string[]
-    if (reply[0] === 'duplicate') throw new StoreError(`report id ${String(reply[1])} is already in the outbox`)
-    return reply[0] === 'split'
+    return await this.#outbox.split(reportId, parts, error, now, detail)
   }
 
   async outboxRetry (target: string | { all: true }): Promise<string[]> {
-    // '' tells the script "all": an empty id names no report.
-    if (target === '') return []
-    const k = this.#keys
-    return await this.#script('outboxRetry', 'smRetry', [k.outbox, k.parked, k.retried, k.meta],
-      [k.reportPrefix, typeof target === 'string' ? target : '']) as string[]
+    return await this.#outbox.retry(target)
   }
 
   async outboxDrop (reportId: string, options: { force?: boolean | undefined } = {}): Promise<OutboxItem | 'not-parked' | 'unknown'> {
-    const k = this.#keys
-    const reply = await this.#script('outboxDrop', 'smDrop', [k.outbox, k.parked, k.retried, k.reportPrefix + reportId, k.meta, k.counters],
-      [reportId, options.force === true ? '1' : '0']) as Array<string | number | null>
-    if (reply[0] === 'dropped') return parseItem(reply.slice(1))
-    return reply[0] === 'not-parked' ? 'not-parked' : 'unknown'
+    return await this.#outbox.drop(reportId, options.force === true)
   }
 
   async outboxStats (): Promise<OutboxStats> {
-    const k = this.#keys
-    const [pending, bytes, oldest, parked, parkedBytes] = await this.#script('outboxStats', 'smOutboxStats', [k.outbox, k.meta, k.parked, k.retried],
-      [k.reportPrefix]) as [number, string, string, number, string]
-    return {
-      pending: Number(pending),
-      pendingBytes: Number(bytes),
-      oldestCreatedAt: oldest === '' ? undefined : Number(oldest),
-      parked: Number(parked),
-      parkedBytes: Number(parkedBytes)
-    }
+    return await this.#outbox.stats()
   }
 
   async outboxList (): Promise<OutboxItem[]> {
-    const k = this.#keys
-    const reply = await this.#script('outboxList', 'smOutboxList', [k.outbox, k.parked], [k.reportPrefix]) as Array<Array<string | number | null>>
-    return reply.map(parseItem)
+    return await this.#outbox.list()
   }
 
   async counters (): Promise<StoreCounters> {
-    const stored = await this.#run('counters', () => this.#client.hgetall(this.#keys.counters))
+    const stored = await this.#runner.run('counters', () => this.#client.hgetall(this.#keys.counters))
     const counters = emptyCounters()
     const slots = counters as unknown as Record<string, number | string>
     for (const [key, value] of Object.entries(stored)) {
@@ -443,7 +313,7 @@ export class RedisStore implements UsageStore {
   async summary (top: number): Promise<UsageSummary> {
     const k = this.#keys
     const n = Math.max(0, Math.trunc(top))
-    const [totals, flat] = await this.#script('summary', 'smSummary', [k.meta, k.byBytes, k.records], [n]) as [string[], string[]]
+    const [totals, flat] = await this.#runner.script('summary', 'smSummary', [k.meta, k.byBytes, k.records], [n]) as [string[], string[]]
     const [qualifiedUids, qualifiedBytes, pendingUids, pendingBytes] = totals.map(Number)
     return {
       qualifiedUids: qualifiedUids ?? 0,
@@ -457,20 +327,18 @@ export class RedisStore implements UsageStore {
   /** Live records, then staged ones (a seal in progress or interrupted; see the class comment). */
   async records (): Promise<UsageRecord[]> {
     const k = this.#keys
-    const [live, staged] = await this.#script('records', 'smRecords', [k.records, k.stage], []) as [string[], string[]]
+    const [live, staged] = await this.#runner.script('records', 'smRecords', [k.records, k.stage], []) as [string[], string[]]
     return [...toRecords(live), ...toRecords(staged)]
   }
 
   /** Pending reports in delivery order, then parked ones by seq. */
   async outbox (): Promise<OutboxEntry[]> {
-    const k = this.#keys
-    const [pending, parked] = await this.#script('outbox', 'smOutboxAll', [k.outbox, k.parked], [k.reportPrefix]) as [string[][], string[][]]
-    return [...pending, ...parked].map(toEntry)
+    return await this.#outbox.all()
   }
 
   async close (): Promise<void> {
-    if (this.#closed) return
-    this.#closed = true
+    if (this.#runner.closed) return
+    this.#runner.close()
     this.#durability.close()
     try {
       await this.#client.quit()
@@ -479,41 +347,6 @@ export class RedisStore implements UsageStore {
       this.#client.disconnect()
     }
   }
-
-  async #outbox (operation: string, last: '0'): Promise<OutboxEntry[]> {
-    const reply = await this.#script(operation, 'smOutbox', [this.#keys.outbox], [this.#keys.reportPrefix, last]) as string[][]
-    return reply.map(toEntry)
-  }
-
-  async #unstage (token: string): Promise<void> {
-    const k = this.#keys
-    await this.#script('seal', 'smUnstage',
-      [k.records, k.pending, k.qualified, k.byBytes, k.meta, k.counters, k.stage, k.stageMeta],
-      [token, limit(this.policy.maxIps), limit(this.policy.maxSessions)])
-  }
-
-  /** Run one script (EVALSHA; ioredis falls back to EVAL once when Redis does not know it yet). */
-  #script (operation: string, name: ScriptName, keys: string[], args: Array<string | number>): Promise<unknown> {
-    return this.#run(operation, () => {
-      const call = (this.#client as unknown as Record<ScriptName, ScriptCall>)[name]
-      return call.call(this.#client, keys.length, ...keys, ...args)
-    })
-  }
-
-  /** Closed check; failures of Redis or the connection become StoreError with the cause. */
-  async #run<T> (operation: string, fn: () => Promise<T>): Promise<T> {
-    this.#check()
-    try {
-      return await fn()
-    } catch (err) {
-      if (err instanceof StreammeterError) throw err
-      throw new StoreError(`redis store ${operation} failed: ${messageOf(err)}`, { cause: withoutArguments(err) })
-    }
-  }
-
-  #check (): void {
-    if (this.#closed) throw new StoreClosedError()
-  }
 }
 
 /** The chunk size of a flush. @throws {StoreError} when it is not a positive integer */
@@ -521,76 +354,4 @@ function chunkUids (options: RedisStoreOptions): number {
   const n = options.flushChunkUids ?? FLUSH_CHUNK_UIDS
   if (!Number.isSafeInteger(n) || n < 1) throw new StoreError('flushChunkUids must be a positive integer')
   return n
-}
-
-/** JSON cannot carry Infinity; a policy without a bound gets one no count reaches. */
-function limit (n: number): number {
-  return Number.isFinite(n) ? n : Number.MAX_SAFE_INTEGER
-}
-
-function toDiscarded (list: Array<[string, number, number]>): FlushResult['discarded'] {
-  return list.map(([uid, bytes, startTime]) => ({ uid, bytes, startTime }))
-}
-
-/** [uid, record JSON, uid, record JSON, …] → records. */
-function toRecords (flat: readonly string[]): UsageRecord[] {
-  const out: UsageRecord[] = []
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const r = JSON.parse(flat[i + 1] as string) as RecordJson
-    out.push({
-      uid: flat[i] as string,
-      bytes: r.b,
-      requests: r.r,
-      fileTypes: r.ft,
-      ips: Array.isArray(r.ips) ? r.ips : [],
-      sessions: Array.isArray(r.s) ? r.s : [],
-      startTime: r.st,
-      lastActivity: r.la,
-      qualified: r.q
-    })
-  }
-  return out
-}
-
-/** An outbox hash (HGETALL, flat) → entry; lastError/lastAttemptAt are absent until a failure, as in MemoryStore. */
-function toEntry (flat: readonly string[]): OutboxEntry {
-  const h = new Map<string, string>()
-  for (let i = 0; i + 1 < flat.length; i += 2) h.set(flat[i] as string, flat[i + 1] as string)
-  const entry: OutboxEntry = {
-    seq: Number(h.get('seq')),
-    reportId: h.get('report_id') ?? '',
-    createdAt: Number(h.get('created_at')),
-    body: h.get('body') ?? '',
-    uids: Number(h.get('uids')),
-    bytes: Number(h.get('bytes')),
-    attempts: Number(h.get('attempts') ?? 0)
-  }
-  const lastError = h.get('last_error')
-  const lastAttempt = h.get('last_attempt_at')
-  if (lastError !== undefined) entry.lastError = lastError
-  if (lastAttempt !== undefined) entry.lastAttemptAt = Number(lastAttempt)
-  // Since refused reports are parked (src/store/redis-outbox-scripts.ts).
-  const lastStatus = h.get('last_status')
-  const rejections = Number(h.get('rejections') ?? 0)
-  const parkedAt = h.get('parked_at')
-  if (lastStatus !== undefined) entry.lastStatus = Number(lastStatus)
-  if (rejections > 0) entry.rejections = rejections
-  if (parkedAt !== undefined) entry.parkedAt = Number(parkedAt)
-  return entry
-}
-
-/**
- * ioredis puts the failed command on its errors (`err.command.args`): for a
- * flush, the script and a batch of uids and client IPs, megabytes that a
- * logger would print whole. The cause keeps the command's name only.
- */
-function withoutArguments (err: unknown): unknown {
-  if (err instanceof Error && 'command' in err && typeof err.command === 'object' && err.command !== null && 'name' in err.command) {
-    err.command = { name: err.command.name }
-  }
-  return err
-}
-
-function messageOf (err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
 }

@@ -28,8 +28,8 @@ const ITEM_COLUMNS = 'seq, report_id, created_ms, uids, bytes, attempts, last_er
 
 /**
  * The outbox of the sqlite store beyond seal and ack: the delivery order,
- * failures, parking, splits, putting back and dropping (DESIGN §3, refused
- * reports). Each write is one `BEGIN IMMEDIATE` transaction.
+ * failures, parking, splits, putting back and dropping (docs/report-format.md,
+ * "Refused reports"). Each write is one `BEGIN IMMEDIATE` transaction.
  *
  * The delivery order is `coalesce(ord, seq)`: a seal writes reports without
  * `ord`, so they go in creation order; the halves of a split get positions

@@ -8,7 +8,8 @@ import type { FlushResult, UsageDelta, UsagePolicy, UsageRecord, UsageStore } fr
 import { MemoryStore } from '../../src/store/index.ts'
 import { RedisStore } from '../../src/store/redis-store.ts'
 import { FLUSH_CHUNK_UIDS } from '../../src/store/redis-store.ts'
-import { FLUSH_MARKER_TTL_MS, redisKeys } from '../../src/store/redis-scripts.ts'
+import { FLUSH_MARKER_TTL_MS } from '../../src/store/redis-flush-scripts.ts'
+import { redisKeys } from '../../src/store/redis-keys.ts'
 import { REDIS_URL, cleanupPrefix, keysOf, redisOrSkip, redisSuite, uniquePrefix } from '../helpers/redis.ts'
 
 // A Redis flush is split into chunks (one Lua script each, all in one

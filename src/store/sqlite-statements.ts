@@ -1,0 +1,58 @@
+import type Database from 'better-sqlite3'
+import type { UsageRow } from './sqlite-schema.ts'
+
+type Statement<P extends unknown[], R = unknown> = Database.Statement<P, R>
+
+/**
+ * The statements of the sqlite store on live records, the seal's outbox
+ * writes and `meta` (the outbox's own are in src/store/sqlite-outbox.ts).
+ * Tables: src/store/sqlite-schema.ts.
+ */
+export interface SqliteStatements {
+  readonly getRecord: Statement<[string], UsageRow>
+  readonly putRecord: Statement<[UsageRow]>
+  readonly deleteRecord: Statement<[string]>
+  readonly expiryCandidates: Statement<[number], UsageRow>
+  readonly qualifiedRecords: Statement<[], UsageRow>
+  readonly deleteQualified: Statement<[]>
+  readonly allRecords: Statement<[], UsageRow>
+  readonly topCutoff: Statement<[number], number>
+  readonly recordsFrom: Statement<[number], UsageRow>
+  readonly insertOutbox: Statement<[string, number, string, number, number]>
+  readonly deleteOutbox: Statement<[string], number>
+  readonly getMeta: Statement<[string], unknown>
+  readonly setMeta: Statement<[string, number | string]>
+  readonly addMeta: Statement<[number, string]>
+  readonly allMeta: Statement<[], { key: string, value: unknown }>
+}
+
+/** Prepare the {@link SqliteStatements} of `db`, once at open. */
+export function prepareStatements (db: Database.Database): SqliteStatements {
+  return {
+    getRecord: db.prepare<[string], UsageRow>('SELECT * FROM usage WHERE uid = ?'),
+    putRecord: db.prepare<[UsageRow]>(`
+      INSERT INTO usage (uid, bytes, requests, file_types, ips, sessions, start_ms, last_ms, qualified)
+      VALUES (@uid, @bytes, @requests, @file_types, @ips, @sessions, @start_ms, @last_ms, @qualified)
+      ON CONFLICT (uid) DO UPDATE SET bytes = excluded.bytes, requests = excluded.requests,
+        file_types = excluded.file_types, ips = excluded.ips, sessions = excluded.sessions,
+        start_ms = excluded.start_ms, last_ms = excluded.last_ms, qualified = excluded.qualified`),
+    deleteRecord: db.prepare<[string]>('DELETE FROM usage WHERE uid = ?'),
+    // rowid order is creation order: the same order MemoryStore's Map iterates in.
+    expiryCandidates: db.prepare<[number], UsageRow>(
+      'SELECT * FROM usage WHERE qualified = 0 AND start_ms < ? ORDER BY rowid'),
+    qualifiedRecords: db.prepare<[], UsageRow>('SELECT * FROM usage WHERE qualified = 1'),
+    deleteQualified: db.prepare<[]>('DELETE FROM usage WHERE qualified = 1'),
+    allRecords: db.prepare<[], UsageRow>('SELECT * FROM usage ORDER BY rowid'),
+    topCutoff: db.prepare<[number], number>(
+      'SELECT bytes FROM usage ORDER BY bytes DESC LIMIT 1 OFFSET ?').pluck(),
+    recordsFrom: db.prepare<[number], UsageRow>('SELECT * FROM usage WHERE bytes >= ? ORDER BY bytes DESC'),
+    insertOutbox: db.prepare<[string, number, string, number, number]>(
+      'INSERT INTO outbox (report_id, created_ms, body, uids, bytes) VALUES (?, ?, ?, ?, ?)'),
+    deleteOutbox: db.prepare<[string], number>('DELETE FROM outbox WHERE report_id = ? RETURNING bytes').pluck(),
+    getMeta: db.prepare<[string], unknown>('SELECT value FROM meta WHERE key = ?').pluck(),
+    setMeta: db.prepare<[string, number | string]>(
+      'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+    addMeta: db.prepare<[number, string]>('UPDATE meta SET value = value + ? WHERE key = ?'),
+    allMeta: db.prepare<[], { key: string, value: unknown }>('SELECT key, value FROM meta')
+  }
+}
