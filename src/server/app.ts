@@ -9,6 +9,7 @@ import { VERSION } from '../version.ts'
 import { AdminAuth } from './admin/admin-auth.ts'
 import type { AdminAccess } from './admin/admin-auth.ts'
 import { registerAdminRoutes } from './admin/admin-routes.ts'
+import { Authorizer } from './access/authorize.ts'
 import { ClientIpResolver } from './access/client-ip.ts'
 import { CorsPolicy } from './media/cors.ts'
 import { sendClientError, sendError } from './error-reply.ts'
@@ -147,6 +148,7 @@ export function buildApp (options: AppOptions): App {
   const ips = new ClientIpResolver([...(options.trustedProxies ?? [])])
   const ctx: MediaContext = {
     origin: options.origin,
+    access: new Authorizer({ signingSecret: options.signingSecret, ips, now: Date.now }),
     metering: collector === undefined ? undefined : new MeteringInput(collector, transfers, Date.now),
     signingSecret: options.signingSecret,
     ips,

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http'
+import { firstValue } from '../header-value.ts'
 
 /**
  * The session id a request is metered under (DESIGN §4): the `X-Session-ID`
@@ -36,7 +37,7 @@ const CONTROL = /[\u0000-\u001f\u007f]/
  * @param sid - the `sid` query parameter
  */
 export function sessionIdOf (headers: IncomingHttpHeaders, sid: string | undefined): string | undefined {
-  return valid(first(headers[SESSION_HEADER])) ??
+  return valid(firstValue(headers[SESSION_HEADER])) ??
     valid(cookieValue(headers.cookie, SESSION_COOKIE)) ??
     valid(typeof sid === 'string' ? sid : undefined)
 }
@@ -68,10 +69,6 @@ export function cookieValue (header: string | readonly string[] | undefined, nam
 }
 
 /** A repeated header arrives as an array: the first occurrence counts. */
-function first (v: string | readonly string[] | undefined): string | undefined {
-  return typeof v === 'string' ? v : v?.[0]
-}
-
 function valid (v: string | undefined): string | undefined {
   if (v === undefined) return undefined
   const s = v.trim()

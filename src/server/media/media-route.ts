@@ -1,29 +1,27 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { once } from 'node:events'
 import {
-  BadRequestError, BadSignatureError, OriginBodyTooLargeError, OriginError, PlaylistTooLargeError, StreammeterError, TooManyTransfersError,
-  UrlExpiredError
+  OriginBodyTooLargeError, OriginError, PlaylistTooLargeError, StreammeterError, TooManyTransfersError
 } from '../../errors.ts'
 import type { FileType } from '../../meter/index.ts'
+import type { ServerMetrics } from '../admin/metrics.ts'
+import type { Authorizer, Identity } from '../access/authorize.ts'
 import type { ClientIpResolver } from '../access/client-ip.ts'
-import type { CorsPolicy } from './cors.ts'
+import { inScope, signedQuery } from '../access/url-signer.ts'
 import { sendError } from '../error-reply.ts'
+import { firstValue } from '../header-value.ts'
+import type { MeteringInput } from '../metering/metering-input.ts'
+import { BufferBody } from '../origin/buffer-body.ts'
 import { forwardedClient } from '../origin/forwarding.ts'
 import { fileTypeOf } from '../origin/media-types.ts'
-import type { MeteringInput } from '../metering/metering-input.ts'
-import type { ServerMetrics } from '../admin/metrics.ts'
-import { BufferBody } from '../origin/buffer-body.ts'
 import type { ForwardedHeaders, Origin, OriginResponse } from '../origin/origin.ts'
+import type { CorsPolicy } from './cors.ts'
 import { isPlaylistPath, rewritePlaylistSliced } from './playlist-rewriter.ts'
 import { parseMediaPath, splitTarget } from './request-path.ts'
-import { sessionIdOf } from '../access/session-id.ts'
 import type { TransferRegistry } from './transfers.ts'
 import type { TransfersPerIp } from './transfers-per-ip.ts'
-import { checkSignedRequest, directoryOf, inScope, signedQuery } from '../access/url-signer.ts'
 import type { UnsignedChildLog } from './unsigned-children.ts'
 
-/** Longest accepted `uid`. */
-const MAX_UID_LENGTH = 256
 /** Status recorded in metrics for a request whose client left before the answer (nginx's 499). */
 const CLIENT_CLOSED = 499
 
@@ -32,7 +30,11 @@ export interface MediaContext {
   origin: Origin
   /** Turns transfers into traffic events; undefined when metering is off. */
   metering: MeteringInput | undefined
+  /** The access check (signatures, uid, session, client IP). */
+  access: Authorizer
+  /** `SIGNING_SECRET`, for the tokens rewritten playlists carry. */
   signingSecret: string | undefined
+  /** `TRUSTED_PROXIES`, for the `X-Forwarded-*` an HTTP origin is sent. */
   ips: ClientIpResolver
   cors: CorsPolicy
   transfers: TransferRegistry
@@ -48,21 +50,11 @@ export interface MediaContext {
   now: () => number
 }
 
-/** Who is asking, once the URL checked out. */
-interface Identity {
+/** A media request that checked out: who asks, for what. */
+interface Request extends Identity {
   path: string
-  uid: string | undefined
-  expires: number | undefined
-  /**
-   * The directory (`/t/`) under which rewriting this request's playlist may
-   * sign children: the `scope` its token was signed for, else the directory
-   * of the signed path itself; undefined when nothing is signed.
-   */
-  scope: string | undefined
   /** The request's query string as received, without the `?` (`''` when none): passed to an HTTP origin. */
   query: string
-  sessionId: string | undefined
-  ip: string
   fileType: FileType
 }
 
@@ -148,64 +140,36 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
   }
 }
 
-function identify (req: IncomingMessage, ctx: MediaContext): Identity {
+function identify (req: IncomingMessage, ctx: MediaContext): Request {
   const { rawPath, rawQuery } = splitTarget(req.url ?? '/')
   const path = parseMediaPath(rawPath)
-  const query = new URLSearchParams(rawQuery)
-  const uid = nonEmpty(query.get('uid'))
-  if (uid !== undefined && uid.length > MAX_UID_LENGTH) throw new BadRequestError(`uid longer than ${MAX_UID_LENGTH} characters`)
-  const expiresRaw = nonEmpty(query.get('expires'))
-  let expires: number | undefined
-  let scope: string | undefined
-  if (ctx.signingSecret !== undefined) {
-    const scoped = nonEmpty(query.get('scope'))
-    const verdict = checkSignedRequest({
-      secret: ctx.signingSecret,
-      uid,
-      path,
-      expires: expiresRaw,
-      token: nonEmpty(query.get('token')),
-      scope: scoped,
-      now: Math.floor(ctx.now() / 1000)
-    })
-    if (verdict === 'bad') throw new BadSignatureError()
-    if (verdict === 'expired') throw new UrlExpiredError()
-    expires = Number(expiresRaw)
-    scope = scoped ?? directoryOf(path)
-  } else if (expiresRaw !== undefined && /^\d{1,12}$/.test(expiresRaw)) {
-    expires = Number(expiresRaw)
-  }
+  const who = ctx.access.authorize({ path, query: new URLSearchParams(rawQuery), headers: req.headers, peer: req.socket.remoteAddress ?? '' })
+  if (who.kind === 'denied') throw who.error
+  // Spelled out rather than spread: one shape, no property-by-property copy.
   return {
+    kind: 'allowed',
+    uid: who.uid,
+    expires: who.expires,
+    scope: who.scope,
+    sessionId: who.sessionId,
+    ip: who.ip,
     path,
-    uid,
-    expires,
-    scope,
     query: rawQuery,
-    sessionId: sessionIdOf(req.headers, nonEmpty(query.get('sid'))),
-    ip: ctx.ips.resolve(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for']),
     fileType: fileTypeOf(path)
   }
-}
-
-function nonEmpty (v: string | null): string | undefined {
-  return v === null || v === '' ? undefined : v
 }
 
 function forwardedHeaders (req: IncomingMessage): ForwardedHeaders {
   const h = req.headers
   return {
-    range: one(h.range),
-    'if-range': one(h['if-range']),
-    'if-none-match': one(h['if-none-match']),
-    'if-modified-since': one(h['if-modified-since']),
-    'if-match': one(h['if-match']),
-    'if-unmodified-since': one(h['if-unmodified-since']),
-    'user-agent': one(h['user-agent'])
+    range: firstValue(h.range),
+    'if-range': firstValue(h['if-range']),
+    'if-none-match': firstValue(h['if-none-match']),
+    'if-modified-since': firstValue(h['if-modified-since']),
+    'if-match': firstValue(h['if-match']),
+    'if-unmodified-since': firstValue(h['if-unmodified-since']),
+    'user-agent': firstValue(h['user-agent'])
   }
-}
-
-function one (v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v
 }
 
 /**
@@ -213,7 +177,7 @@ function one (v: string | string[] | undefined): string | undefined {
  * in slices that let other requests run, answer 200 in full with the new
  * length. A HEAD gets the length without the body being built.
  */
-async function rewritten (answer: OriginResponse, who: Identity, req: IncomingMessage, ctx: MediaContext): Promise<OriginResponse> {
+async function rewritten (answer: OriginResponse, who: Request, req: IncomingMessage, ctx: MediaContext): Promise<OriginResponse> {
   const playlist = await readPlaylist(answer, ctx)
   const secret = ctx.signingSecret
   const uid = who.uid as string
@@ -267,7 +231,7 @@ function unsignedQuery (uid: string, expires: number | undefined, sid: string | 
 }
 
 /** Write the answer; returns the body bytes the socket took. Records one traffic event. */
-async function send (res: ServerResponse, answer: OriginResponse, who: Identity, req: IncomingMessage, ctx: MediaContext): Promise<number> {
+async function send (res: ServerResponse, answer: OriginResponse, who: Request, req: IncomingMessage, ctx: MediaContext): Promise<number> {
   res.statusCode = answer.status
   for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value)
   ctx.cors.apply(req, res)

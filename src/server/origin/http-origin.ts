@@ -12,6 +12,7 @@ import { contentTypeOf, fileTypeOf } from './media-types.ts'
 import type { Origin, OriginRequest, OriginResponse } from './origin.ts'
 import { OriginQuery } from './origin-query.ts'
 import { passedHeaders } from './origin-response-headers.ts'
+import { firstValue } from '../header-value.ts'
 
 /** Settings of {@link HttpOrigin}. */
 export interface HttpOriginOptions {
@@ -232,7 +233,7 @@ export class HttpOrigin implements Origin {
     const conditional = sent['if-none-match'] !== undefined || sent['if-modified-since'] !== undefined
     if (status === 404 || status === 410) throw new NotFoundError()
     if (status === 416 && ranged) {
-      const cr = parseContentRange(first(res.headers['content-range']))
+      const cr = parseContentRange(firstValue(res.headers['content-range']))
       throw new RangeNotSatisfiableError(cr?.kind === 'unsatisfied' ? cr.size : undefined)
     }
     // A 206 we did not ask for, or a 304 to an unconditional request, would
@@ -262,10 +263,6 @@ class OriginStatus extends Error {
     this.name = 'OriginStatus'
     this.statusCode = statusCode
   }
-}
-
-function first (value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value
 }
 
 /** A request still waiting for a connection when ORIGIN_TIMEOUT is up: 504, and it never goes out. */

@@ -1,0 +1,120 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import { BadRequestError, BadSignatureError, UrlExpiredError } from '../../errors.ts'
+import type { StreammeterError } from '../../errors.ts'
+import type { ClientIpResolver } from './client-ip.ts'
+import { sessionIdOf } from './session-id.ts'
+import { checkSignedRequest, directoryOf } from './url-signer.ts'
+
+/** Longest accepted `uid`. */
+const MAX_UID_LENGTH = 256
+
+/** What a media request says about who asks, as any engine sees it. */
+export interface AccessRequest {
+  /** URL-decoded path without the leading slash, already validated (request-path.ts). */
+  path: string
+  /** The query string's parameters. */
+  query: URLSearchParams
+  headers: IncomingHttpHeaders
+  /** The socket peer's address. */
+  peer: string
+}
+
+/** Who asks, once the request checked out. */
+export interface Identity {
+  kind: 'allowed'
+  /** The uid the bytes are metered under; undefined when the request names none (not metered). */
+  uid: string | undefined
+  /** Unix seconds the signed URL stops working (or an unsigned `expires`), else undefined. */
+  expires: number | undefined
+  /**
+   * The directory (`/t/`) under which rewriting this request's playlist may
+   * sign children: the `scope` its token was signed for, else the directory
+   * of the signed path itself; undefined when nothing is signed.
+   */
+  scope: string | undefined
+  sessionId: string | undefined
+  /** The client's IP (`TRUSTED_PROXIES` applied to `X-Forwarded-For`). */
+  ip: string
+}
+
+/** Why a request is refused: the error its client gets. */
+export interface Denial {
+  kind: 'denied'
+  error: StreammeterError
+}
+
+/** Options of {@link Authorizer}. */
+export interface AuthorizerOptions {
+  /** `SIGNING_SECRET`; without it the `uid` parameter is trusted as-is. */
+  signingSecret: string | undefined
+  ips: ClientIpResolver
+  /** ms since the epoch. */
+  now: () => number
+}
+
+/**
+ * The one access check of a media request (docs/access.md), whichever
+ * engine moves its bytes: the signature and expiry of the URL, the uid, the
+ * session and the client IP. Grants, sessions and IP-bound tokens will be
+ * further steps here.
+ */
+export class Authorizer {
+  readonly #secret: string | undefined
+  readonly #ips: ClientIpResolver
+  readonly #now: () => number
+
+  constructor (options: AuthorizerOptions) {
+    this.#secret = options.signingSecret
+    this.#ips = options.ips
+    this.#now = options.now
+  }
+
+  /** Whether URLs must be signed (`SIGNING_SECRET` is set). */
+  get signing (): boolean {
+    return this.#secret !== undefined
+  }
+
+  /** Check one request: who it is for, or why it is refused. Never throws. */
+  authorize (request: AccessRequest): Identity | Denial {
+    const { path, query } = request
+    const uid = nonEmpty(query.get('uid'))
+    if (uid !== undefined && uid.length > MAX_UID_LENGTH) return denied(new BadRequestError(`uid longer than ${MAX_UID_LENGTH} characters`))
+    const expiresRaw = nonEmpty(query.get('expires'))
+    let expires: number | undefined
+    let scope: string | undefined
+    if (this.#secret !== undefined) {
+      const scoped = nonEmpty(query.get('scope'))
+      const verdict = checkSignedRequest({
+        secret: this.#secret,
+        uid,
+        path,
+        expires: expiresRaw,
+        token: nonEmpty(query.get('token')),
+        scope: scoped,
+        now: Math.floor(this.#now() / 1000)
+      })
+      if (verdict === 'bad') return denied(new BadSignatureError())
+      if (verdict === 'expired') return denied(new UrlExpiredError())
+      expires = Number(expiresRaw)
+      scope = scoped ?? directoryOf(path)
+    } else if (expiresRaw !== undefined && /^\d{1,12}$/.test(expiresRaw)) {
+      expires = Number(expiresRaw)
+    }
+    return {
+      kind: 'allowed',
+      uid,
+      expires,
+      scope,
+      sessionId: sessionIdOf(request.headers, nonEmpty(query.get('sid'))),
+      ip: this.#ips.resolve(request.peer, request.headers['x-forwarded-for'])
+    }
+  }
+}
+
+function denied (error: StreammeterError): Denial {
+  return { kind: 'denied', error }
+}
+
+function nonEmpty (v: string | null): string | undefined {
+  return v === null || v === '' ? undefined : v
+}
