@@ -146,10 +146,13 @@ export function buildApp (options: AppOptions): App {
   const collector = options.collector(store)
   if (collector !== undefined) metrics.watch(collector)
   const ips = new ClientIpResolver([...(options.trustedProxies ?? [])])
+  // The node engine's side of the metering input: its live transfers.
+  const metering = collector === undefined ? undefined : new MeteringInput(collector, Date.now)
+  metering?.watch(() => transfers.settled())
   const ctx: MediaContext = {
     origin: options.origin,
     access: new Authorizer({ signingSecret: options.signingSecret, ips, now: Date.now }),
-    metering: collector === undefined ? undefined : new MeteringInput(collector, transfers, Date.now),
+    metering,
     signingSecret: options.signingSecret,
     ips,
     cors: new CorsPolicy(options.corsOrigins ?? ['*']),

@@ -1,8 +1,12 @@
 import type { ServerResponse } from 'node:http'
 import type { FileType } from '../../meter/index.ts'
+import type { Delivery } from '../metering/metering-input.ts'
 
-/** One response being streamed, as `/active-transfers` shows it. */
-export interface Transfer {
+/**
+ * One response being streamed, as `/active-transfers` shows it: the node
+ * engine's {@link Delivery}, counted in the socket's write callbacks.
+ */
+export interface Transfer extends Delivery {
   readonly id: number
   readonly uid: string | undefined
   readonly path: string
@@ -126,6 +130,15 @@ export class TransferRegistry {
   /** The transfers in flight, in the order they started. */
   live (): IterableIterator<Transfer> {
     return this.#live.values()
+  }
+
+  /**
+   * The transfers in flight whose `bytes` are settled: all but those being
+   * cut by the send timeout, whose last write may be counted whole until
+   * {@link close} takes back the part the kernel never took.
+   */
+  * settled (): Generator<Transfer> {
+    for (const t of this.#live.values()) if (t.unsent === 0) yield t
   }
 
   /** Snapshot for `/active-transfers`, largest first. */
