@@ -1,16 +1,13 @@
 import cluster from 'node:cluster'
 import type { Config } from '../config/index.ts'
-import { toMeterOptions } from '../config/index.ts'
 import { ConfigError, StoreUrlError } from '../errors.ts'
-import { TrafficCollector, policyOf, resolveMeterOptions } from '../meter/index.ts'
-import type { MeterLogger } from '../meter/index.ts'
-import { createLogger } from '../server/index.ts'
+import { policyOf } from '../meter/index.ts'
+import { createCollector, createLogger, meterOptionsOf } from '../server/index.ts'
 import { openStore } from '../store/index.ts'
 import { asPrimaryMessage } from './cluster-protocol.ts'
 import type { PrimaryMessage, WorkerMessage } from './cluster-protocol.ts'
-import type { CliContext } from './context.ts'
+import type { CliContext, StartServer } from './context.ts'
 import { errorText } from './error-text.ts'
-import type { StartServer } from './serve.ts'
 import { watchStopSignals } from './stop-signals.ts'
 
 /**
@@ -79,12 +76,10 @@ export async function runWorker (index: number, ctx: CliContext, start: StartSer
  * instead of going out now. With nothing left to seal it is one empty seal.
  */
 async function finalSeal (config: Config, deadline: number): Promise<void> {
-  const meter = resolveMeterOptions(toMeterOptions(config))
-  const logger = createLogger(config.logLevel)
+  const meter = meterOptionsOf(config)
   const store = await openStore(config.storeUrl, policyOf(meter), { prefix: config.storePrefix })
   try {
-    const collector = new TrafficCollector(meter, { store, logger: logger as unknown as MeterLogger })
-    await collector.close({ grace: Math.max(1, (deadline - Date.now()) / 1000) })
+    await createCollector(meter, store, createLogger(config.logLevel)).close({ grace: Math.max(1, (deadline - Date.now()) / 1000) })
   } finally {
     await store.close()
   }

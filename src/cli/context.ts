@@ -1,3 +1,5 @@
+import type { Config } from '../config/index.ts'
+
 /** Where text goes: `process.stdout`, `process.stderr` or a test's buffer. */
 export interface TextSink {
   write (text: string): unknown
@@ -39,3 +41,14 @@ export function resolveContext (partial: Partial<CliContext> = {}): CliContext {
     now: partial.now ?? Date.now
   }
 }
+
+/** What the serve verb needs of a started server. */
+export interface RunningServerLike {
+  /** Where it listens, for the startup line. */
+  readonly address: string
+  /** Graceful stop (docs/metering.md); called once. */
+  close (): Promise<void>
+}
+
+/** The contract of `src/server/index.ts`'s `startServer`, checked where serve.ts uses it. */
+export type StartServer = (config: Config) => Promise<RunningServerLike>

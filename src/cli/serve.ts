@@ -9,19 +9,8 @@ import { runPrimary } from './cluster-primary.ts'
 import { WORKER_ENV } from './cluster-protocol.ts'
 import { runWorker } from './cluster-worker.ts'
 import { errorText } from './error-text.ts'
-import type { CliContext } from './context.ts'
+import type { CliContext, RunningServerLike, StartServer } from './context.ts'
 import { watchStopSignals } from './stop-signals.ts'
-
-/** What the serve verb needs of a started server. */
-export interface RunningServerLike {
-  /** Where it listens, for the startup line. */
-  readonly address: string
-  /** Graceful stop (DESIGN §2); called once. */
-  close (): Promise<void>
-}
-
-/** The contract of `src/server/index.ts`'s `startServer`, checked where it is used below. */
-export type StartServer = (config: Config) => Promise<RunningServerLike>
 
 /** The real server; tests pass their own `StartServer` to {@link runServe}. */
 export const defaultStartServer: StartServer = startServer

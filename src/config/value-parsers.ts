@@ -1,6 +1,7 @@
-import { BlockList, isIP } from 'node:net'
+import { isIP } from 'node:net'
 import { z } from 'zod'
 import { StoreUrlError } from '../errors.ts'
+import { parseIpBlock } from '../ip-address.ts'
 import { MAX_TIMER_SECONDS } from '../meter/index.ts'
 import { parseStoreUrl } from '../store/index.ts'
 
@@ -136,25 +137,9 @@ export function storeUrl (s: string): string | Invalid {
   return s
 }
 
-/** An address (`10.0.0.1`, `::1`) or a CIDR (`10.0.0.0/8`, `fd00::/8`), as `BlockList` accepts it. */
+/** An address (`10.0.0.1`, `::1`) or a CIDR (`10.0.0.0/8`, `fd00::/8`): the parser the client-IP resolver applies it with. */
 export function proxyEntry (s: string): string | Invalid {
-  const bad = new Invalid(`"${s}" is not an IP address or CIDR, e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8`, true)
-  const [address = '', bits, extra] = s.split('/')
-  const family = isIP(address)
-  if (family === 0 || extra !== undefined) return bad
-  const type = family === 4 ? 'ipv4' : 'ipv6'
-  try {
-    if (bits === undefined) {
-      new BlockList().addAddress(address, type)
-      return address
-    }
-    const prefix = DIGITS.test(bits) ? Number(bits) : NaN
-    if (!(prefix <= (family === 4 ? 32 : 128))) return bad
-    new BlockList().addSubnet(address, prefix, type)
-    return `${address}/${prefix}`
-  } catch {
-    return bad
-  }
+  return parseIpBlock(s)?.text ?? new Invalid(`"${s}" is not an IP address or CIDR, e.g. 10.0.0.0/8, 192.0.2.7 or fd00::/8`, true)
 }
 
 /**

@@ -6,7 +6,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../config/index.ts'
 import { describeConfig, toMeterOptions } from '../config/index.ts'
 import { TrafficCollector, policyOf, resolveMeterOptions } from '../meter/index.ts'
-import type { MeterLogger, StoreDurability } from '../meter/index.ts'
+import type { MeterOptions, StoreDurability, UsageStore } from '../meter/index.ts'
 import { openStore } from '../store/index.ts'
 import { buildApp } from './app.ts'
 import type { App } from './app.ts'
@@ -42,7 +42,7 @@ export const DEMO_UID = MONITOR_DEMO_UID
  */
 export async function startServer (config: Config, options: { logger?: Logger } = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel)
-  const meter = resolveMeterOptions(toMeterOptions(config))
+  const meter = meterOptionsOf(config)
   const origin: Origin = config.origin.kind === 'http'
     ? new HttpOrigin({
       baseUrl: config.origin.url,
@@ -66,7 +66,7 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     origin,
     store,
     collector: (s) => config.trafficCollectorEnabled
-      ? new TrafficCollector(meter, { store: s, logger: logger as unknown as MeterLogger })
+      ? createCollector(meter, s, logger)
       : undefined,
     signingSecret: config.signingSecret,
     trustedProxies: config.trustedProxies,
@@ -115,6 +115,19 @@ export async function startServer (config: Config, options: { logger?: Logger } 
     }
   }
   return { address, port, app, close: () => app.close() }
+}
+
+/** The metering options a configuration gives. */
+export function meterOptionsOf (config: Config): Readonly<MeterOptions> {
+  return resolveMeterOptions(toMeterOptions(config))
+}
+
+/**
+ * The collector over `store`: the one place it is built, for the server and
+ * for the final seal of the last worker to stop (`serve --workers`).
+ */
+export function createCollector (meter: Readonly<MeterOptions>, store: UsageStore, logger: Logger): TrafficCollector {
+  return new TrafficCollector(meter, { store, logger })
 }
 
 /**

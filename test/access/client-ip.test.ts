@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ConfigError } from '../../src/errors.ts'
-import { ClientIpResolver, normalizeIp } from '../../src/server/access/client-ip.ts'
+import { ClientIpResolver } from '../../src/server/access/client-ip.ts'
+import { normalizeIp } from '../../src/ip-address.ts'
 
 describe('client ip: normalizeIp', () => {
   it('keeps IPv4 dotted decimal and unwraps IPv4-mapped IPv6', () => {

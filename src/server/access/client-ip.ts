@@ -1,5 +1,6 @@
 import { BlockList, isIP } from 'node:net'
 import { ConfigError } from '../../errors.ts'
+import { normalizeIp, parseIpBlock } from '../../ip-address.ts'
 
 /**
  * The client address a request is metered under (DESIGN §4): the socket peer,
@@ -14,40 +15,6 @@ import { ConfigError } from '../../errors.ts'
  * somebody it talked to, so it may be forged (RFC 7239 §8.1 on the same
  * problem with `Forwarded`).
  */
-
-const PORT = /^:[0-9]{1,5}$/
-
-/**
- * A textual IP address in canonical form, or undefined when it is none:
- * IPv4 dotted decimal; IPv6 lower-case and compressed as RFC 5952 §4
- * prescribes; an IPv4-mapped IPv6 address (`::ffff:1.2.3.4`, how a dual-stack
- * socket reports an IPv4 peer) as the IPv4 address it maps. Accepts the
- * decorations proxies put around addresses in `X-Forwarded-For` and which do
- * not identify the client: surrounding spaces, brackets, a port
- * (`[2001:db8::1]:443`, `1.2.3.4:5678`) and an IPv6 zone id (`fe80::1%eth0`,
- * RFC 4007 §11; `%25` in URI form, RFC 6874). Host names, `unknown` and RFC
- * 7239 obfuscated identifiers (`_hidden`) are not addresses: undefined.
- */
-export function normalizeIp (input: string): string | undefined {
-  let s = input.trim()
-  if (s.startsWith('[')) {
-    const end = s.indexOf(']')
-    if (end === -1) return undefined
-    const rest = s.slice(end + 1)
-    if (rest !== '' && !PORT.test(rest)) return undefined
-    s = s.slice(1, end)
-  } else {
-    const colon = s.indexOf(':')
-    // Exactly one colon: IPv4 with a port (an IPv6 address has at least two).
-    if (colon !== -1 && colon === s.lastIndexOf(':')) {
-      if (!PORT.test(s.slice(colon))) return undefined
-      s = s.slice(0, colon)
-    }
-  }
-  const zone = s.indexOf('%')
-  if (zone !== -1 && s.includes(':')) s = s.slice(0, zone)
-  return canonicalIp(s)
-}
 
 /** Resolves the client address of a request; see the module comment. */
 export class ClientIpResolver {
@@ -127,69 +94,11 @@ export class ClientIpResolver {
   }
 
   #add (entry: string): void {
-    const bad = (): ConfigError => new ConfigError('TRUSTED_PROXIES', `"${entry}" is not an IP address or CIDR block`)
-    const slash = entry.indexOf('/')
-    const address = slash === -1 ? entry : entry.slice(0, slash)
-    const family = isIP(address)
-    const canonical = canonicalIp(address)
-    if (family === 0 || canonical === undefined) throw bad()
-    const mapped = family === 6 && isIP(canonical) === 4
-    if ((family === 4 || mapped) && canonical.startsWith('127.')) this.#insideLoopback = true
-    if (slash === -1) {
-      this.#trusted.addAddress(canonical, mapped ? 'ipv4' : (family === 4 ? 'ipv4' : 'ipv6'))
-    } else {
-      const bits = entry.slice(slash + 1)
-      const prefix = /^[0-9]{1,3}$/.test(bits) ? Number(bits) : NaN
-      if (!(prefix <= (family === 4 ? 32 : 128))) throw bad()
-      // Peers are compared in their IPv4 form when mapped, so a mapped block
-      // (`::ffff:10.0.0.0/104`) is kept as the IPv4 block it covers.
-      if (mapped && prefix >= 96) this.#trusted.addSubnet(canonical, prefix - 96, 'ipv4')
-      else this.#trusted.addSubnet(family === 4 ? canonical : address, prefix, family === 4 ? 'ipv4' : 'ipv6')
-    }
+    const block = parseIpBlock(entry)
+    if (block === undefined) throw new ConfigError('TRUSTED_PROXIES', `"${entry}" is not an IP address or CIDR block`)
+    if (block.insideLoopback) this.#insideLoopback = true
+    if (block.prefix === undefined) this.#trusted.addAddress(block.address, block.type)
+    else this.#trusted.addSubnet(block.address, block.prefix, block.type)
     this.#count++
   }
-}
-
-/** `s` (no brackets, port or zone) in canonical form, or undefined when it is no IP address. */
-function canonicalIp (s: string): string | undefined {
-  const family = isIP(s)
-  if (family === 4) return s // inet_pton already refuses leading zeros and short forms
-  if (family !== 6 || s.includes('%')) return undefined
-  const g = ipv6Groups(s)
-  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
-    const hi = g[6]!
-    const lo = g[7]!
-    return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`
-  }
-  // RFC 5952 §4.2: compress the longest run of two or more zero groups, the
-  // first one on a tie; §4.1 no leading zeros; §4.3 lower case.
-  let bestAt = -1
-  let bestLen = 1
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) { i++; continue }
-    let j = i
-    while (j < 8 && g[j] === 0) j++
-    if (j - i > bestLen) { bestAt = i; bestLen = j - i }
-    i = j
-  }
-  const hex = g.map((x) => x.toString(16))
-  if (bestAt === -1) return hex.join(':')
-  return `${hex.slice(0, bestAt).join(':')}::${hex.slice(bestAt + bestLen).join(':')}`
-}
-
-/** The eight 16-bit groups of a valid IPv6 address. */
-function ipv6Groups (s: string): number[] {
-  let text = s.toLowerCase()
-  if (text.includes('.')) {
-    // Trailing dotted IPv4 (RFC 4291 §2.2 form 3) as its two hex groups.
-    const at = text.lastIndexOf(':') + 1
-    const [a, b, c, d] = text.slice(at).split('.').map(Number) as [number, number, number, number]
-    text = `${text.slice(0, at)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
-  }
-  const groups = (part: string): number[] => part === '' ? [] : part.split(':').map((h) => parseInt(h, 16))
-  const gap = text.indexOf('::')
-  if (gap === -1) return groups(text)
-  const head = groups(text.slice(0, gap))
-  const tail = groups(text.slice(gap + 2))
-  return [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail]
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { BearerToken } from '../../bearer-token.ts'
 import { ForbiddenError, UnauthorizedError } from '../../errors.ts'
-import { normalizeIp } from '../access/client-ip.ts'
+import { normalizeIp } from '../../ip-address.ts'
 
 /** What {@link AdminAuth.check} accepts besides `Authorization: Bearer`. */
 export interface AdminAuthCheckOptions {

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import { normalizeIp } from '../access/client-ip.ts'
+import { normalizeIp } from '../../ip-address.ts'
 import type { ClientIpResolver } from '../access/client-ip.ts'
 import type { ForwardedClient } from './origin.ts'
 
