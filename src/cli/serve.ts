@@ -16,7 +16,7 @@ import { watchStopSignals } from './stop-signals.ts'
 export interface RunningServerLike {
   /** Where it listens, for the startup line. */
   readonly address: string
-  /** Graceful stop (DESIGN §2); called once. */
+  /** Graceful stop (docs/metering.md#rules); called once. */
   close (): Promise<void>
 }
 

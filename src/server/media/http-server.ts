@@ -12,7 +12,7 @@ export interface HttpServerOptions {
   /**
    * Ms within which a request's headers must have arrived, from the first
    * byte of the request (or from the connection, for the first request);
-   * then 408 and the connection is closed (DESIGN §10: slowloris).
+   * then 408 and the connection is closed (docs/limits.md#requests: slowloris).
    * @default 30000
    */
   headersTimeout?: number | undefined

@@ -12,7 +12,7 @@ export interface SendTimeoutOptions {
 }
 
 /**
- * Cuts clients that stop reading (DESIGN §10, `SEND_TIMEOUT`): a transfer
+ * Cuts clients that stop reading (docs/limits.md#requests, `SEND_TIMEOUT`): a transfer
  * whose socket holds bytes it has not handed to the kernel, and has made no
  * progress for the timeout, has its response destroyed. The media route then
  * records what the socket took, as for any client that goes away.

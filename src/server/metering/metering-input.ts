@@ -2,7 +2,7 @@ import type { TrafficCollector } from '../../meter/index.ts'
 import type { Transfer, TransferRegistry } from '../media/transfers.ts'
 
 /**
- * Where the bytes each client was sent become `record()` calls (DESIGN §2).
+ * Where the bytes each client was sent become `record()` calls (docs/metering.md#events).
  * A response's body bytes are counted on its {@link Transfer} in the socket's
  * write callbacks; this turns them into traffic events:
  *

@@ -54,7 +54,7 @@ type Plan =
   | { kind: 'read', status: number, headers: Record<string, string>, start: number, length: number, toEof: boolean }
 
 /**
- * Serves files from a directory (`ORIGIN_ROOT`, DESIGN §4) with the
+ * Serves files from a directory (`ORIGIN_ROOT`, docs/access.md#requests) with the
  * validators, ranges and conditionals of RFC 9110.
  *
  * Confinement and the path cache: see {@link ConfinedFiles}.
