@@ -79,8 +79,8 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
   let status = 500
   let bytes = 0
   // The client leaving before the origin answered aborts the fetch. Not an
-  // AbortController: one with a listener costs ~8 µs per request on Node 20
-  // (measured), several per cent of a small response.
+  // AbortController: one with a listener is a measurable share of a small
+  // response's CPU (docs/performance.md#why-the-code-is-shaped-this-way).
   let clientGone = false
   let abortFetch: ((reason: Error) => void) | undefined
   let answer: OriginResponse | undefined
