@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerates examples/media/: the demo HLS stream `streammeter serve` falls back to when no
-# origin is configured (DESIGN §6), and the real-ffmpeg playlists test/media/playlist-rewriter.test.ts
+# origin is configured (docs/configuration.md#origin_url), and the real-ffmpeg playlists test/media/playlist-rewriter.test.ts
 # checks the rewriter against.
 #
 # Made with: ffmpeg 5.1.9-0+deb12u1 (Debian 12, libx264 core 164, ffmpeg's native AAC encoder).

@@ -10,7 +10,7 @@ export const WARMUP_ROUNDS = 1
 /** Timed rounds; the median is reported. */
 export const ROUNDS = 5
 
-/** Throughput and memory the collector must reach (DESIGN targets). */
+/** Throughput and memory the collector must reach (bench/README.md#what-the-numbers-mean). */
 export const TARGETS = Object.freeze({
   mEventsPerSec10kUids: 5.6, // M events/s, 10k uids
   mEventsPerSec1mUids: 2, // M events/s, 1M uids

@@ -46,7 +46,7 @@ export function resolveContext (partial: Partial<CliContext> = {}): CliContext {
 export interface RunningServerLike {
   /** Where it listens, for the startup line. */
   readonly address: string
-  /** Graceful stop (docs/metering.md); called once. */
+  /** Graceful stop (docs/metering.md#rules); called once. */
   close (): Promise<void>
 }
 

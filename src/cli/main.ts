@@ -11,7 +11,7 @@ import { OUTBOX_HELP, runOutbox } from './outbox.ts'
 import { SIGN_HELP, runSign } from './sign.ts'
 import { SINK_HELP, runSink } from './sink.ts'
 
-/** Exit statuses (DESIGN §6). */
+/** Exit statuses (docs/configuration.md#exit-status). */
 export const EXIT_OK = 0
 export const EXIT_FAILURE = 1
 export const EXIT_USAGE = 2

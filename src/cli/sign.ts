@@ -120,7 +120,7 @@ export function runSign (argv: readonly string[], env: Env, ctx: CliContext): nu
   if (secret === undefined) {
     throw new ConfigError('SIGNING_SECRET', 'is not set: pass --secret or set SIGNING_SECRET (in the environment or .env)')
   }
-  // The server refuses a secret with whitespace (DESIGN §10): a URL signed
+  // The server refuses a secret with whitespace (docs/limits.md#settings): a URL signed
   // with one could never verify there.
   // eslint-disable-next-line no-control-regex
   if (/[\s\u0000-\u001f\u007f]/.test(secret)) {

@@ -67,8 +67,8 @@ export interface AppOptions {
   /** A pino logger (Fastify's `loggerInstance`). @default silent */
   logger?: FastifyBaseLogger | undefined
   /**
-   * Seconds within which a request's headers must arrive (DESIGN §10 fixes
-   * 30; not a setting, tests shorten it). @default 30
+   * Seconds within which a request's headers must arrive: 30, fixed by
+   * docs/limits.md#requests (not a setting; tests shorten it). @default 30
    */
   headersTimeout?: number | undefined
   /** `worker_id` shown by `/health`. */
@@ -96,7 +96,7 @@ export interface App {
    */
   idle (): Promise<void>
   /**
-   * Graceful stop in DESIGN §2's order: stop accepting (503 for requests on
+   * Graceful stop in the order docs/metering.md#rules gives: stop accepting (503 for requests on
    * open connections) → let streams finish within the grace (then cut them) →
    * record them → flush → seal → deliver within what is left → close the
    * store and the origin. Idempotent.

@@ -5,7 +5,7 @@ import {
 } from '../errors.ts'
 
 /**
- * Answer with the JSON error of DESIGN §4. Anything that is not one of our
+ * Answer with the JSON error of docs/errors.md. Anything that is not one of our
  * errors becomes a generic 500: no stack, no upstream message reaches a client.
  */
 export function sendError (res: ServerResponse, err: unknown): void {

@@ -29,7 +29,7 @@ export interface RunningServer {
   readonly address: string
   readonly port: number
   readonly app: App
-  /** Graceful stop (DESIGN §2 order). Idempotent. */
+  /** Graceful stop, in the order docs/metering.md#rules gives. Idempotent. */
   close (): Promise<void>
 }
 

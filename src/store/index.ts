@@ -9,8 +9,8 @@ import { SqliteStore } from './sqlite-store.ts'
 
 export { MemoryStore, SqliteStore }
 // The Redis store is loaded when a redis:// URL is opened: ioredis adds
-// ~15 MiB of resident memory (idle `node dist/cli/main.js serve` on SQLite:
-// 104 → 88 MiB), which a proxy on the default SQLite store does not need.
+// resident memory that a proxy on the default SQLite store does not need
+// (docs/performance.md#why-the-code-is-shaped-this-way).
 // Import the class itself from `streammeter/store/redis`.
 export type { RedisOpenOptions, RedisStore, RedisStoreOptions } from './redis-store.ts'
 export { parseRedisUrl, redactRedisUrl } from './redis-url.ts'

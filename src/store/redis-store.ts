@@ -28,11 +28,11 @@ export interface RedisStoreOptions {
    * Most deltas one flush script merges. A larger batch is split into chunks
    * of this size, one script each, all sent in one pipeline. Redis runs
    * nothing else while a script runs, so this bounds how long a flush blocks
-   * other instances' flushes, lease renewals and health probes: about 15 µs
-   * per uid, so 5–13 ms per script of 500. The cost per uid measured the same
-   * from 250 to 2000 uids per script (docs/scaling.md), so a chunk buys a
-   * shorter stall at no cost in throughput. A batch must be retried by a
-   * store with the same value, since markers name chunks by their index.
+   * other instances' flushes, lease renewals and health probes. The cost per
+   * uid does not depend on the chunk size (docs/scaling.md#flush-measured),
+   * so a chunk buys a shorter stall at no cost in throughput. A batch must
+   * be retried by a store with the same value, since markers name chunks by
+   * their index.
    * It also bounds the candidates one expiry script looks at.
    * @default 500
    */

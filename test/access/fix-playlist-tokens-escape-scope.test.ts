@@ -11,7 +11,7 @@ import type { TestServer } from '../helpers/test-server.ts'
 
 // A token for one playlist minted tokens for every path it named: an
 // uploaded ugc/mallory/index.m3u8 listing ../../private/premium.ts got a
-// valid token for it. DESIGN §10: children are signed only under the
+// valid token for it. docs/limits.md#playlists: children are signed only under the
 // directory of the playlist the platform signed, the scope travels down to
 // child playlists, and a child outside it (../../other/…, another host, a
 // Host header trick) is left as written and logged once per playlist.

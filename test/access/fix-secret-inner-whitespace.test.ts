@@ -6,7 +6,7 @@ import { after, it } from 'node:test'
 import { runCli } from '../helpers/cli-run.ts'
 
 /**
- * Secrets are single tokens (DESIGN §10). Only leading and trailing
+ * Secrets are single tokens (docs/limits.md#settings). Only leading and trailing
  * whitespace was refused, so `SIGNING_SECRET="abc def"` (an unquoted paste,
  * two values run together) started a proxy whose every check then failed.
  * Any whitespace anywhere now exits 2, and the message never repeats the value.

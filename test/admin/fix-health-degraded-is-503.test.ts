@@ -13,7 +13,7 @@ import { FsOrigin } from '../../src/server/origin/fs-origin.ts'
 import { MemoryStore } from '../../src/store/index.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-// DESIGN §5: /health is 200 {status:"ok"}, 200 {status:"degraded"} while the
+// docs/endpoints.md#health: /health is 200 {status:"ok"}, 200 {status:"degraded"} while the
 // store is unreachable (the proxy still serves and meters into memory, so a
 // load balancer must not pull it; it used to answer 503), and 503
 // {status:"closing"} only while stopping.

@@ -5,7 +5,7 @@ import { startTestServer } from '../helpers/test-server.ts'
 
 // /health needs no auth, so it answered anyone with the host's worker id
 // (host name and pid), the version, the uptime and the live transfer count.
-// DESIGN §10: status, store and reporter state only, unless the request is
+// docs/limits.md#the-admin-side: status, store and reporter state only, unless the request is
 // admin-authorised.
 
 const ADMIN = 'health-admin-token'

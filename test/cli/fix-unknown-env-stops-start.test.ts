@@ -10,7 +10,7 @@ import { runCli } from '../helpers/cli-run.ts'
 /**
  * An orchestrator's stray `ORIGIN_*`/`TRAFFIC_*` variable used to stop the
  * proxy from starting at all (exit 2). It is now one warning line at start
- * (DESIGN §6); unknown flags and unknown keys in `.env` still exit 2.
+ * (docs/configuration.md#where-settings-come-from); unknown flags and unknown keys in `.env` still exit 2.
  */
 
 const cwd = mkdtempSync(join(tmpdir(), 'sm-unknown-env-'))

@@ -8,7 +8,7 @@ import { waitFor } from '../helpers/wait.ts'
 
 // Behind a reverse proxy on the same host every client is a loopback peer,
 // so without ADMIN_TOKEN "loopback only" let anyone read /active-transfers
-// (uids, IPs). DESIGN §10: when TRUSTED_PROXIES covers loopback, admin
+// (uids, IPs). docs/limits.md#the-admin-side: when TRUSTED_PROXIES covers loopback, admin
 // endpoints refuse every request until ADMIN_TOKEN is set, and the start-up
 // log says so.
 

@@ -1,6 +1,6 @@
 /**
  * A Redis restart must never re-bill delivered usage under new report ids
- * (DESIGN §3). Real processes: redis-server instances of the test's own
+ * (docs/report-format.md#durable-seals). Real processes: redis-server instances of the test's own
  * (killed with SIGKILL and restarted from their own files, or frozen with
  * SIGSTOP), `streammeter serve`, and a receiver that counts what it accepted.
  */

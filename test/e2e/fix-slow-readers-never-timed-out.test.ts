@@ -16,7 +16,7 @@ import type { TestServer } from '../helpers/test-server.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 // Clients that stopped reading were never timed out: 40 stalled clients of
-// one URL held 0.8 MB and two descriptors each, for good. DESIGN §10: a
+// one URL held 0.8 MB and two descriptors each, for good. docs/limits.md#requests: a
 // client that takes no bytes for SEND_TIMEOUT is disconnected and what its
 // socket took is metered; the clock runs only while a write waits for the
 // socket, never while the origin is slow.

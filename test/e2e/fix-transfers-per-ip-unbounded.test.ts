@@ -11,7 +11,7 @@ import { meteredBytes, startTestServer } from '../helpers/test-server.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 // One client address could open any number of media responses at once.
-// DESIGN §10: at most MAX_TRANSFERS_PER_IP (default 64) per client IP, the
+// docs/limits.md#requests: at most MAX_TRANSFERS_PER_IP (default 64) per client IP, the
 // IP resolved through TRUSTED_PROXIES; beyond, a JSON 429 with a stable
 // code, counted in /metrics.
 

@@ -1,5 +1,5 @@
 /**
- * A parked report is counted and shown (DESIGN §3): in `/traffic`'s outbox
+ * A parked report is counted and shown (docs/report-format.md#refused-reports): in `/traffic`'s outbox
  * section, as a `/metrics` gauge, and in the delivery panel of `/monitor`.
  */
 import assert from 'node:assert/strict'

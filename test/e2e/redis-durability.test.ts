@@ -1,5 +1,5 @@
 /**
- * What a redis store finds out about its server's durability (DESIGN §3), on
+ * What a redis store finds out about its server's durability (docs/report-format.md#durable-seals), on
  * redis-server processes of the test's own, and the plan for each set of facts.
  */
 import assert from 'node:assert/strict'

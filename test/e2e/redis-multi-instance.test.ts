@@ -37,7 +37,7 @@ function fleetEnv (root: string, receiver: Receiver, reportInterval: string): Re
   }
 }
 
-/** The same report id must always carry the same bytes (DESIGN §3). */
+/** The same report id must always carry the same bytes (docs/report-format.md#request). */
 function assertStableBodies (requests: readonly ReceivedRequest[]): void {
   const bodies = new Map<string, string>()
   for (const r of requests) {

@@ -1,5 +1,5 @@
 /**
- * Refused reports end to end (DESIGN §3): `streammeter serve` as its own
+ * Refused reports end to end (docs/report-format.md#refused-reports): `streammeter serve` as its own
  * process with a SQLite store, real clients through the proxy, a real
  * report receiver that refuses, and the operator's `streammeter outbox`
  * and admin API.

@@ -165,7 +165,7 @@ export const loadFaults: Fault[] = [
     // buffers on both ends come near it, and the kernel then aborts
     // connections (TCPAbortOnMemory), dropping what it had accepted for
     // them: at most a send buffer (tcp_wmem's 4 MiB) each. Those bytes were
-    // handed to the socket, so they are billed (DESIGN §2), and never reach
+    // handed to the socket, so they are billed (docs/metering.md#rules), and never reach
     // the client. Such connections are set apart, not compared: those that
     // saw a reset, and, when the kernel counted aborts, as many readers billed
     // up to 4 MiB more than they received.

@@ -3,7 +3,7 @@
  * Runs every scenario against real processes, prints one table (fault,
  * bytes delivered, billed, lost, doubled, requests failed) and exits 1 when
  * a row misses the target: nothing doubled anywhere, nothing lost beyond
- * what DESIGN §2 allows a crash (the last flush interval). The table is
+ * what docs/metering.md#rules allows a crash (the last flush interval). The table is
  * what docs/reliability.md quotes.
  */
 import { crashFaults } from './crash-faults.ts'

@@ -22,7 +22,7 @@ export interface FaultRow {
   lost: number
   /** Bytes billed beyond what was delivered (under another report id). */
   doubled: number
-  /** What DESIGN §2 lets a crash lose here (the last flush interval), 0 elsewhere. */
+  /** What docs/metering.md#rules lets a crash lose here (the last flush interval), 0 elsewhere. */
   allowedLoss: number
   /** Media requests made, and how many got no complete answer. */
   requests: number
@@ -226,7 +226,7 @@ function percentile (values: readonly number[], q: number): number {
   return Math.round(sorted[Math.floor(sorted.length * q)] ?? 0)
 }
 
-/** Whether a row meets the target: nothing doubled, nothing lost beyond what §2 allows. */
+/** Whether a row meets the target: nothing doubled, nothing lost beyond what docs/metering.md#rules allows. */
 export function meetsTarget (row: FaultRow): boolean {
   return row.doubled === 0 && row.lost <= row.allowedLoss
 }

@@ -9,7 +9,7 @@ import { rewritePlaylist, rewritePlaylistSliced } from '../../src/server/media/p
 import { startTestServer } from '../helpers/test-server.ts'
 
 // A 7 MB playlist blocked the event loop for 2.2 s while it was rewritten:
-// every other request waited. DESIGN §10: other requests are not held up
+// every other request waited. docs/limits.md#playlists: other requests are not held up
 // while a large playlist is rewritten (it is rewritten in slices that yield).
 
 const dir = mkdtempSync(join(tmpdir(), 'sm-playlist-fair-'))

@@ -9,7 +9,7 @@ import { meteredBytes, startTestServer } from '../helpers/test-server.ts'
 import type { TestServer } from '../helpers/test-server.ts'
 
 // A 7 MB playlist became a 40 MB response (RSS 90 → 548 MB): up to 8 MiB of
-// origin playlist was rewritten. DESIGN §10: at most PLAYLIST_MAX_BYTES
+// origin playlist was rewritten. docs/limits.md#playlists: at most PLAYLIST_MAX_BYTES
 // (default 1 MiB), larger is a 502 with its own code on both origins, and a
 // HEAD computes the rewritten length without building the body.
 

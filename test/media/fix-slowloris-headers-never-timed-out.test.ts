@@ -10,7 +10,7 @@ import { meteredBytes, startTestServer } from '../helpers/test-server.ts'
 
 // With requestTimeout 0 and Node's default connection sweep, a client that
 // sent its headers a byte at a time (or nothing at all) held a connection
-// for a minute or more. DESIGN §10: the headers must arrive within 30 s
+// for a minute or more. docs/limits.md#requests: the headers must arrive within 30 s
 // (shortened here to 0.5 s), then 408 in the JSON error shape and the
 // connection is closed; a response being streamed is never cut by it.
 

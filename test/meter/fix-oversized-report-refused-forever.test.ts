@@ -2,7 +2,7 @@
  * A report larger than the receiver takes (nginx answers 413 over 1 MiB by
  * default) used to be retried forever, and stored reports were never
  * re-split. Now a 413 splits the stored report in two, each half a new
- * report_id in its place, down to one uid (DESIGN §3).
+ * report_id in its place, down to one uid (docs/report-format.md#refused-reports).
  */
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'

@@ -1,7 +1,7 @@
 /**
  * A receiver answering 429 or 503 with `Retry-After` was retried on the
  * plain backoff (from 1 s), hammering it. Now the wait is at least what it
- * asked for (seconds or an HTTP-date), capped at the backoff cap (DESIGN §3).
+ * asked for (seconds or an HTTP-date), capped at the backoff cap (docs/report-format.md#request).
  * The waits are read from the delivery channel: no test sleeps them.
  */
 import assert from 'node:assert/strict'

@@ -10,7 +10,7 @@ function rec (uid: string, bytes: number, extra: Partial<UsageRecord> = {}): Usa
   return { uid, bytes, requests: 3, fileTypes: { ts: bytes }, ips: ['10.0.0.1'], sessions: [], startTime: T - 90_500, lastActivity: T - 500, qualified: true, ...extra }
 }
 
-describe('report body (DESIGN §3)', () => {
+describe('report body (docs/report-format.md#body)', () => {
   it('has every field of the original format with its type, rounding and date format', () => {
     let n = 0
     const [r] = renderReports([rec('alice', 5_000_000, { fileTypes: { ts: 4_000_000, m3u8: 1_000_000 }, ips: ['a', 'b'], sessions: ['s'] })], T, {

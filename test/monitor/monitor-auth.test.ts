@@ -16,7 +16,7 @@ const ADMIN = 'admin-token-monitor'
 const PATHS = ['/monitor', '/monitor/', '/monitor/assets/monitor.js', '/monitor/assets/hls.mjs', '/monitor/api/snapshot', '/monitor/api/demo', '/monitor/api/events', '/monitor/nope']
 const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
 
-describe('/monitor is behind the admin guard (DESIGN §5), with HTTP Basic for browsers', () => {
+describe('/monitor is behind the admin guard (docs/endpoints.md#authentication), with HTTP Basic for browsers', () => {
   it('with ADMIN_TOKEN: 401 with a Basic challenge; Bearer or Basic with the token as password lets in', async (t) => {
     const server = await startTestServer({ root, adminToken: ADMIN })
     t.after(() => server.close())

@@ -13,7 +13,7 @@ import type { RecordingOrigin } from '../helpers/recording-origin.ts'
 
 /**
  * What an HTTP origin hears, and what of its answer reaches the client
- * (DESIGN §4). The origin used to get neither the client's query (LL-HLS
+ * (docs/access.md#requests). The origin used to get neither the client's query (LL-HLS
  * `_HLS_msn`/`_HLS_part` blocking reloads never worked) nor
  * `X-Forwarded-For`/`-Proto`, and only a fixed list of its response
  * headers came back.

@@ -12,7 +12,7 @@ import type { RecordingOrigin } from '../helpers/recording-origin.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 /**
- * ORIGIN_MAX_CONNECTIONS (DESIGN §10): at most that many connections to the
+ * ORIGIN_MAX_CONNECTIONS (docs/limits.md#the-origin): at most that many connections to the
  * origin; further requests wait for one, and a request still waiting when
  * ORIGIN_TIMEOUT is up gets 504 (undici's own timers start only once a
  * connection takes a request).

@@ -2,7 +2,7 @@
  * A report the endpoint refuses for good (a lasting 4xx) used to be retried
  * forever at the head of the outbox, and every later report queued behind
  * it: billing stopped. Now it is parked after TRAFFIC_REPORT_MAX_REJECTIONS
- * refusals and the outbox moves on (DESIGN §3).
+ * refusals and the outbox moves on (docs/report-format.md#refused-reports).
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'

@@ -1,5 +1,5 @@
 /**
- * The store contract for reports the endpoint refuses for good (DESIGN §3):
+ * The store contract for reports the endpoint refuses for good (docs/report-format.md#refused-reports):
  * parking, splitting, putting back and dropping. Registered by
  * `storeContract` (test/store/store-contract.ts) for every store.
  */

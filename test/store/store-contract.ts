@@ -1,7 +1,8 @@
 /**
- * The one contract every UsageStore meets (STYLE §14, DESIGN §2–3). A store's
- * test file calls `storeContract(kind, factory)`; every case asserts exact
- * values, so two stores that pass agree byte for byte.
+ * The one contract every UsageStore meets (STYLE §14; docs/metering.md and
+ * docs/report-format.md). A store's test file calls
+ * `storeContract(kind, factory)`; every case asserts exact values, so two
+ * stores that pass agree byte for byte.
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'

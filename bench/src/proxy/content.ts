@@ -27,7 +27,7 @@ interface Layout {
 
 const LAYOUTS: readonly Layout[] = [
   { id: 's1', dir: 's1', count: 64, bytes: MIB, name: (i) => `seg-${String(i).padStart(3, '0')}.ts` },
-  // .m4s: a file type streammeter meters (DESIGN §4), like the CMAF fragments
+  // .m4s: a file type streammeter meters (docs/access.md#identity), like the CMAF fragments
   // of a low-latency stream, which are this small.
   { id: 's2', dir: 's2', count: 10_000, bytes: 4096, name: (i) => `frag-${String(i).padStart(5, '0')}.m4s` },
   { id: 's3', dir: 's3', count: 1, bytes: 64 * MIB, name: () => 'movie.mp4' }

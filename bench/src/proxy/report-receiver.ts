@@ -12,7 +12,7 @@ export interface ReceivedUsage {
 }
 
 /**
- * A minimal billing endpoint (DESIGN §3) for the streammeter targets: each
+ * A minimal billing endpoint (docs/report-format.md#request) for the streammeter targets: each
  * POSTs to `/report/<target>`, each report counts once per Idempotency-Key
  * (a retried delivery repeats it), and the per-uid totals are kept apart per
  * target. It runs inside the benchmark process; reports are rare (one per

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto'
 
 /**
- * Signed media URLs as DESIGN §4 defines them, computed here from the
+ * Signed media URLs as docs/access.md#signed-urls defines them, computed here from the
  * contract rather than with streammeter's own signer: if the two ever
  * disagree, every streammeter request of the benchmark fails with 403 and
  * the error column says so.

@@ -3,7 +3,7 @@ import { ConfigError } from '../../errors.ts'
 import { normalizeIp, parseIpBlock } from '../../ip-address.ts'
 
 /**
- * The client address a request is metered under (DESIGN §4): the socket peer,
+ * The client address a request is metered under (docs/access.md#identity): the socket peer,
  * unless the peer is one of `TRUSTED_PROXIES`; then the right-most
  * `X-Forwarded-For` entry that is not a trusted proxy.
  *

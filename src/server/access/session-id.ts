@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { firstValue } from '../header-value.ts'
 
 /**
- * The session id a request is metered under (DESIGN §4): the `X-Session-ID`
+ * The session id a request is metered under (docs/access.md#identity): the `X-Session-ID`
  * header, else the `session_id_fileserver` cookie, else the `sid` query
  * parameter. Only a count of distinct sessions per uid is reported, but the ids
  * themselves sit in memory and in the store until then, so they are bounded

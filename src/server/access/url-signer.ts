@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 
 /**
- * Signed media URLs (DESIGN §4, §8 item 2). Two token kinds, one secret:
+ * Signed media URLs (docs/access.md#signed-urls). Two token kinds, one secret:
  *
  * **Plain** (the contract with existing issuers, unchanged):
  * `?uid=U&expires=E&token=T`, `T = HMAC-SHA256(secret, "U:P:E")`, `P` the
@@ -142,7 +142,7 @@ export function verifyToken (secret: string, uid: string, path: string, expires:
 
 /**
  * Checks a request's `uid`, `expires`, `token` (and `scope`, when present)
- * for `path`, in DESIGN §4's order: anything missing, repeated or
+ * for `path`, in the order docs/access.md#signed-urls gives: anything missing, repeated or
  * malformed, or a token that does not verify, is `'bad'` whatever `expires`
  * says (so that an attacker learns nothing from editing `expires`); only a
  * verified token whose `expires` is before `now` is `'expired'`. A URL is

@@ -25,7 +25,7 @@ export type AdminAccess = 'token' | 'loopback' | 'closed'
 const CLOSED_MESSAGE = 'admin endpoints are closed: TRUSTED_PROXIES covers loopback, so every client of a local proxy looks local; set ADMIN_TOKEN'
 
 /**
- * Guards the admin endpoints (DESIGN §5, §10): with `ADMIN_TOKEN`, an
+ * Guards the admin endpoints (docs/endpoints.md#authentication): with `ADMIN_TOKEN`, an
  * `Authorization: Bearer` header that matches it (or, where allowed, Basic
  * with it as the password); without, loopback clients only (the socket peer,
  * never X-Forwarded-For) — unless a trusted proxy can itself be a loopback

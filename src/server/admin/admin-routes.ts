@@ -54,7 +54,7 @@ export function adminGuard (auth: AdminAuth, options: AdminGuardOptions = {}): (
 }
 
 /**
- * `/health` (no auth; more detail for admins) and the admin endpoints of DESIGN §5 behind
+ * `/health` (no auth; more detail for admins) and the admin endpoints of docs/endpoints.md behind
  * `ADMIN_TOKEN` (or loopback only without one). None of them shows a secret.
  */
 export function registerAdminRoutes (app: FastifyInstance, ctx: AdminContext): void {
@@ -63,7 +63,7 @@ export function registerAdminRoutes (app: FastifyInstance, ctx: AdminContext): v
   // an admin path must never reach it (Fastify adds no HEAD routes here).
   const get = (url: string, handler: AdminHandler): void => { app.route({ method: ['GET', 'HEAD'], url, handler }) }
 
-  // DESIGN §5: `degraded` (the store is down, the proxy still serves and
+  // docs/endpoints.md#health: `degraded` (the store is down, the proxy still serves and
   // meters into memory) is a 200, so that a load balancer does not pull a
   // working proxy; only a stopping one answers 503. Anyone may ask, so the
   // answer is the state only; host, pid, version and counts are for admins.
@@ -106,7 +106,7 @@ export function registerAdminRoutes (app: FastifyInstance, ctx: AdminContext): v
 }
 
 /**
- * `/health`'s word on durability (DESIGN §3): whether a restart of the store
+ * `/health`'s word on durability (docs/report-format.md#durable-seals): whether a restart of the store
  * can lose or re-bill the last window, and a short code saying how or why.
  * The code never names a host or a version. Stores that say nothing about
  * it (memory, SQLite: a seal commits with synchronous FULL) add nothing.

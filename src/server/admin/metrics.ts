@@ -146,7 +146,7 @@ export class ServerMetrics {
     series.duration.observe(ms / 1000)
   }
 
-  /** Count one request refused or cut by a limit of DESIGN §10. */
+  /** Count one request refused or cut by a limit of docs/limits.md. */
   countLimitHit (limit: LimitName): void {
     let series = this.#limitSeries.get(limit)
     if (series === undefined) {

@@ -16,7 +16,7 @@ export interface OutboxRoutesContext {
 const MAX_REPORT_ID = 256
 
 /**
- * The outbox admin API (DESIGN §3), behind the admin guard:
+ * The outbox admin API (docs/endpoints.md#the-outbox-api), behind the admin guard:
  * `GET /api/outbox` lists pending and parked reports without their bodies,
  * with the outbox figures; `POST /api/outbox/retry` puts parked reports back
  * at the head of delivery, unchanged (`{"report_id": "…"}` or `{"all": true}`).

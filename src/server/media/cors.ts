@@ -4,7 +4,7 @@ const EXPOSE = 'Content-Length, Content-Range, Accept-Ranges'
 const ALLOW_HEADERS = 'Range, If-None-Match, If-Modified-Since, If-Range, X-Session-ID'
 
 /**
- * CORS for browser players (DESIGN §4): `Access-Control-Allow-Origin` from
+ * CORS for browser players (docs/access.md#cors): `Access-Control-Allow-Origin` from
  * `CORS_ORIGINS` (`*` by default; never with credentials), exposing the
  * headers a player needs for ranged reads. Written by hand: three headers on
  * the raw response of a hijacked media route.

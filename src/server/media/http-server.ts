@@ -12,7 +12,7 @@ export interface HttpServerOptions {
   /**
    * Ms within which a request's headers must have arrived, from the first
    * byte of the request (or from the connection, for the first request);
-   * then 408 and the connection is closed (DESIGN §10: slowloris).
+   * then 408 and the connection is closed (docs/limits.md#requests: slowloris).
    * @default 30000
    */
   headersTimeout?: number | undefined
@@ -24,7 +24,7 @@ export interface HttpServerOptions {
  * server's own (`ownPaths`, built from the registered routes) goes straight to `media`, everything else to Fastify. The media route
  * hijacks the reply and works on the raw request anyway, so Fastify's
  * routing, request and reply objects and per-request child logger were pure
- * cost on the hot path (about 5 % of the CPU of a 4 KiB response, profiled).
+ * cost on the hot path (docs/performance.md#why-the-code-is-shaped-this-way).
  *
  * Paths with a `%` go through Fastify: its router decodes them, and a
  * percent-encoded admin path must still reach the admin route, never the

@@ -59,7 +59,7 @@ interface Request extends Identity {
 }
 
 /**
- * GET/HEAD of a media file (DESIGN §4): check the URL, fetch from the origin,
+ * GET/HEAD of a media file (docs/access.md#requests): check the URL, fetch from the origin,
  * stream to the client counting bytes in write callbacks, record one traffic
  * event when the response closes. Works on the raw request/response: the
  * body is written by hand so that every byte is counted as the socket takes it.
@@ -71,8 +71,8 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
   let status = 500
   let bytes = 0
   // The client leaving before the origin answered aborts the fetch. Not an
-  // AbortController: one with a listener costs ~8 µs per request on Node 20
-  // (measured), several per cent of a small response.
+  // AbortController: one with a listener is a measurable share of a small
+  // response's CPU (docs/performance.md#why-the-code-is-shaped-this-way).
   let clientGone = false
   let abortFetch: ((reason: Error) => void) | undefined
   let answer: OriginResponse | undefined
@@ -187,10 +187,10 @@ async function rewritten (answer: OriginResponse, who: Request, req: IncomingMes
   const result = await rewritePlaylistSliced(playlist, {
     playlistPath: who.path,
     ownHosts: ctx.publicHosts,
-    // DESIGN §10: a token minted here never reaches outside the signed
+    // docs/limits.md#playlists: a token minted here never reaches outside the signed
     // entry's directory. A child playlist inside it gets a token bound to
     // its path and to that directory, so the scope travels down with it; a
-    // segment gets the plain token of §4.
+    // segment gets a plain token (docs/access.md#signed-urls).
     queryFor: (child) => {
       if (secret === undefined || expires === undefined || scope === undefined) return unsignedQuery(uid, expires, sid)
       if (!inScope(child, scope)) return undefined
@@ -238,7 +238,7 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Request, 
   if (answer.body === null || req.method === 'HEAD' || answer.status === 304) {
     answer.body?.destroy()
     res.end()
-    return 0 // HEAD and 304 count 0 (DESIGN §2)
+    return 0 // HEAD and 304 count 0 (docs/metering.md#rules)
   }
   const transfer = ctx.transfers.open({
     uid: who.uid,

@@ -1,6 +1,6 @@
 /**
  * Rewrites an HLS playlist (RFC 8216) so that every URI the player will fetch
- * through this proxy carries its own signed query (DESIGN §4).
+ * through this proxy carries its own signed query (docs/access.md#playlists).
  *
  * Line-based on purpose: the playlist is not parsed and re-serialised, so tags
  * this code does not know, comments, attribute order, number formats, line
@@ -95,7 +95,7 @@ const LF = 0x0a
 /**
  * {@link rewritePlaylist} of a UTF-8 playlist, in slices of about `sliceMs`
  * that yield to the event loop (`setImmediate`) between them, so that one
- * large playlist does not hold up every other request (DESIGN §10: 7 MB used
+ * large playlist does not hold up every other request (docs/limits.md#playlists: 7 MB used
  * to block the loop for 2.2 s). Nothing is done to the whole playlist at
  * once: lines are found in the bytes (an LF byte is never part of a UTF-8
  * sequence) and decoded one by one, and each slice's output is encoded as it

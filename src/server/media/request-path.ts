@@ -45,7 +45,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/ // eslint-disable-line no-control-regex
 
 /**
- * Decode and validate the raw path of a media request (DESIGN §4).
+ * Decode and validate the raw path of a media request (docs/access.md#requests).
  *
  * Returns the URL-decoded path without its leading slash: the string that
  * is signed (`P` of the signed URL) and handed to the origin. Everything
@@ -61,7 +61,7 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/ // eslint-disable-line no-control
  * {@link MAX_PATH_BYTES}.
  *
  * A segment that starts with `.` (`.env`, `.git/config`, `.htpasswd`) is a
- * 404 (DESIGN §10), before any signature check or origin request: dotfiles
+ * 404 (docs/limits.md#requests), before any signature check or origin request: dotfiles
  * are where credentials and repositories live next to media, never media
  * themselves, and a 404 does not tell a prober that they exist.
  *

@@ -12,7 +12,7 @@ export interface SendTimeoutOptions {
 }
 
 /**
- * Cuts clients that stop reading (DESIGN §10, `SEND_TIMEOUT`): a transfer
+ * Cuts clients that stop reading (docs/limits.md#requests, `SEND_TIMEOUT`): a transfer
  * whose socket holds bytes it has not handed to the kernel, and has made no
  * progress for the timeout, has its response destroyed. The media route then
  * records what the socket took, as for any client that goes away.
@@ -27,9 +27,9 @@ export interface SendTimeoutOptions {
  * cleared on every full socket buffer is a Timeout object and two list
  * operations per 256 KiB on a fast download, and the media route also avoids
  * per-request timers; a sweep over the live transfers, every second (a
- * quarter of the timeout when that is shorter), costs nothing per write and
- * well under a millisecond per thousand transfers. It cuts a stalled client
- * between the timeout and the timeout plus one period.
+ * quarter of the timeout when that is shorter), costs nothing per write
+ * (docs/performance.md#why-the-code-is-shaped-this-way). It cuts a stalled
+ * client between the timeout and the timeout plus one period.
  *
  * Progress is what Node can see of the kernel: the bytes the write callbacks
  * counted, and libuv's queue of bytes not yet written (`writeQueueSize`,

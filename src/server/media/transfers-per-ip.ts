@@ -1,7 +1,8 @@
 /**
- * Concurrent media requests per client IP (DESIGN §10, `MAX_TRANSFERS_PER_IP`):
- * one Map entry per address with requests in flight, removed at zero, so
- * memory follows the clients connected now, not every address ever seen.
+ * Concurrent media requests per client IP (`MAX_TRANSFERS_PER_IP`,
+ * docs/limits.md#requests): one Map entry per address with requests in
+ * flight, removed at zero, so memory follows the clients connected now, not
+ * every address ever seen.
  * The IP is the one metering uses (the socket peer, or the client a trusted
  * proxy names in `X-Forwarded-For`), so one address behind a proxy cannot
  * take the whole server.

@@ -74,8 +74,8 @@ export class TransferRegistry {
   /** Register a new transfer. */
   open (t: Omit<Transfer, 'id' | 'bytes' | 'recorded' | 'response' | 'waitMark' | 'waitSince' | 'unsent'> & { response?: ServerResponse | undefined }): Transfer {
     // Spelled out rather than spread: one object shape for every transfer,
-    // built without a property-by-property copy (2 % of a 4 KiB response's
-    // CPU in the profile with the spread).
+    // built without a property-by-property copy, which showed in the
+    // profile with the spread (docs/performance.md#why-the-code-is-shaped-this-way).
     const transfer: Transfer = {
       id: ++this.#next,
       uid: t.uid,

@@ -10,7 +10,7 @@ const MAX_EXAMPLE = 200
 
 /**
  * Says, once per playlist, that rewriting left URIs of it without a token
- * (DESIGN §10): children outside the directory the request was signed for
+ * (docs/limits.md#playlists): children outside the directory the request was signed for
  * (`../../private/…`, an absolute URL on the proxy's host to such a path) or
  * absolute URLs on other hosts. One line per playlist path, not per URI nor
  * per request: an uploaded playlist that probes for tokens is worth a line,

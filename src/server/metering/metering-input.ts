@@ -21,7 +21,7 @@ export interface Delivery {
 /**
  * The port between an engine (what moves the bytes and knows what each
  * client was sent) and the collector: "uid got N bytes of file type T from
- * IP I in session S" becomes `record()` calls (docs/metering.md).
+ * IP I in session S" becomes `record()` calls (docs/metering.md#events).
  *
  * - At every flush (the collector's `beforeFlush` hook, so at least once per
  *   `TRAFFIC_FLUSH_INTERVAL`), each live delivery the engine lists is

@@ -4,7 +4,7 @@ import type { MonitorSnapshot } from './monitor-snapshot.ts'
 
 /** Options of {@link MonitorEvents}. */
 export interface MonitorEventsOptions {
-  /** Time between two `snapshot` events, in ms (DESIGN: at most 2 s). @default 1000 */
+  /** Time between two `snapshot` events, in ms (at most 2 s: docs/dashboard.md#tests). @default 1000 */
   intervalMs?: number
   /** Time between two heartbeat comments, in ms. @default 15000 */
   heartbeatMs?: number

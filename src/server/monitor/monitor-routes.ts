@@ -59,7 +59,7 @@ const SECURITY_HEADERS: Record<string, string> = {
 }
 
 /**
- * The `/monitor` dashboard (DESIGN §5; docs/dashboard.md): the page and its
+ * The `/monitor` dashboard (docs/endpoints.md#monitor, docs/dashboard.md): the page and its
  * files, a JSON document, its live feed (SSE) and the demo player's URL, all
  * behind the admin guard, which here also takes HTTP Basic (the browser
  * prompts once and sends the credentials with the page's requests). Starts

@@ -23,9 +23,9 @@ type Mode = 'held' | 'send' | 'read' | 'drain'
  * One origin request made with undici's `dispatch()` and this object as its
  * handler, so that body chunks go from undici's parser straight into the
  * client's `ServerResponse`: no `Readable`, no async iterator and no promise
- * per chunk in between. Measured with node:http + undici alone on the
- * 4 KiB-file benchmark, `Pool.request()` with `for await` over its body cost
- * 147–184 µs of CPU per request and this path 103–107 µs.
+ * per chunk in between, which costs far less CPU per request than
+ * `Pool.request()` with `for await` over its body
+ * (docs/performance.md#why-the-code-is-shaped-this-way).
  *
  * Backpressure: when `res.write()` returns false the origin socket is paused
  * (undici stops reading it, and its body timer does not run while paused)
@@ -92,8 +92,9 @@ export class DispatchedResponse implements Dispatcher.DispatchHandler, PushedBod
   }
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    // undici's parser hands over empty chunks too (on 1 MiB bodies, about
-    // one per 64 KiB chunk): nothing to write or count.
+    // undici's parser hands over empty chunks too, many on a large body
+    // (docs/performance.md#why-the-code-is-shaped-this-way):
+    // nothing to write or count.
     if (chunk.length === 0) return
     switch (this.#mode) {
       case 'send': {

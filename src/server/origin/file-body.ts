@@ -13,9 +13,9 @@ import type { ByteCounter, PushedBody } from './origin.ts'
  * round-trip through libuv's thread pool, which on a process pinned to one
  * core means two context switches, and a stream adds its own machinery and
  * reads one chunk ahead. Chunks of 256 KiB instead of a stream's 64 KiB, and
- * no stream, cut the CPU per 1 MiB response by about 40 % in the proxy
- * benchmark (docs/performance.md), and a slow client holds one chunk of
- * memory, not a chunk plus a read-ahead.
+ * no stream: fewer, larger reads cost far less CPU per byte
+ * (docs/performance.md#why-the-code-is-shaped-this-way), and a slow
+ * client holds one chunk of memory, not a chunk plus a read-ahead.
  */
 export class FileBody implements PushedBody {
   readonly #fd: number

@@ -4,7 +4,7 @@ import type { ClientIpResolver } from '../access/client-ip.ts'
 import type { ForwardedClient } from './origin.ts'
 
 /**
- * What an HTTP origin hears about the client (DESIGN §4): the media route
+ * What an HTTP origin hears about the client (docs/access.md#requests): the media route
  * reads it off the request ({@link forwardedClient}; the query is the one
  * request-path.ts's `splitTarget` already split off), the HTTP origin turns
  * it into `X-Forwarded-For` and `X-Forwarded-Proto` ({@link xForwardedFor},

@@ -205,9 +205,9 @@ export class ConfinedFiles {
 
 /**
  * Run one callback-style fs call as a promise. The callback API on raw
- * descriptors, wrapped once per call, costs about half the CPU of
- * `fs/promises` with its FileHandle per descriptor (measured: open, fstat,
- * read and close of a 4 KiB file, 60 µs against 105 µs).
+ * descriptors, wrapped once per call, costs far less CPU than
+ * `fs/promises` with its FileHandle per descriptor
+ * (docs/performance.md#why-the-code-is-shaped-this-way).
  */
 export function call<T> (start: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {

@@ -13,9 +13,10 @@ import { PathCache } from './path-cache.ts'
 export interface FsOriginOptions {
   /**
    * Bytes per read of a body larger than `bufferMax` (see {@link FileBody}).
-   * Each read is a trip through libuv's thread pool: 256 KiB instead of
-   * Node's 64 KiB for file streams cut the CPU of a 1 MiB response by about
-   * 40 % (docs/performance.md). A response in flight holds one chunk.
+   * Each read is a trip through libuv's thread pool, hence 256 KiB rather
+   * than the 64 KiB of Node's file streams: fewer, larger reads cost far
+   * less CPU per byte (docs/performance.md#why-the-code-is-shaped-this-way).
+   * A response in flight holds one chunk.
    * @default 262144
    */
   chunkSize?: number | undefined
@@ -30,8 +31,9 @@ export interface FsOriginOptions {
   bufferMax?: number | undefined
   /**
    * Request paths whose confinement check is remembered (see
-   * {@link PathCache}); 0 turns the cache off. An entry costs about 270
-   * bytes of heap (measured), so the default bounds it to about 4.5 MB.
+   * {@link PathCache}); 0 turns the cache off. Each entry holds a little
+   * heap, so this bounds the cache's memory
+   * (docs/performance.md#why-the-code-is-shaped-this-way).
    * @default 16384
    */
   pathCacheSize?: number | undefined
@@ -54,7 +56,7 @@ type Plan =
   | { kind: 'read', status: number, headers: Record<string, string>, start: number, length: number, toEof: boolean }
 
 /**
- * Serves files from a directory (`ORIGIN_ROOT`, DESIGN §4) with the
+ * Serves files from a directory (`ORIGIN_ROOT`, docs/access.md#requests) with the
  * validators, ranges and conditionals of RFC 9110.
  *
  * Confinement and the path cache: see {@link ConfinedFiles}.
@@ -64,16 +66,9 @@ type Plan =
  * to find the end of the file); a larger one is written from the
  * descriptor in chunks by a {@link FileBody}, never buffered whole. All file system calls go through the
  * callback API on raw descriptors: `fs/promises` wraps each descriptor in a
- * FileHandle (a native object tracked for GC), costs about twice the CPU per
- * call, and its read stream awaits a promise per chunk.
- *
- * Measured (4 KiB files picked at random among 10,000, 64 connections, one
- * core, medians of 11 runs): 391 µs of process CPU per request with
- * fs/promises, a FileHandle stream and no cache; 277 with the callback API
- * (docs/performance.md has the later figures). Of that, the path
- * cache gives little at this spread of files (about 280 with it off, 3
- * runs): at 3,600 requests/s over 8,600 paths a 2 s TTL makes only about
- * half the requests hits (a 10 s TTL measured about 255).
+ * FileHandle (a native object tracked for GC), costs more CPU per call, and
+ * its read stream awaits a promise per chunk. What these choices and the
+ * path cache save, measured: docs/performance.md#why-the-code-is-shaped-this-way.
  *
  * Validators: a strong ETag `"<size hex>-<mtime ms hex>"` (as nginx: it
  * changes whenever a rewrite changes the size or the mtime, and being the

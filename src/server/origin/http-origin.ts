@@ -32,11 +32,12 @@ export interface HttpOriginOptions {
    */
   timeout: number
   /**
-   * `ORIGIN_MAX_CONNECTIONS`: most connections open to the origin (DESIGN
-   * §10). Beyond them requests wait in undici's queue, each for at most
-   * `timeout`: what waits is bounded by the timeout and the arrival rate,
-   * never by memory alone. A download holds its connection for its whole
-   * length, so size it to the concurrent transfers expected.
+   * `ORIGIN_MAX_CONNECTIONS`: most connections open to the origin
+   * (docs/limits.md#the-origin). Beyond them requests wait in undici's
+   * queue, each for at most `timeout`: what waits is bounded by the
+   * timeout and the arrival rate, never by memory alone. A download holds
+   * its connection for its whole length, so size it to the concurrent
+   * transfers expected.
    * @default 256
    */
   connections?: number | undefined
@@ -57,7 +58,7 @@ export interface HttpOriginOptions {
   bodyTimeout?: number | undefined
 }
 
-/** `ORIGIN_MAX_CONNECTIONS`'s default (DESIGN §10). */
+/** `ORIGIN_MAX_CONNECTIONS`'s default (docs/limits.md#the-origin). */
 const DEFAULT_CONNECTIONS = 256
 /** Request fields forwarded unless the fetch is `whole`. */
 const CONDITIONAL = ['range', 'if-range', 'if-none-match', 'if-modified-since'] as const
@@ -70,7 +71,7 @@ const UNREACHABLE_CODES = new Set([
 ])
 
 /**
- * Fetches from an HTTP(S) origin (`ORIGIN_URL`, DESIGN §4) over a keep-alive
+ * Fetches from an HTTP(S) origin (`ORIGIN_URL`, docs/access.md#requests) over a keep-alive
  * undici pool of at most `connections`. To the origin go Range and
  * conditional headers, `User-Agent`, `X-Forwarded-For`/`-Proto`
  * (forwarding.ts), its own `Host` (or `hostHeader`) and the client's query

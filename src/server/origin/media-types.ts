@@ -43,7 +43,7 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = Object.freeze(Object.ass
   txt: 'text/plain; charset=utf-8'
 }))
 
-/** Extensions metered as `static` (DESIGN §4: images, css, js, fonts). */
+/** Extensions metered as `static` (docs/access.md#identity: images, css, js, fonts). */
 const STATIC_EXTENSIONS = new Set(['png', 'jpg', 'jpeg', 'gif', 'webp', 'avif', 'svg', 'ico', 'css', 'js', 'mjs', 'woff', 'woff2', 'ttf', 'otf'])
 
 /** Extensions that are their own file type. */
@@ -62,7 +62,7 @@ export function contentTypeOf (path: string): string {
 }
 
 /**
- * The meter's file type of a path (DESIGN §4). Keys are `.key` files,
+ * The meter's file type of a path (docs/access.md#identity). Keys are `.key` files,
  * which covers the `…enc.key` naming of common packagers; a file named
  * exactly `.key` counts too.
  */

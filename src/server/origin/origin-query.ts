@@ -1,5 +1,5 @@
 /**
- * The query string an HTTP origin gets (DESIGN §4), from the base URL's own
+ * The query string an HTTP origin gets (docs/access.md#requests), from the base URL's own
  * query (`ORIGIN_URL`'s, say an access key) and the client's.
  *
  * How the two combine: the base query first, exactly as written; then the

@@ -3,7 +3,7 @@ import type { FileType } from '../../meter/index.ts'
 import { cacheControlFor } from './media-types.ts'
 
 /**
- * Which of an HTTP origin's response fields reach the client (DESIGN §4):
+ * Which of an HTTP origin's response fields reach the client (docs/access.md#requests):
  * every end-to-end field, except
  *
  * - hop-by-hop fields (RFC 9110 §7.6.1) and any field the origin's

@@ -76,9 +76,9 @@ export interface OriginRequest {
    * request to an HTTP origin) calls this once, synchronously, with a
    * function that aborts the fetch and its body; the caller calls that
    * function when the client goes away, and the pending fetch then rejects.
-   * Not an `AbortSignal`: a controller with a listener costs ~8 µs per
-   * request on Node 20, several per cent of a small response
-   * (docs/performance.md).
+   * Not an `AbortSignal`: a controller with a listener is a measurable share
+   * of a small response's CPU
+   * (docs/performance.md#why-the-code-is-shaped-this-way).
    */
   onAbortable?: ((abort: (reason: Error) => void) => void) | undefined
 }

@@ -8,7 +8,7 @@ import type { ByteCounter, PushedBody } from './origin.ts'
  * A `Readable` as a {@link PushedBody}, for an origin of one's own that has a
  * stream (the built-in origins push their bodies without one: a stream's
  * machinery and its promise per chunk cost CPU on every response,
- * docs/performance.md).
+ * docs/performance.md#why-the-code-is-shaped-this-way).
  */
 export class ReadableBody implements PushedBody {
   readonly #stream: Readable
