@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, symlinkSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { build } from 'esbuild'
@@ -106,4 +107,74 @@ function ownImportMetaUrl (entry: string): Plugin {
       })
     }
   }
+}
+
+/** streammeter as built from a git ref of this repository, for an A/B run. */
+export interface BaseBuild {
+  /** The ref as given (`--base`). */
+  ref: string
+  /** The commit it names. */
+  commit: string
+  /** The bundle (see {@link bundleStreammeter}). */
+  bundle: string
+}
+
+/** The build of the working tree an A/B run compares with its base. */
+export interface CurrentBuild {
+  /** HEAD's commit. */
+  commit: string
+  /** Whether src/, package.json or web/ differ from HEAD (the bundle is built from the working tree as it is). */
+  uncommittedChanges: boolean
+}
+
+/**
+ * The commit `ref` names in this repository, if it has streammeter's entry
+ * point; otherwise a string that says what is wrong.
+ */
+export function resolveBase (ref: string): { ref: string, commit: string } | string {
+  const commit = git(['rev-parse', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`], '')
+  if (commit === '') return `--base ${ref}: not a commit of ${REPO}`
+  if (git(['ls-tree', '--name-only', commit, '--', 'src/cli/main.ts'], '') === '') return `--base ${ref}: ${commit} has no src/cli/main.ts`
+  return { ref, commit }
+}
+
+/**
+ * streammeter as it was at `base.commit` ({@link resolveBase}): its `src/`,
+ * `package.json` and `web/` are taken with `git archive` into `dir/tree`
+ * (the repository and its working tree are only read), next to a
+ * `node_modules` link to the repository's packages, and bundled from that
+ * tree's `src/cli/main.ts` exactly as the working tree's own
+ * ({@link bundleStreammeter}).
+ */
+export async function bundleBase (base: { ref: string, commit: string }, dir: string): Promise<BaseBuild> {
+  const { ref, commit } = base
+  const tree = join(dir, 'tree')
+  mkdirSync(tree, { recursive: true })
+  const paths = ['src', 'package.json', 'web'].filter((p) => git(['ls-tree', '--name-only', commit, '--', p], '') !== '')
+  const archive = join(dir, 'tree.tar')
+  git(['archive', '--format=tar', `--output=${archive}`, commit, '--', ...paths], `git archive of ${commit} failed`)
+  const tar = spawnSync('tar', ['-x', '-f', archive, '-C', tree], { encoding: 'utf8' })
+  if (tar.status !== 0) throw new Error(`tar -x of ${archive} failed: ${tar.stderr}`)
+  rmSync(archive)
+  symlinkSync(join(REPO, 'node_modules'), join(tree, 'node_modules'), 'dir')
+  const bundle = await bundleStreammeter(join(tree, 'src', 'cli', 'main.ts'), join(dir, 'bundle'))
+  return { ref, commit, bundle }
+}
+
+/** HEAD of the repository, and whether the working tree's streammeter differs from it. */
+export function describeCurrent (): CurrentBuild {
+  return {
+    commit: git(['rev-parse', '--verify', 'HEAD'], `no HEAD in ${REPO}`),
+    uncommittedChanges: git(['status', '--porcelain', '--', 'src', 'package.json', 'web'], '') !== ''
+  }
+}
+
+/** `git -C <repo> args`'s trimmed stdout; throws `failure` when it fails (returns '' when `failure` is ''). */
+function git (args: readonly string[], failure: string): string {
+  const r = spawnSync('git', ['-C', REPO, ...args], { encoding: 'utf8' })
+  if (r.status !== 0 || r.error !== undefined) {
+    if (failure === '') return ''
+    throw new Error(`${failure}${r.stderr === '' ? '' : `: ${r.stderr.trim()}`}`)
+  }
+  return r.stdout.trim()
 }
