@@ -8,7 +8,9 @@ import { fixed, int, median } from './lib/format.ts'
 import { describeMachine } from './lib/machine.ts'
 import type { MachineInfo } from './lib/machine.ts'
 import { RESULTS_DIR, writeResults } from './lib/results.ts'
-import { bundleNodeTargets } from './proxy/bundles.ts'
+import { abFigures, renderAb } from './proxy/ab.ts'
+import { bundleBase, bundleNodeTargets, describeCurrent, resolveBase } from './proxy/bundles.ts'
+import type { BaseBuild, CurrentBuild } from './proxy/bundles.ts'
 import { ensureContent } from './proxy/content.ts'
 import type { Content } from './proxy/content.ts'
 import { checkExactness, exactnessLine } from './proxy/exactness.ts'
@@ -16,7 +18,7 @@ import type { Exactness } from './proxy/exactness.ts'
 import { NGINX, nginxErrors } from './proxy/nginx.ts'
 import { waitForHttp } from './proxy/net.ts'
 import {
-  FULL_TIMING, LIMITS, LOAD_CORE, LOAD_UIDS, POOL_SIZE, QUICK_TIMING, RATIOS, SCENARIOS, TARGET_CORE, TARGETS, VERIFY
+  FULL_TIMING, LIMITS, LOAD_CORE, LOAD_UIDS, POOL_SIZE, QUICK_TIMING, RATIOS, SCENARIOS, TARGET_CORE, VERIFY, runTargets
 } from './proxy/plan.ts'
 import type { Scenario, ScenarioId, Timing } from './proxy/plan.ts'
 import { coreTimes, cpuSeconds, peakRssBytes, processTree, resetPeakRss } from './proxy/proc-stats.ts'
@@ -37,7 +39,11 @@ import { WRK, runWrk, writeWrkScript } from './proxy/wrk.ts'
  * rounds; then an exactness check of streammeter's reports. See
  * bench/README.md for the method.
  *
- *   node --import tsx src/run.ts proxy [--quick]
+ *   node --import tsx src/run.ts proxy [--quick] [--base <git-ref> [--all]] [s1|s2|s3 ...]
+ *
+ * With `--base`, an A/B run: streammeter built from the working tree against
+ * streammeter built from `<git-ref>`, both in the same rounds; the other
+ * targets only with `--all`.
  */
 
 /** Pause before each run, so that the previous run's closing connections are handled before CPU is read. */
@@ -47,18 +53,54 @@ const URL_LIFETIME_S = 7 * 24 * 3600
 
 const log = (line: string): void => { process.stderr.write(`${line}\n`) }
 
+/** The command line of the suite. */
+interface Options {
+  quick: boolean
+  /** `--base <ref>`: an A/B run against streammeter as built from `ref` (resolved to its commit). */
+  base: { ref: string, commit: string } | undefined
+  /** `--all`: in an A/B run, every other target too. */
+  all: boolean
+  /** Scenarios named, or every one. */
+  scenarios: readonly Scenario[]
+}
+
+/** Parse the suite's arguments; a string says what is wrong with them. */
+function parseArgs (args: readonly string[]): Options | string {
+  const ids = SCENARIOS.map((s) => s.id as string)
+  const usage = `usage: proxy [--quick] [--base <git-ref> [--all]] [${ids.join('|')} ...]`
+  let quick = false
+  let all = false
+  let base: string | undefined
+  const only: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string
+    if (a === '--quick') quick = true
+    else if (a === '--all') all = true
+    else if (a === '--base' || a.startsWith('--base=')) {
+      const ref = a === '--base' ? args[++i] : a.slice('--base='.length)
+      if (ref === undefined || ref === '' || ref.startsWith('-')) return `--base needs a git ref (${usage})`
+      if (base !== undefined) return `--base given twice (${usage})`
+      base = ref
+    } else if (ids.includes(a)) only.push(a)
+    else return `unknown argument ${a} (${usage})`
+  }
+  if (all && base === undefined) return `--all only goes with --base (${usage})`
+  const scenarios = only.length === 0 ? SCENARIOS : SCENARIOS.filter((s) => only.includes(s.id))
+  if (base === undefined) return { quick, base, all, scenarios }
+  const resolved = resolveBase(base)
+  return typeof resolved === 'string' ? resolved : { quick, base: resolved, all, scenarios }
+}
+
 /** Run the suite; resolves false when a check failed, the harness failed, or the arguments are wrong. */
 export async function runProxySuite (args: readonly string[] = []): Promise<boolean> {
-  const ids = SCENARIOS.map((s) => s.id as string)
-  const unknown = args.filter((a) => a !== '--quick' && !ids.includes(a))
-  if (unknown.length > 0) {
-    log(`proxy: unknown argument ${unknown.join(' ')} (usage: proxy [--quick] [${ids.join('|')} ...])`)
+  const options = parseArgs(args)
+  if (typeof options === 'string') {
+    log(`proxy: ${options}`)
     return false
   }
-  const quick = args.includes('--quick')
-  const only = args.filter((a) => ids.includes(a))
-  const scenarios = only.length === 0 ? SCENARIOS : SCENARIOS.filter((s) => only.includes(s.id))
+  const { quick, scenarios } = options
   const timing = quick ? QUICK_TIMING : FULL_TIMING
+  const specs = runTargets({ ab: options.base !== undefined, all: options.all })
   const missing = prerequisitesMissing()
   if (missing !== undefined) {
     log(`proxy: ${missing}`)
@@ -89,6 +131,12 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
   try {
     const machine = describeMachine()
     log(header(machine, timing, quick))
+    let ab: { current: CurrentBuild, base: BaseBuild } | undefined
+    if (options.base !== undefined) {
+      log(`A/B: bundling streammeter as it was at ${options.base.ref}`)
+      ab = { current: describeCurrent(), base: await bundleBase(options.base, join(tmp, 'base')) }
+      log(abLine(ab))
+    }
     const content = ensureContent(log)
     await receiver.listen()
     const secret = randomBytes(32).toString('hex')
@@ -100,12 +148,12 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
     const origin = await startOrigin({ group, tmp, contentRoot: content.root })
     await waitForHttp(`${origin.url}${probePath}`, origin.proc)
     const targets: RunningTarget[] = []
-    for (const spec of TARGETS.filter((t) => scenarios.some((sc) => t.scenarios.includes(sc.id)))) {
+    for (const spec of specs.filter((t) => scenarios.some((sc) => t.scenarios.includes(sc.id)))) {
       log(`starting ${spec.label}`)
-      targets.push(await startTarget(spec, { group, tmp, contentRoot: content.root, originUrl: origin.url, receiver, secret, probePath, bundles }))
+      targets.push(await startTarget(spec, { group, tmp, contentRoot: content.root, originUrl: origin.url, receiver, secret, probePath, bundles, baseBundle: ab?.base.bundle }))
     }
 
-    const samples = await measureAll(group, targets, scenarios, scripts, timing)
+    const samples = await measureAll(group, targets, scenarios, scripts, timing, Math.max(20, ...specs.map((t) => t.label.length + 1)))
 
     const exactness: Exactness[] = []
     let seed = 1000
@@ -115,15 +163,18 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
     }
     const unmetered = await checkUnmetered(group, receiver, targets)
 
-    const cells = summarize(samples)
+    const cells = summarize(samples, specs)
+    const figures = ab === undefined ? undefined : abFigures(cells, samples)
     const nginxNotes = nginxLogNotes(tmp)
     const ok = exactness.every((e) => e.ok) && unmetered.every((u) => u.ok)
     const out = [
       '',
       header(machine, timing, quick),
+      ...(ab === undefined ? [] : [abLine(ab)]),
       '',
-      renderTables(cells),
+      renderTables(cells, specs),
       '',
+      ...(figures === undefined ? [] : [renderAb(figures), '']),
       ...exactness.map(exactnessLine),
       ...unmetered.map((u) => `${u.ok ? 'OK' : 'FAIL'} ${u.target}: ${u.line}`),
       ...errorsNote(samples),
@@ -131,7 +182,7 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
       ...nginxNotes
     ]
     process.stdout.write(`${out.join('\n')}\n`)
-    const path = writeResults('proxy', {
+    const path = writeResults(ab === undefined ? 'proxy' : 'proxy-ab', {
       suite: 'proxy',
       createdAt: new Date().toISOString(),
       quick,
@@ -140,7 +191,7 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
       config: {
         timing,
         scenarios,
-        targets: TARGETS,
+        targets: specs,
         cores: { targets: TARGET_CORE, originAndWrk: LOAD_CORE },
         loadUids: LOAD_UIDS,
         poolSize: POOL_SIZE,
@@ -150,8 +201,9 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
       },
       ok,
       cells,
-      ratios: ratios(cells),
-      limits: limits(cells),
+      ratios: ratios(cells, specs),
+      limits: limits(cells, specs),
+      ...(ab === undefined ? {} : { ab: { current: ab.current, base: { ref: ab.base.ref, commit: ab.base.commit }, figures } }),
       exactness,
       unmetered,
       nginxErrors: nginxNotes,
@@ -213,7 +265,7 @@ function writeScripts (tmp: string, content: Content, secret: string, expires: n
  * neighbour in every round, and a neighbour can leave work behind (nginx
  * proxy_pass spills large responses to temp files).
  */
-async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[], scenarios: readonly Scenario[], scripts: Record<ScenarioId, string>, timing: Timing): Promise<Sample[]> {
+async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[], scenarios: readonly Scenario[], scripts: Record<ScenarioId, string>, timing: Timing, labelWidth: number): Promise<Sample[]> {
   const samples: Sample[] = []
   let seed = 1
   const random = seededRandom(7)
@@ -222,13 +274,13 @@ async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[
     for (const t of inScenario) {
       const s = await measure(group, t, sc, scripts[sc.id], timing.warmupSeconds, 0, seed++)
       samples.push(s)
-      log(progressLine(s, sc, 'warm-up', t))
+      log(progressLine(s, sc, 'warm-up', t, labelWidth))
     }
     for (let round = 1; round <= timing.rounds; round++) {
       for (const t of shuffled(inScenario, random)) {
         const s = await measure(group, t, sc, scripts[sc.id], timing.seconds, round, seed++)
         samples.push(s)
-        log(progressLine(s, sc, `round ${round}/${timing.rounds}`, t))
+        log(progressLine(s, sc, `round ${round}/${timing.rounds}`, t, labelWidth))
       }
     }
   }
@@ -267,9 +319,9 @@ async function measure (group: ProcessGroup, t: RunningTarget, sc: Scenario, scr
   }
 }
 
-function progressLine (s: Sample, sc: Scenario, what: string, t: RunningTarget): string {
+function progressLine (s: Sample, sc: Scenario, what: string, t: RunningTarget, labelWidth: number): string {
   const errors = errorCount(s)
-  return `${sc.id} ${what.padEnd(11)} ${t.spec.label.padEnd(20)} ${int(throughput(s)).padStart(7)} ${sc.unit}` +
+  return `${sc.id} ${what.padEnd(11)} ${t.spec.label.padEnd(labelWidth)} ${int(throughput(s)).padStart(7)} ${sc.unit}` +
     `  cpu ${fixed(s.cpuSeconds)} s  peak rss ${fixed(s.peakRssBytes / 2 ** 20, 1)} MiB` +
     `  others on core ${TARGET_CORE}: ${fixed(othersOnTargetCore(s) * 100, 0)}%, steal ${fixed(s.cores.target.steal + s.cores.load.steal)} s` +
     `${errors > 0 ? `  ERRORS ${int(errors)} ${JSON.stringify(s.wrk.errors)}` : ''}`
@@ -320,6 +372,12 @@ function noiseNote (samples: readonly Sample[]): string {
   return `other processes on core ${TARGET_CORE} during timed runs: median ${fixed(median(shares) * 100, 0)}% of the run, ` +
     `worst ${fixed(Math.max(...shares) * 100, 0)}% (${worst.scenario} ${worst.target} round ${worst.round}); ` +
     `steal time over all timed runs ${fixed(steal)} s`
+}
+
+/** What an A/B run compares. */
+function abLine (ab: { current: CurrentBuild, base: BaseBuild }): string {
+  return `A/B: streammeter from the working tree (HEAD ${ab.current.commit.slice(0, 12)}${ab.current.uncommittedChanges ? ' with uncommitted changes' : ''}) ` +
+    `against streammeter at ${ab.base.ref} (${ab.base.commit.slice(0, 12)}), same settings, same rounds`
 }
 
 function header (m: MachineInfo, timing: Timing, quick: boolean): string {

@@ -1,7 +1,9 @@
-import { mkdirSync, symlinkSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { build } from 'esbuild'
+import type { Plugin } from 'esbuild'
 
 /**
  * The Node targets run as plain `node <bundle>.mjs`, as production runs
@@ -27,33 +29,152 @@ export type BundleName = keyof typeof ENTRIES
 /**
  * Bundle every Node target into `dir` and return the path of each bundle.
  * streammeter's bundle sits where `dist/cli/main.js` would, under a
- * `node_modules` link to the repository's packages and a `web` link to its
- * dashboard files (read at start, two levels above the module, as from
- * dist/); the peers' next to a link to this package's node_modules (which
- * finds the repository's fastify one level up, as from bench/src/).
+ * `node_modules` link to the repository's packages (see
+ * {@link bundleStreammeter}); the peers' next to a link to this package's
+ * node_modules (which finds the repository's fastify one level up, as from
+ * bench/src/).
  */
 export async function bundleNodeTargets (dir: string): Promise<Record<BundleName, string>> {
   const peers = join(dir, 'peers')
   mkdirSync(peers, { recursive: true })
-  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'), 'dir')
-  symlinkSync(join(REPO, 'web'), join(dir, 'web'), 'dir')
   symlinkSync(join(BENCH, 'node_modules'), join(peers, 'node_modules'), 'dir')
-  const own = join(dir, 'dist', 'cli')
-  mkdirSync(own, { recursive: true })
   const out = {} as Record<BundleName, string>
-  for (const [name, entry] of Object.entries(ENTRIES) as Array<[BundleName, string]>) {
-    const file = join(name === 'streammeter' ? own : peers, `${name}.mjs`)
-    await build({
-      entryPoints: [entry],
-      outfile: file,
-      bundle: true,
-      packages: 'external',
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      logLevel: 'warning'
-    })
+  out.streammeter = await bundleStreammeter(ENTRIES.streammeter, dir)
+  for (const name of ['fastify-proxy', 'http-proxy'] as const) {
+    const file = join(peers, `${name}.mjs`)
+    await bundle(ENTRIES[name], file, [])
     out[name] = file
   }
   return out
+}
+
+/**
+ * Bundle streammeter from `entry` (a tree's `src/cli/main.ts`) into
+ * `dir/dist/cli/streammeter.mjs`, under a `dir/node_modules` link to the
+ * repository's packages, and return the bundle's path. Every module keeps
+ * the URL of its source file as `import.meta.url` ({@link ownImportMetaUrl}),
+ * so the files streammeter reads at start (web/, package.json) come from the
+ * tree the bundle was built from.
+ */
+export async function bundleStreammeter (entry: string, dir: string): Promise<string> {
+  const own = join(dir, 'dist', 'cli')
+  mkdirSync(own, { recursive: true })
+  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'), 'dir')
+  const file = join(own, 'streammeter.mjs')
+  await bundle(entry, file, [ownImportMetaUrl(entry)])
+  return file
+}
+
+/** The one set of esbuild options for every bundle. */
+async function bundle (entry: string, outfile: string, plugins: Plugin[]): Promise<void> {
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    packages: 'external',
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    logLevel: 'warning',
+    plugins
+  })
+}
+
+/**
+ * In a bundle every module shares the bundle's `import.meta.url`, while
+ * streammeter's modules find files relative to their own place in src/ (as
+ * in dist/, which mirrors it): the dashboard's web/ from
+ * src/server/monitor/, package.json from src/version.ts. No single place
+ * for the bundle suits both, and a refactor that moves a module moves what
+ * its relative paths point at. So each module gets the URL of its own
+ * source file, as under tsx or in dist/. The entry keeps the bundle's URL:
+ * it compares that with `process.argv[1]` to know that node runs it.
+ */
+function ownImportMetaUrl (entry: string): Plugin {
+  return {
+    name: 'own-import-meta-url',
+    setup (b) {
+      b.onLoad({ filter: /\.ts$/ }, (args) => {
+        if (args.path === entry) return undefined
+        const source = readFileSync(args.path, 'utf8')
+        if (!source.includes('import.meta.')) return undefined
+        const file = pathToFileURL(args.path)
+        const contents = source
+          .replace(/\bimport\.meta\.url\b/g, JSON.stringify(file.href))
+          .replace(/\bimport\.meta\.filename\b/g, JSON.stringify(args.path))
+          .replace(/\bimport\.meta\.dirname\b/g, JSON.stringify(fileURLToPath(new URL('.', file)).replace(/\/$/, '')))
+        return { contents, loader: 'ts' }
+      })
+    }
+  }
+}
+
+/** streammeter as built from a git ref of this repository, for an A/B run. */
+export interface BaseBuild {
+  /** The ref as given (`--base`). */
+  ref: string
+  /** The commit it names. */
+  commit: string
+  /** The bundle (see {@link bundleStreammeter}). */
+  bundle: string
+}
+
+/** The build of the working tree an A/B run compares with its base. */
+export interface CurrentBuild {
+  /** HEAD's commit. */
+  commit: string
+  /** Whether src/, package.json or web/ differ from HEAD (the bundle is built from the working tree as it is). */
+  uncommittedChanges: boolean
+}
+
+/**
+ * The commit `ref` names in this repository, if it has streammeter's entry
+ * point; otherwise a string that says what is wrong.
+ */
+export function resolveBase (ref: string): { ref: string, commit: string } | string {
+  const commit = git(['rev-parse', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`], '')
+  if (commit === '') return `--base ${ref}: not a commit of ${REPO}`
+  if (git(['ls-tree', '--name-only', commit, '--', 'src/cli/main.ts'], '') === '') return `--base ${ref}: ${commit} has no src/cli/main.ts`
+  return { ref, commit }
+}
+
+/**
+ * streammeter as it was at `base.commit` ({@link resolveBase}): its `src/`,
+ * `package.json` and `web/` are taken with `git archive` into `dir/tree`
+ * (the repository and its working tree are only read), next to a
+ * `node_modules` link to the repository's packages, and bundled from that
+ * tree's `src/cli/main.ts` exactly as the working tree's own
+ * ({@link bundleStreammeter}).
+ */
+export async function bundleBase (base: { ref: string, commit: string }, dir: string): Promise<BaseBuild> {
+  const { ref, commit } = base
+  const tree = join(dir, 'tree')
+  mkdirSync(tree, { recursive: true })
+  const paths = ['src', 'package.json', 'web'].filter((p) => git(['ls-tree', '--name-only', commit, '--', p], '') !== '')
+  const archive = join(dir, 'tree.tar')
+  git(['archive', '--format=tar', `--output=${archive}`, commit, '--', ...paths], `git archive of ${commit} failed`)
+  const tar = spawnSync('tar', ['-x', '-f', archive, '-C', tree], { encoding: 'utf8' })
+  if (tar.status !== 0) throw new Error(`tar -x of ${archive} failed: ${tar.stderr}`)
+  rmSync(archive)
+  symlinkSync(join(REPO, 'node_modules'), join(tree, 'node_modules'), 'dir')
+  const bundle = await bundleStreammeter(join(tree, 'src', 'cli', 'main.ts'), join(dir, 'bundle'))
+  return { ref, commit, bundle }
+}
+
+/** HEAD of the repository, and whether the working tree's streammeter differs from it. */
+export function describeCurrent (): CurrentBuild {
+  return {
+    commit: git(['rev-parse', '--verify', 'HEAD'], `no HEAD in ${REPO}`),
+    uncommittedChanges: git(['status', '--porcelain', '--', 'src', 'package.json', 'web'], '') !== ''
+  }
+}
+
+/** `git -C <repo> args`'s trimmed stdout; throws `failure` when it fails (returns '' when `failure` is ''). */
+function git (args: readonly string[], failure: string): string {
+  const r = spawnSync('git', ['-C', REPO, ...args], { encoding: 'utf8' })
+  if (r.status !== 0 || r.error !== undefined) {
+    if (failure === '') return ''
+    throw new Error(`${failure}${r.stderr === '' ? '' : `: ${r.stderr.trim()}`}`)
+  }
+  return r.stdout.trim()
 }

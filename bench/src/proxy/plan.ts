@@ -8,7 +8,8 @@
 export type ScenarioId = 's1' | 's2' | 's3'
 
 /** Target ids, in table order. */
-export type TargetId = 'nginx-static' | 'nginx-proxy' | 'sm-http' | 'sm-fs' | 'sm-fs-off' | 'fastify-proxy' | 'http-proxy'
+export type TargetId = 'nginx-static' | 'nginx-proxy' | 'sm-http' | 'sm-fs' | 'sm-fs-off' | 'fastify-proxy' | 'http-proxy' |
+  'sm-http-base' | 'sm-fs-base'
 
 /** One load pattern. */
 export interface Scenario {
@@ -57,6 +58,41 @@ export const TARGETS: readonly TargetSpec[] = [
   { id: 'fastify-proxy', label: '@fastify/http-proxy', scenarios: ALL, metered: false },
   { id: 'http-proxy', label: 'http-proxy', scenarios: ALL, metered: false }
 ]
+
+/**
+ * A/B (`--base <ref>`): streammeter as built from `<ref>`, set up exactly
+ * like its counterpart from the working tree (same settings, a SQLite store
+ * and a report path of its own, the same exactness check).
+ */
+export const BASE_TARGETS: readonly TargetSpec[] = [
+  { id: 'sm-http-base', label: 'streammeter http (base)', scenarios: ALL, metered: true },
+  { id: 'sm-fs-base', label: 'streammeter fs (base)', scenarios: ALL, metered: true }
+]
+
+/** What an A/B run compares: each working-tree target with the same target built from the base ref. */
+export const AB_PAIRS: ReadonlyArray<{ label: string, current: TargetId, base: TargetId }> = [
+  { label: 'http origin', current: 'sm-http', base: 'sm-http-base' },
+  { label: 'fs origin', current: 'sm-fs', base: 'sm-fs-base' }
+]
+
+/**
+ * The targets of a run, in table order: {@link TARGETS}; for an A/B run the
+ * two pairs of {@link AB_PAIRS} only (the peers say nothing about current
+ * against base, and each adds a column of runs), or with `all` every target
+ * plus the base ones, each base target next to its counterpart.
+ */
+export function runTargets (opts: { ab: boolean, all: boolean }): TargetSpec[] {
+  if (!opts.ab) return [...TARGETS]
+  const out: TargetSpec[] = []
+  for (const t of TARGETS) {
+    const pair = AB_PAIRS.find((p) => p.current === t.id)
+    if (pair === undefined && !opts.all) continue
+    out.push(t)
+    const base = BASE_TARGETS.find((b) => b.id === pair?.base)
+    if (base !== undefined) out.push(base)
+  }
+  return out
+}
 
 /** How long and how often each (scenario, target) cell is measured. */
 export interface Timing {

@@ -1,6 +1,6 @@
 import { fixed, int, median, table } from '../lib/format.ts'
 import { LIMITS, RATIOS, SCENARIOS, TARGETS } from './plan.ts'
-import type { RatioSpec, ScenarioId, TargetId } from './plan.ts'
+import type { RatioSpec, ScenarioId, TargetId, TargetSpec } from './plan.ts'
 import type { CoreTimes } from './proc-stats.ts'
 import type { WrkResult } from './wrk.ts'
 
@@ -71,10 +71,11 @@ export interface CellSummary {
   perRound: number[]
 }
 
-export function summarize (samples: readonly Sample[]): CellSummary[] {
+/** Per scenario, one summary per target of `targets` (the run's, in table order) that was measured in it. */
+export function summarize (samples: readonly Sample[], targets: readonly TargetSpec[] = TARGETS): CellSummary[] {
   const out: CellSummary[] = []
   for (const sc of SCENARIOS) {
-    for (const t of TARGETS) {
+    for (const t of targets) {
       const timed = samples.filter((s) => s.scenario === sc.id && s.target === t.id && s.round > 0).sort((a, b) => a.round - b.round)
       if (timed.length === 0) continue
       out.push({
@@ -111,8 +112,10 @@ export interface RatioResult {
   meets: boolean | undefined
 }
 
-export function ratios (cells: readonly CellSummary[]): RatioResult[] {
-  return RATIOS.map((spec) => {
+/** The ratios of {@link RATIOS} between targets of `targets` (the run's): a ratio with a target not in the run is left out. */
+export function ratios (cells: readonly CellSummary[], targets: readonly TargetSpec[] = TARGETS): RatioResult[] {
+  const inRun = (id: TargetId): boolean => targets.some((t) => t.id === id)
+  return RATIOS.filter((spec) => inRun(spec.numerator) && inRun(spec.denominator)).map((spec) => {
     const a = cell(cells, spec.scenario, spec.numerator)
     const b = cell(cells, spec.scenario, spec.denominator)
     if (a === undefined || b === undefined || b.throughput === 0) return { spec, ratio: undefined, paired: undefined, meets: undefined }
@@ -131,9 +134,10 @@ export interface LimitResult {
   meets: boolean | undefined
 }
 
-export function limits (cells: readonly CellSummary[]): LimitResult[] {
+/** The limits of each metered target of `targets` (the run's). */
+export function limits (cells: readonly CellSummary[], targets: readonly TargetSpec[] = TARGETS): LimitResult[] {
   const out: LimitResult[] = []
-  for (const t of TARGETS.filter((x) => x.metered)) {
+  for (const t of targets.filter((x) => x.metered)) {
     const s1 = cell(cells, 's1', t.id)?.cpuSecondsPerGiB
     out.push({ label: `${t.label}: CPU s/GiB in S1`, value: s1, limit: `<= ${LIMITS.cpuSecondsPerGiBS1}`, meets: s1 === undefined ? undefined : s1 <= LIMITS.cpuSecondsPerGiBS1 })
     const rss = cell(cells, 's2', t.id)?.peakRssMiB
@@ -142,7 +146,7 @@ export function limits (cells: readonly CellSummary[]): LimitResult[] {
   return out
 }
 
-function cell (cells: readonly CellSummary[], scenario: ScenarioId, target: TargetId): CellSummary | undefined {
+export function cell (cells: readonly CellSummary[], scenario: ScenarioId, target: TargetId): CellSummary | undefined {
   return cells.find((c) => c.scenario === scenario && c.target === target)
 }
 
@@ -151,8 +155,8 @@ function verdict (ok: boolean | undefined): string {
 }
 
 /** The table of medians (rows: figures, columns: targets) and the ratios against the targets. */
-export function renderTables (cells: readonly CellSummary[]): string {
-  const shown = TARGETS.filter((t) => cells.some((c) => c.target === t.id))
+export function renderTables (cells: readonly CellSummary[], targets: readonly TargetSpec[] = TARGETS): string {
+  const shown = targets.filter((t) => cells.some((c) => c.target === t.id))
   const row = (label: string, scenario: ScenarioId, pick: (c: CellSummary) => string): string[] =>
     [label, ...shown.map((t) => { const c = cell(cells, scenario, t.id); return c === undefined ? '-' : pick(c) })]
   const medians = table(['median', ...shown.map((t) => t.label)], [
@@ -169,14 +173,14 @@ export function renderTables (cells: readonly CellSummary[]): string {
     row('errors S2 (all rounds)', 's2', (c) => int(c.errors)),
     row('errors S3 (all rounds)', 's3', (c) => int(c.errors))
   ])
-  const ratioRows = ratios(cells).map((r) => [
+  const ratioRows = ratios(cells, targets).map((r) => [
     r.spec.label,
     r.ratio === undefined ? 'n/a' : `x${fixed(r.ratio)}`,
     r.paired === undefined ? 'n/a' : `x${fixed(r.paired)}`,
     r.spec.max === undefined ? `>= ${fixed(r.spec.min)}` : `${fixed(r.spec.min)}..${fixed(r.spec.max)}`,
     verdict(r.meets)
   ])
-  const limitRows = limits(cells).map((l) => [l.label, l.value === undefined ? 'n/a' : num(l.value, 2), '', l.limit, verdict(l.meets)])
-  const targets = table(['streammeter vs', 'ratio of medians', 'paired', 'target', ''], [...ratioRows, ...limitRows])
-  return `${medians}\n\n${targets}`
+  const limitRows = limits(cells, targets).map((l) => [l.label, l.value === undefined ? 'n/a' : num(l.value, 2), '', l.limit, verdict(l.meets)])
+  const against = table(['streammeter vs', 'ratio of medians', 'paired', 'target', ''], [...ratioRows, ...limitRows])
+  return `${medians}\n\n${against}`
 }

@@ -31,6 +31,8 @@ export interface TargetContext {
   probePath: string
   /** The Node targets' bundles (see bundles.ts). */
   bundles: Record<BundleName, string>
+  /** streammeter built from the base ref of an A/B run (`--base`), for the `…-base` targets. */
+  baseBundle?: string
 }
 
 /** A started target. */
@@ -70,12 +72,18 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
     case 'sm-http':
     case 'sm-fs':
     case 'sm-fs-off':
-      proc = ctx.group.start(spec.label, 'taskset', ['-c', core, process.execPath, ctx.bundles.streammeter, 'serve'], {
+    case 'sm-http-base':
+    case 'sm-fs-base': {
+      // The base targets differ from their counterparts in the bundle only.
+      const bundle = spec.id.endsWith('-base') ? ctx.baseBundle : ctx.bundles.streammeter
+      if (bundle === undefined) throw new Error(`${spec.label}: no base bundle (needs --base <ref>)`)
+      const httpOrigin = spec.id === 'sm-http' || spec.id === 'sm-http-base'
+      proc = ctx.group.start(spec.label, 'taskset', ['-c', core, process.execPath, bundle, 'serve'], {
         cwd: dir,
         logPath: log,
         env: {
           ...inheritedEnv(),
-          ...(spec.id === 'sm-http' ? { ORIGIN_URL: ctx.originUrl } : { ORIGIN_ROOT: ctx.contentRoot }),
+          ...(httpOrigin ? { ORIGIN_URL: ctx.originUrl } : { ORIGIN_ROOT: ctx.contentRoot }),
           SIGNING_SECRET: ctx.secret,
           STORE_URL: `sqlite:${join(dir, 'bench.db')}`,
           TRAFFIC_COLLECTOR_ENABLED: spec.id === 'sm-fs-off' ? 'false' : 'true',
@@ -89,6 +97,7 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
         }
       })
       break
+    }
     case 'fastify-proxy':
     case 'http-proxy':
       proc = ctx.group.start(spec.label, 'taskset', ['-c', core, process.execPath, ctx.bundles[spec.id]], {
