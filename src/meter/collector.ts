@@ -338,6 +338,11 @@ export class TrafficCollector {
   }
 
   async #close (graceSeconds: number): Promise<void> {
+    // Real time, not the injected clock: the grace bounds real waits (the
+    // pauses below, the reporter's attempt in flight, the last delivery
+    // pass), which the clock does not schedule. Read on a clock that stands
+    // still, a grace over the longest pause (2 s) would never run out while
+    // the store stays down.
     const deadline = Date.now() + graceSeconds * 1000
     this.#setState('closing')
     clearTimeout(this.#tickTimer)
@@ -394,6 +399,8 @@ export class TrafficCollector {
    */
   #watchClock (): void {
     const wall = this.#clock.now()
+    // Real elapsed time, the yardstick the injected clock is held against:
+    // read from that clock itself, no jump would ever show.
     const mono = performance.now()
     const last = this.#lastTick
     this.#lastTick = { wall, mono }
