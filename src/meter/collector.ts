@@ -46,10 +46,10 @@ export interface CollectorDeps {
 }
 
 /**
- * The traffic collector (DESIGN §2). `record()` is the hot path: O(1), no I/O,
- * no await. Every `flushInterval` the in-process deltas go to the store in one
- * batch; every `reportInterval` the window is sealed into the store's outbox,
- * from which the reporter delivers.
+ * The traffic collector (docs/metering.md). `record()` is the hot path: O(1),
+ * no I/O, no await. Every `flushInterval` the in-process deltas go to the
+ * store in one batch; every `reportInterval` the window is sealed into the
+ * store's outbox, from which the reporter delivers.
  *
  * Order of `close()`: flush → seal → deliver once within the grace. Draining
  * the server's streams comes before, closing the store after (the caller's).
@@ -158,9 +158,10 @@ export class TrafficCollector {
       this.#counters.bytes_after_close += bytes
       return
     }
-    // Bounded memory while the store is unavailable (DESIGN §2): known uids
-    // keep counting in their slots, a new uid past the cap is dropped and
-    // counted. Healthy, the early flush below keeps the map far smaller.
+    // Bounded memory while the store is unavailable (docs/metering.md, "Store
+    // outages"): known uids keep counting in their slots, a new uid past the
+    // cap is dropped and counted. Healthy, the early flush below keeps the
+    // map far smaller.
     const buffer = this.#buffer
     if (!buffer.accepts(uid)) {
       this.#flusher.drop(event)
@@ -233,7 +234,8 @@ export class TrafficCollector {
     }
     try {
       // Expiry and seals are the reporter's job: with a shared store one
-      // instance at a time does them for all (DESIGN §2, thresholds are global).
+      // instance at a time does them for all, thresholds being global
+      // (docs/architecture.md, "One reporter at a time").
       if (!await this.#lease.hold()) return
       await this.expire()
       await this.#serial(() => this.#sealer.seal(false))

@@ -46,7 +46,7 @@ export function emptyInstanceCounters (): InstanceCounters {
   }
 }
 
-/** The `/traffic` document (DESIGN §5): the original's shape plus `outbox` and more statistics. */
+/** The `/traffic` document (docs/endpoints.md): the original's shape plus `outbox` and more statistics. */
 export interface TrafficStatus {
   worker_id: string
   running: boolean
