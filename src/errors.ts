@@ -264,7 +264,7 @@ export class InternalError extends StreammeterError<'SM_ERR_INTERNAL'> {
   }
 }
 
-/** The JSON error body of DESIGN §4: `{ error: { code, message } }`. */
+/** The JSON error body of every error answer (docs/errors.md, "HTTP errors"): `{ error: { code, message } }`. */
 export function errorBody (err: StreammeterError): { error: { code: ErrorCode, message: string } } {
   return { error: { code: err.code, message: err.message } }
 }

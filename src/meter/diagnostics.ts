@@ -1,4 +1,6 @@
 import diagnosticsChannel from 'node:diagnostics_channel'
+import type { MeterLogger } from './logger.ts'
+import type { DiscardedUsage, OutboxEntry } from './types.ts'
 
 /**
  * Metering events on `node:diagnostics_channel` (STYLE §22), so that other code
@@ -21,3 +23,27 @@ export const channels = Object.freeze({
   delivery: diagnosticsChannel.channel('streammeter:delivery'),
   drop: diagnosticsChannel.channel('streammeter:drop')
 })
+
+/** Log the reports of a sealed window (at least one) and publish them on `streammeter:seal`. */
+export function publishSeal (reports: readonly OutboxEntry[], logger: MeterLogger): void {
+  logger.info({ reports: reports.length, uids: sum(reports, 'uids'), bytes: sum(reports, 'bytes') }, 'window sealed')
+  if (channels.seal.hasSubscribers) {
+    channels.seal.publish({
+      sealedAt: reports[0]?.createdAt,
+      reports: reports.map((r) => ({ reportId: r.reportId, uids: r.uids, bytes: r.bytes }))
+    })
+  }
+}
+
+/** Log expired sub-threshold usage, if any, and publish each on `streammeter:discard`. */
+export function publishDiscards (discarded: readonly DiscardedUsage[], logger: MeterLogger): void {
+  if (discarded.length === 0) return
+  logger.debug({ uids: discarded.length, bytes: sum(discarded, 'bytes') }, 'sub-threshold usage expired')
+  if (channels.discard.hasSubscribers) for (const d of discarded) channels.discard.publish(d)
+}
+
+function sum<K extends string> (items: ReadonlyArray<Record<K, number>>, key: K): number {
+  let total = 0
+  for (const item of items) total += item[key]
+  return total
+}

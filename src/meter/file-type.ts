@@ -1,6 +1,7 @@
 /**
- * The file types usage is broken down by (DESIGN §4). The order is fixed: the
- * compact delta map stores a type as its index in this list.
+ * The file types usage is broken down by (a report's `file_types`,
+ * docs/report-format.md). The order is fixed: the compact delta map stores
+ * a type as its index in this list.
  */
 export const FILE_TYPES = ['m3u8', 'ts', 'm4s', 'mp4', 'key', 'vtt', 'aac', 'static', 'default'] as const
 

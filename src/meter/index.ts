@@ -15,7 +15,8 @@ export type { SealSchedule } from './seal-schedule.ts'
 export type {
   ExpireResult, FlushResult, OutboxStats, SealRequest, SealResult, StoreDurability, UsageStore, UsageSummary
 } from './usage-store.ts'
-export { TrafficCollector, policyOf } from './collector.ts'
+export { TrafficCollector } from './collector.ts'
+export { policyOf } from './usage-policy.ts'
 export type { CollectorDeps, CollectorState } from './collector.ts'
 export { ManualClock, randomIds, systemClock } from './clock.ts'
 export type { Clock, IdSource } from './clock.ts'

@@ -1,7 +1,7 @@
 import type { IdSource } from './clock.ts'
 import type { RenderedReport, UsageRecord } from './types.ts'
 
-/** One uid's line in a report (DESIGN §3). */
+/** One uid's line in a report (docs/report-format.md, "Body"). */
 export interface TrafficDetail {
   uid: string
   total_bytes: number

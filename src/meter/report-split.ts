@@ -8,12 +8,12 @@ type SplittableReport = Pick<TrafficReport, 'traffic_details' | 'summary'> & Rec
 
 /**
  * Split a stored report in two for a receiver that refused it as too large
- * (HTTP 413, DESIGN §3): the first half of its `traffic_details` (the larger
- * half of an odd count) and the rest, in their order, each with a new
- * `report_id`, its own `total_qualified_uids` and `summary` (the generation
- * date kept), and `split_from`: the id of the report it replaces, which the
- * receiver never accepted. Every other field (`timestamp`, `window_id`,
- * `part`, `parts`…) stays as it was, in its place.
+ * (HTTP 413, docs/report-format.md, "Refused reports"): the first half of
+ * its `traffic_details` (the larger half of an odd count) and the rest, in
+ * their order, each with a new `report_id`, its own `total_qualified_uids`
+ * and `summary` (the generation date kept), and `split_from`: the id of the
+ * report it replaces, which the receiver never accepted. Every other field
+ * (`timestamp`, `window_id`, `part`, `parts`…) stays as it was, in its place.
  * @returns the two halves, or undefined when the body is not a report of at
  *   least two uids whose lines add up to the entry's uids and bytes: such a
  *   refusal is treated like any other lasting one

@@ -33,9 +33,10 @@ export interface HttpTransportOptions {
 }
 
 /**
- * POSTs reports with undici over a keep-alive pool (DESIGN §3): any 2xx, and
- * 409 ("already have it"), is success; everything else is a failure, with the
- * status and any `Retry-After`, for the caller to retry, split or park.
+ * POSTs reports with undici over a keep-alive pool (docs/report-format.md,
+ * "Request"): any 2xx, and 409 ("already have it"), is success; everything
+ * else is a failure, with the status and any `Retry-After`, for the caller
+ * to retry, split or park.
  */
 export class HttpReportTransport implements ReportTransport {
   readonly #url: string

@@ -2,9 +2,10 @@ import type { MeterLogger } from './logger.ts'
 import type { UsageStore } from './usage-store.ts'
 
 /**
- * This collector's hold on the store's reporter lease (DESIGN §2: with a
- * shared store one reporter at a time seals and delivers). A store without
- * a lease (memory, one process) makes every collector the reporter.
+ * This collector's hold on the store's reporter lease: with a shared store
+ * one reporter at a time seals and delivers (docs/architecture.md, "One
+ * reporter at a time"). A store without a lease (memory, one process) makes
+ * every collector the reporter.
  *
  * The lease is renewed on every tick; it expires after `ttlMs` without a
  * renewal, so a reporter that died is replaced within that time, and one

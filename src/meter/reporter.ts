@@ -50,9 +50,10 @@ type AttemptResult =
 
 /**
  * Statuses that say the receiver will not take this report, whatever the
- * number of tries (DESIGN §3): every 4xx except 408 (timeout), 409 (already
- * have it: a success), 425 (too early) and 429 (too many requests), which
- * say "later". 413 (too large) is one too, once the report cannot be split.
+ * number of tries (docs/report-format.md, "Refused reports"): every 4xx
+ * except 408 (timeout), 409 (already have it: a success), 425 (too early)
+ * and 429 (too many requests), which say "later". 413 (too large) is one
+ * too, once the report cannot be split.
  */
 export function isLastingRefusal (status: number | undefined): boolean {
   return status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 409 && status !== 425 && status !== 429
@@ -67,8 +68,9 @@ interface Waiter {
 
 /**
  * Delivers the outbox: oldest report first, one at a time, the same body on
- * every attempt, retrying failures forever with backoff (DESIGN §3). Runs
- * beside the hot path and never blocks it: `record()` only touches memory.
+ * every attempt, retrying failures forever with backoff (docs/metering.md,
+ * "Delivery"). Runs beside the hot path and never blocks it: `record()`
+ * only touches memory.
  *
  * A report the endpoint refuses for good does not hold up the rest: a 413
  * splits it in two (down to one uid), and after `maxRejections` lasting
@@ -161,7 +163,8 @@ export class Reporter {
         entry = await this.#o.store.outboxHead()
       } catch (err) {
         // SM_ERR_STORE_NOT_DURABLE: the head is there, but the store cannot
-        // yet confirm that its seal would survive a store restart (DESIGN §3).
+        // yet confirm that its seal would survive a store restart
+        // (docs/scaling.md, "Redis settings").
         const waiting = (err as { code?: unknown }).code === 'SM_ERR_STORE_NOT_DURABLE'
         this.#o.logger.warn({ err }, waiting
           ? 'report held back until the store confirms its seal is durable; will retry'

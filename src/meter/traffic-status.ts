@@ -29,7 +29,24 @@ export interface InstanceCounters {
   reports_delivered_here: number
 }
 
-/** The `/traffic` document (DESIGN §5): the original's shape plus `outbox` and more statistics. */
+/** Instance counters of a collector that has counted nothing yet. */
+export function emptyInstanceCounters (): InstanceCounters {
+  return {
+    events_recorded: 0,
+    bytes_recorded: 0,
+    events_ignored: 0,
+    bytes_after_close: 0,
+    events_dropped: 0,
+    bytes_dropped: 0,
+    flushes: 0,
+    flush_failures: 0,
+    early_flushes: 0,
+    delivery_attempts: 0,
+    reports_delivered_here: 0
+  }
+}
+
+/** The `/traffic` document (docs/endpoints.md): the original's shape plus `outbox` and more statistics. */
 export interface TrafficStatus {
   worker_id: string
   running: boolean

@@ -9,7 +9,7 @@ export interface TrafficEvent {
   uid: string
   /** Body bytes delivered; events with 0 bytes are not recorded. A safe, non-negative integer. */
   bytes: number
-  /** One of the file types of DESIGN §4; anything else counts as `default`. */
+  /** One of the file types of a report's `file_types` (docs/report-format.md); anything else counts as `default`. */
   fileType: FileType | string
   /** Client IP (already normalised by the server). */
   ip?: string | undefined
@@ -20,9 +20,9 @@ export interface TrafficEvent {
   /**
    * Requests this event counts: 1 for a response (the default), 0 for a
    * further piece of a response whose request an earlier piece counted. A
-   * long response is recorded in pieces as its bytes go out (DESIGN §2:
-   * what a crash can lose is bounded by the flush interval, even mid-download);
-   * its first piece counts the request.
+   * long response is recorded in pieces as its bytes go out, so that what a
+   * crash can lose is bounded by the flush interval, even mid-download
+   * (docs/metering.md, "Events"); its first piece counts the request.
    * @default 1
    */
   requests?: 0 | 1 | undefined

@@ -125,8 +125,9 @@ export interface UsageStore {
 }
 
 /**
- * What a store promises about a seal surviving a restart (DESIGN §3: what was
- * delivered is never delivered again under another id).
+ * What a store promises about a seal surviving a restart, so that what was
+ * delivered is never delivered again under another id (docs/scaling.md,
+ * "Redis settings").
  */
 export interface StoreDurability {
   /** True when every seal is durable before its reports are handed out for delivery. */

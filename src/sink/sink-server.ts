@@ -76,9 +76,10 @@ interface RawJson {
 }
 
 /**
- * The reference report receiver (DESIGN §3, §6): checks the key, keeps each
- * `Idempotency-Key` once, and answers `GET /totals` and `GET /reports`. Good
- * for development, tests and as a starting point for a real receiver.
+ * The reference report receiver (docs/report-format.md; `streammeter sink`
+ * in docs/configuration.md): checks the key, keeps each `Idempotency-Key`
+ * once, and answers `GET /totals` and `GET /reports`. Good for development,
+ * tests and as a starting point for a real receiver.
  */
 export async function startSink (options: SinkOptions = {}): Promise<RunningSink> {
   const now = options.now ?? Date.now
@@ -135,9 +136,9 @@ export async function startSink (options: SinkOptions = {}): Promise<RunningSink
     }
     const outcome = accept(report.report_id, report, req.url.split('?')[0] ?? '/', raw.text)
     if (outcome === 'conflict') {
-      // The reporter must resend a report byte for byte (DESIGN §3); a changed
-      // body under a known key is a bug worth failing loudly on (the draft
-      // IETF Idempotency-Key header answers 422 for it).
+      // The reporter must resend a report byte for byte (docs/report-format.md,
+      // "Request"); a changed body under a known key is a bug worth failing
+      // loudly on (the draft IETF Idempotency-Key header answers 422 for it).
       throw new StreammeterError('SM_ERR_BAD_REQUEST', 'this Idempotency-Key was already received with a different body', 422)
     }
     let bytes = 0
@@ -207,7 +208,7 @@ interface ValidReport {
   traffic_details: Array<{ uid: string, total_bytes: number }>
 }
 
-/** Minimal checks (DESIGN §3): the fields the totals and the deduplication use. @throws {BadRequestError} */
+/** Minimal checks (docs/report-format.md): the fields the totals and the deduplication use. @throws {BadRequestError} */
 function validateReport (value: unknown): ValidReport {
   const bad = (message: string): BadRequestError => new BadRequestError(message)
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad('the body must be a JSON object')
