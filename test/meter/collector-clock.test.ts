@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { ManualClock } from '../src/meter/index.ts'
-import type { TrafficReport } from '../src/meter/index.ts'
-import { makeCollector } from './helpers/collector-fixture.ts'
+import { ManualClock } from '../../src/meter/index.ts'
+import type { TrafficReport } from '../../src/meter/index.ts'
+import { makeCollector } from '../helpers/collector-fixture.ts'
 
 /**
  * Usage time comes from the clock the collector is given (STYLE §11), never
