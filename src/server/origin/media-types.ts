@@ -43,6 +43,11 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = Object.freeze(Object.ass
   txt: 'text/plain; charset=utf-8'
 }))
 
+/** Every extension with its content type (the nginx engine renders them as its `types`). */
+export function contentTypes (): Readonly<Record<string, string>> {
+  return CONTENT_TYPES
+}
+
 /** Extensions metered as `static` (docs/access.md#identity: images, css, js, fonts). */
 const STATIC_EXTENSIONS = new Set(['png', 'jpg', 'jpeg', 'gif', 'webp', 'avif', 'svg', 'ico', 'css', 'js', 'mjs', 'woff', 'woff2', 'ttf', 'otf'])
 

@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict'
+import { createHmac } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { request } from 'undici'
+import { signScopedToken, signToken, signedQuery } from '../../src/server/access/url-signer.ts'
+import { nginxOrSkip, startOwnNginx } from '../helpers/own-nginx.ts'
+import { startTestServer } from '../helpers/test-server.ts'
+
+const SECRET = 'nginx-engine secret with $ and \' in it'
+const NOW = Math.floor(Date.now() / 1000)
+const LATER = NOW + 3600
+const EARLIER = NOW - 3600
+
+const root = mkdtempSync(join(tmpdir(), 'sm-nginx-root-'))
+mkdirSync(join(root, 'v/sub'), { recursive: true })
+mkdirSync(join(root, 'w'))
+writeFileSync(join(root, 'v/seg.ts'), Buffer.alloc(5000, 1))
+writeFileSync(join(root, 'v/sub/a.m4s'), Buffer.alloc(3000, 2))
+writeFileSync(join(root, 'w/x.ts'), Buffer.alloc(100, 3))
+writeFileSync(join(root, 'v/a.vtt'), 'WEBVTT\n')
+writeFileSync(join(root, 'v/.env'), 'SECRET=1')
+after(() => rmSync(root, { recursive: true, force: true }))
+
+const hmacHex = (message: string): string => createHmac('sha256', SECRET).update(message).digest('hex')
+const plain = (uid: string, path: string, expires: number): string => `uid=${encodeURIComponent(uid)}&expires=${expires}&token=${signToken(SECRET, uid, path, expires)}`
+
+/** Requests covering every rule of a signed URL (docs/access.md#signed-urls). */
+const TARGETS: string[] = [
+  `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?uid=u1&expires=${LATER}&token=${Buffer.from(signToken(SECRET, 'u1', 'v/seg.ts', LATER), 'hex').toString('base64url')}`,
+  `/v/seg.ts?uid=u1&expires=${LATER}&token=${signToken(SECRET, 'u1', 'v/seg.ts', LATER).toUpperCase()}`,
+  `/v/seg.ts?uid=u1&expires=${LATER}&token=${'0'.repeat(64)}`,
+  `/v/seg.ts?${plain('u1', 'v/seg.ts', EARLIER)}`,
+  `/v/seg.ts?uid=u1&expires=${EARLIER}&token=${'0'.repeat(64)}`,
+  `/v/seg.ts?uid=u1&token=${signToken(SECRET, 'u1', 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?uid=u1&expires=1e9&token=${signToken(SECRET, 'u1', 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?uid=a:b&expires=${LATER}&token=${hmacHex(`a:b:v/seg.ts:${LATER}`)}`,
+  `/v/seg.ts?uid=a%0Ab&expires=${LATER}&token=${hmacHex(`a\nb:v/seg.ts:${LATER}`)}`,
+  `/v/seg.ts?${plain('x'.repeat(256), 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?${plain('x'.repeat(257).slice(1), 'v/seg.ts', LATER)}&uid=${'y'.repeat(257)}`,
+  `/v/seg.ts?uid=${'x'.repeat(257)}&expires=${LATER}&token=${'0'.repeat(64)}`,
+  `/v/seg.ts?${signedQuery({ secret: SECRET, uid: 'u2', path: 'v/seg.ts', expires: LATER, scope: '/v/' })}`,
+  `/v/sub/a.m4s?uid=u3&expires=${LATER}&scope=/v/&token=${signScopedToken(SECRET, 'u3', '/v/', LATER)}`,
+  `/w/x.ts?uid=u3&expires=${LATER}&scope=/v/&token=${signScopedToken(SECRET, 'u3', '/v/', LATER)}`,
+  `/w/x.ts?uid=u3&expires=${LATER}&scope=/&token=${signScopedToken(SECRET, 'u3', '/', LATER)}`,
+  `/v/seg.ts?uid=u3&expires=${LATER}&scope=v/&token=${signScopedToken(SECRET, 'u3', '/v/', LATER)}`,
+  `/v/seg.ts?uid=u3&expires=${EARLIER}&scope=/v/&token=${signScopedToken(SECRET, 'u3', '/v/', EARLIER)}`,
+  `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}&uid=someone-else`,
+  `/v/seg.ts?uid=someone-else&${plain('u1', 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?${plain('a b', 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?uid=a+b&expires=${LATER}&token=${signToken(SECRET, 'a b', 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?${plain('é-ü', 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?uid=&expires=${LATER}&token=${'0'.repeat(64)}`,
+  '/v/seg.ts',
+  `/v/missing.ts?${plain('u1', 'v/missing.ts', LATER)}`,
+  `/v/.env?${plain('u1', 'v/.env', LATER)}`,
+  `/v/a.vtt?${plain('u1', 'v/a.vtt', LATER)}`
+]
+
+interface Answer { status: number, type: string | undefined, body: string }
+
+async function fetchAll (base: string): Promise<Answer[]> {
+  const out: Answer[] = []
+  for (const target of TARGETS) {
+    const res = await request(`${base}${target}`)
+    const body = await res.body.text()
+    out.push({ status: res.statusCode, type: res.headers['content-type'] as string | undefined, body: res.statusCode === 200 ? `${body.length} bytes` : body })
+  }
+  return out
+}
+
+describe('the nginx engine\'s access check (njs) answers as the node engine does', () => {
+  it('every signed-URL case: the same status, content type and JSON error', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const nginx = await startOwnNginx(t, { root, signingSecret: SECRET })
+    const node = await startTestServer({ root, signingSecret: SECRET })
+    t.after(() => node.close())
+    const [fromNginx, fromNode] = [await fetchAll(nginx.url), await fetchAll(node.url)]
+    for (let i = 0; i < TARGETS.length; i++) {
+      assert.deepEqual(fromNginx[i], fromNode[i], `${TARGETS[i]}`)
+    }
+    // The cases cover every verdict.
+    assert.deepEqual([...new Set(fromNode.map((a) => a.status))].sort(), [200, 400, 403, 404, 410])
+  })
+
+  it('logs one JSON line per finished request, with the uid only when the request checked out', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const nginx = await startOwnNginx(t, { root, signingSecret: SECRET })
+    const ok = await request(`${nginx.url}/v/seg.ts?${plain('é-ü', 'v/seg.ts', LATER)}`, { headers: { range: 'bytes=0-99' } })
+    await ok.body.dump()
+    const bad = await request(`${nginx.url}/v/seg.ts?uid=u1&expires=${LATER}&token=${'0'.repeat(64)}`)
+    await bad.body.dump()
+    const lines = nginx.lines().filter((l) => l.path === '/v/seg.ts')
+    assert.deepEqual(lines.map((l) => [l.uid, l.bytes, l.status, l.method, l.done]), [
+      ['é-ü', 100, 206, 'GET', 'OK'],
+      ['', bad.headers['content-length'] === undefined ? -1 : Number(bad.headers['content-length']), 403, 'GET', 'OK']
+    ])
+  })
+})

@@ -1,0 +1,81 @@
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { TestContext } from 'node:test'
+import { NJS_MODULE_PATH, renderNginxConfig } from '../../src/server/nginx/nginx-config.ts'
+import type { NginxConfigOptions } from '../../src/server/nginx/nginx-config.ts'
+import { waitFor } from './wait.ts'
+
+const NGINX = process.env.NGINX_BIN ?? 'nginx'
+const MISSING = 'nginx with its js module is needed (Debian: apt-get install nginx libnginx-mod-http-js; .ci/run installs them)'
+
+/** Whether nginx and its js module are installed. */
+export function nginxInstalled (): boolean {
+  return spawnSync(NGINX, ['-v']).status === 0 && existsSync(NJS_MODULE_PATH)
+}
+
+/** True when nginx can run; otherwise skips the test, or fails it with `CI=true`. */
+export function nginxOrSkip (t: TestContext): boolean {
+  if (nginxInstalled()) return true
+  if (process.env.CI === 'true') throw new Error(`${MISSING}: with CI=true this test must run`)
+  t.skip(`skipped: ${MISSING}`)
+  return false
+}
+
+/** An nginx of the test's own, with the nginx engine's configuration. */
+export interface OwnNginx {
+  url: string
+  port: number
+  accessLog: string
+  /** The access log's lines, parsed. */
+  lines (): Array<Record<string, unknown>>
+}
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+/** Render the configuration into a temp dir, start nginx on a free port, stop it after the test. */
+export async function startOwnNginx (t: TestContext, options: Pick<NginxConfigOptions, 'root' | 'signingSecret'>): Promise<OwnNginx> {
+  const dir = mkdtempSync(join(tmpdir(), 'sm-nginx-'))
+  const port = await freePort()
+  const accessLog = join(dir, 'access.log')
+  const conf = join(dir, 'nginx.conf')
+  writeFileSync(conf, renderNginxConfig({
+    ...options,
+    host: '127.0.0.1',
+    port,
+    dir,
+    accessLog,
+    njsPath: new URL('../../nginx/streammeter.js', import.meta.url).pathname,
+    // Started as root, nginx would run its workers as nobody, who cannot read the test's temp dirs.
+    user: process.getuid?.() === 0 ? 'root' : undefined
+  }), { mode: 0o600 })
+  const child = spawn(NGINX, ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+  t.after(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGQUIT')
+      await new Promise((resolve) => child.once('exit', resolve))
+    }
+    rmSync(dir, { recursive: true, force: true })
+  })
+  await waitFor(async () => {
+    if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}: ${stderr}`)
+    return await fetch(`http://127.0.0.1:${port}/`).then(() => true, () => false)
+  }, 5000, 'nginx to listen')
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    accessLog,
+    lines: () => readFileSync(accessLog, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+  }
+}
