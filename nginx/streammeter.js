@@ -107,4 +107,10 @@ function uid (r) {
   return check(r).uid
 }
 
-export default { access, uid }
+/** `$sm_sid`: the `sid` query parameter, decoded (the reader applies the session rules). */
+function sid (r) {
+  const v = first(r.args.sid)
+  return v === undefined ? '' : v
+}
+
+export default { access, uid, sid }

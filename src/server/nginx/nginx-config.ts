@@ -33,10 +33,14 @@ export interface NginxConfigOptions {
  * `t` unix seconds with ms, `uid` the uid the request is metered under (empty
  * when none or refused), `bytes` body bytes sent (`$body_bytes_sent`),
  * `status`, `method`, `done` (`OK` when nginx finished the response, else
- * empty), `path` the decoded path.
+ * empty), `path` the decoded path; and what the client IP and the session
+ * are made of, resolved by the reader with the node engine's rules: `ip` the
+ * socket peer, `xff` `X-Forwarded-For`, `sidh` `X-Session-ID`, `cookie`,
+ * `sid` the decoded `sid` parameter.
  */
 export const ACCESS_LOG_FORMAT = '{"t":$msec,"uid":"$sm_uid","bytes":$body_bytes_sent,"status":$status,' +
-  '"method":"$request_method","done":"$request_completion","path":"$uri"}'
+  '"method":"$request_method","done":"$request_completion","path":"$uri","ip":"$remote_addr",' +
+  '"xff":"$http_x_forwarded_for","sidh":"$http_x_session_id","cookie":"$http_cookie","sid":"$sm_sid"}'
 
 /**
  * The nginx configuration of the nginx engine (docs/engines.md): nginx serves
@@ -74,6 +78,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     `  js_import sm from ${quote(o.njsPath)};`,
     '  js_set $sm_access sm.access;',
     '  js_set $sm_uid sm.uid;',
+    '  js_set $sm_sid sm.sid;',
     // Hex: nginx would read a `$` in the secret as a variable.
     `  js_var $sm_secret_hex ${secret === '' ? '""' : secret};`,
     `  log_format streammeter escape=json '${ACCESS_LOG_FORMAT}';`,

@@ -1,0 +1,134 @@
+import { open } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import type { ClientIpResolver } from '../access/client-ip.ts'
+import { sessionIdOf } from '../access/session-id.ts'
+import type { MeteringInput } from '../metering/metering-input.ts'
+import { fileTypeOf } from '../origin/media-types.ts'
+
+/** One line of the access log (nginx-config.ts, `ACCESS_LOG_FORMAT`). */
+interface LogLine {
+  t: number
+  uid: string
+  bytes: number
+  status: number
+  method: string
+  path: string
+  ip: string
+  xff: string
+  sidh: string
+  cookie: string
+  sid: string
+}
+
+/** Options of {@link AccessLogReader}. */
+export interface AccessLogReaderOptions {
+  /** The access log nginx writes. */
+  path: string
+  metering: MeteringInput
+  /** `TRUSTED_PROXIES`, applied to each line's peer and `X-Forwarded-For` as the node engine does. */
+  ips: ClientIpResolver
+  /** Byte offset of the first line not read yet. @default 0 */
+  position?: number | undefined
+  /** Told of a line that is no access-log line (it is skipped). */
+  onBadLine?: ((line: string) => void) | undefined
+}
+
+/** Bytes read at a time. */
+const CHUNK = 256 * 1024
+
+/**
+ * The nginx engine's side of the metering input: reads nginx's access log
+ * from a byte position, one complete line at a time, and hands each
+ * response nginx finished to the metering input with the bytes nginx says
+ * it sent (docs/engines.md). A `GET` answered 200 or 206 with a uid is
+ * metered (an aborted one for what nginx sent, a range for its part); HEAD,
+ * 304 and errors count 0, as in the node engine. The client IP and the
+ * session are resolved from the line with the node engine's rules.
+ *
+ * A line nginx is still writing (no line feed yet) is left for the next
+ * read: {@link position} only ever moves past whole lines.
+ */
+export class AccessLogReader {
+  readonly #path: string
+  readonly #metering: MeteringInput
+  readonly #ips: ClientIpResolver
+  readonly #onBadLine: (line: string) => void
+  #position: number
+
+  constructor (options: AccessLogReaderOptions) {
+    this.#path = options.path
+    this.#metering = options.metering
+    this.#ips = options.ips
+    this.#position = options.position ?? 0
+    this.#onBadLine = options.onBadLine ?? (() => {})
+  }
+
+  /** Byte offset of the first line not read yet. */
+  get position (): number {
+    return this.#position
+  }
+
+  /** Read and meter every complete line past the position; returns how many were read. */
+  async read (): Promise<number> {
+    let file: FileHandle
+    try {
+      file = await open(this.#path, 'r')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
+      throw err
+    }
+    let lines = 0
+    try {
+      const buffer = Buffer.allocUnsafe(CHUNK)
+      let carry = Buffer.alloc(0)
+      for (;;) {
+        const { bytesRead } = await file.read(buffer, 0, CHUNK, this.#position + carry.length)
+        if (bytesRead === 0) break
+        const data = carry.length === 0 ? buffer.subarray(0, bytesRead) : Buffer.concat([carry, buffer.subarray(0, bytesRead)])
+        const end = data.lastIndexOf(0x0a)
+        if (end === -1) {
+          carry = Buffer.from(data)
+          continue
+        }
+        for (const text of data.toString('utf8', 0, end).split('\n')) {
+          if (text === '') continue
+          this.#meter(text)
+          lines++
+        }
+        this.#position += end + 1
+        carry = Buffer.from(data.subarray(end + 1))
+      }
+    } finally {
+      await file.close()
+    }
+    return lines
+  }
+
+  #meter (text: string): void {
+    let line: LogLine
+    try {
+      line = JSON.parse(text) as LogLine
+    } catch {
+      this.#onBadLine(text)
+      return
+    }
+    if (typeof line.uid !== 'string' || typeof line.bytes !== 'number' || typeof line.t !== 'number') {
+      this.#onBadLine(text)
+      return
+    }
+    if (line.uid === '' || line.method !== 'GET' || (line.status !== 200 && line.status !== 206) || line.bytes <= 0) return
+    const headers = {
+      'x-forwarded-for': line.xff === '' ? undefined : line.xff,
+      'x-session-id': line.sidh === '' ? undefined : line.sidh,
+      cookie: line.cookie === '' ? undefined : line.cookie
+    }
+    this.#metering.finish({
+      uid: line.uid,
+      fileType: fileTypeOf(line.path),
+      ip: this.#ips.resolve(line.ip, headers['x-forwarded-for']),
+      sessionId: sessionIdOf(headers, line.sid === '' ? undefined : line.sid),
+      bytes: line.bytes,
+      recorded: 0
+    }, Math.round(line.t * 1000))
+  }
+}
