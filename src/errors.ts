@@ -7,6 +7,7 @@
 export type ErrorCode =
   | 'SM_ERR_CONFIG'
   | 'SM_ERR_STORE_URL'
+  | 'SM_ERR_ENGINE'
   | 'SM_ERR_STORE'
   | 'SM_ERR_STORE_CLOSED'
   | 'SM_ERR_STORE_NOT_DURABLE'
@@ -52,6 +53,17 @@ export class ConfigError extends StreammeterError<'SM_ERR_CONFIG'> {
   constructor (setting: string, message: string) {
     super('SM_ERR_CONFIG', `${setting}: ${message}`, 500)
     this.setting = setting
+  }
+}
+
+/**
+ * The nginx engine cannot run: nginx or its js module is missing, its
+ * configuration is refused, or it does not start. The message says which,
+ * and names the Debian packages when something is not installed.
+ */
+export class EngineError extends StreammeterError<'SM_ERR_ENGINE'> {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('SM_ERR_ENGINE', message, 500, options)
   }
 }
 

@@ -34,7 +34,8 @@ export interface OwnNginx {
   lines (): Array<Record<string, unknown>>
 }
 
-async function freePort (): Promise<number> {
+/** A free TCP port on 127.0.0.1 (free when asked). */
+export async function freePort (): Promise<number> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
@@ -42,22 +43,28 @@ async function freePort (): Promise<number> {
   return port
 }
 
-/** Render the configuration into a temp dir, start nginx on a free port, stop it after the test. */
-export async function startOwnNginx (t: TestContext, options: Pick<NginxConfigOptions, 'root' | 'signingSecret'>): Promise<OwnNginx> {
-  const dir = mkdtempSync(join(tmpdir(), 'sm-nginx-'))
-  const port = await freePort()
-  const accessLog = join(dir, 'access.log')
+/** Write the nginx engine's configuration for a test into `dir`; returns its path. */
+export function writeTestConfig (dir: string, port: number, options: Pick<NginxConfigOptions, 'root' | 'signingSecret'>): string {
   const conf = join(dir, 'nginx.conf')
   writeFileSync(conf, renderNginxConfig({
     ...options,
     host: '127.0.0.1',
     port,
     dir,
-    accessLog,
+    accessLog: join(dir, 'access.log'),
     njsPath: new URL('../../nginx/streammeter.js', import.meta.url).pathname,
     // Started as root, nginx would run its workers as nobody, who cannot read the test's temp dirs.
     user: process.getuid?.() === 0 ? 'root' : undefined
   }), { mode: 0o600 })
+  return conf
+}
+
+/** Render the configuration into a temp dir, start nginx on a free port, stop it after the test. */
+export async function startOwnNginx (t: TestContext, options: Pick<NginxConfigOptions, 'root' | 'signingSecret'>): Promise<OwnNginx> {
+  const dir = mkdtempSync(join(tmpdir(), 'sm-nginx-'))
+  const port = await freePort()
+  const accessLog = join(dir, 'access.log')
+  const conf = writeTestConfig(dir, port, options)
   const child = spawn(NGINX, ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
