@@ -23,7 +23,7 @@ import type { DiscardedUsage, TrafficEvent } from './types.ts'
 import { UsageBuffer } from './usage-buffer.ts'
 import { UsageFlusher } from './usage-flusher.ts'
 import { checkStorePolicy } from './usage-policy.ts'
-import type { FlushResult, SealResult, UsageStore } from './usage-store.ts'
+import type { FlushResult, LogCursor, SealResult, UsageStore } from './usage-store.ts'
 import { WindowSealer } from './window-sealer.ts'
 
 /** Life of a collector; changed only through one setter. */
@@ -187,6 +187,18 @@ export class TrafficCollector {
    */
   beforeFlush (hook: () => void): void {
     this.#flusher.addHook(hook)
+  }
+
+  /**
+   * Say that everything recorded so far comes from the log `cursor.key` up
+   * to `cursor.position` (a byte offset): the next flush commits that
+   * position with the usage (`UsageStore.flush`), so that a reader resuming
+   * from `UsageStore.logCursor` neither loses nor repeats a line. One log per
+   * collector; call it where the usage is recorded (a `beforeFlush` hook),
+   * and record nothing else into this collector.
+   */
+  logPosition (cursor: LogCursor): void {
+    this.#flusher.setCursor(cursor)
   }
 
   /** Start the flush/seal timer and the delivery loop. */

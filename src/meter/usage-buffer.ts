@@ -1,3 +1,4 @@
+import type { LogCursor } from './usage-store.ts'
 import { DeltaMap } from './delta-map.ts'
 import type { UsageDelta } from './types.ts'
 
@@ -8,6 +9,8 @@ export interface UsageBatch {
   /** Bytes in `deltas`. */
   readonly bytes: number
   readonly deltas: UsageDelta[]
+  /** The log position these deltas reach, committed with them (`UsageStore.flush`). */
+  cursor?: LogCursor | undefined
 }
 
 /**

@@ -4,7 +4,7 @@ import type { MeterLogger } from './logger.ts'
 import type { InstanceCounters } from './traffic-status.ts'
 import type { TrafficEvent } from './types.ts'
 import type { UsageBuffer } from './usage-buffer.ts'
-import type { FlushResult, UsageStore } from './usage-store.ts'
+import type { FlushResult, LogCursor, UsageStore } from './usage-store.ts'
 
 /** What a {@link UsageFlusher} works with. */
 export interface UsageFlusherOptions {
@@ -30,6 +30,10 @@ export interface UsageFlusherOptions {
 export class UsageFlusher {
   readonly #o: UsageFlusherOptions
   readonly #hooks: Array<() => void> = []
+  /** The log position everything recorded so far reaches (`TrafficCollector.logPosition`). */
+  #cursor: LogCursor | undefined
+  /** The position the last batch with a cursor reached: a new batch is due when the cursor moved past it. */
+  #batched: number | undefined
   /** False from a failed flush until one succeeds: state changes are logged, not every failure. */
   #storeAvailable = true
   /** True from the first dropped event until the next successful flush (one log line per episode). */
@@ -37,6 +41,13 @@ export class UsageFlusher {
 
   constructor (options: UsageFlusherOptions) {
     this.#o = options
+  }
+
+  /** Everything recorded from now on up to this call comes from a log up to `cursor.position`. */
+  setCursor (cursor: LogCursor): void {
+    if (this.#cursor !== undefined && this.#cursor.key !== cursor.key) throw new Error(`one log per collector: ${this.#cursor.key}, not ${cursor.key}`)
+    this.#cursor = { key: cursor.key, position: cursor.position }
+    this.#batched ??= cursor.position
   }
 
   /** Call `hook` at every flush, just before the map is drained (`TrafficCollector.beforeFlush`). */
@@ -57,7 +68,7 @@ export class UsageFlusher {
     if (held !== undefined) {
       let result: FlushResult
       try {
-        result = await store.flush(held.deltas, held.id)
+        result = await store.flush(held.deltas, held.id, held.cursor)
       } catch (err) {
         this.#failed(err)
         throw err
@@ -74,10 +85,17 @@ export class UsageFlusher {
         }
       }
     }
-    if (buffer.uids === 0) return undefined
+    const cursor = this.#cursor
+    const moved = cursor !== undefined && cursor.position !== this.#batched
+    if (buffer.uids === 0 && !moved) return undefined
     const batch = buffer.drain(randomUUID())
+    if (cursor !== undefined) {
+      // Lines that metered nothing (refusals, HEADs) still move the position.
+      batch.cursor = { key: cursor.key, position: cursor.position }
+      this.#batched = cursor.position
+    }
     try {
-      const result = await store.flush(batch.deltas, batch.id)
+      const result = await store.flush(batch.deltas, batch.id, batch.cursor)
       this.#flushed(result)
       return result
     } catch (err) {

@@ -34,8 +34,15 @@ export interface UsageStore {
    * (the write happened, the answer was lost) must apply an id at most once
    * and answer a repeat with the first result. Stores whose failures are
    * never ambiguous (memory, SQLite in-process) may ignore it.
+   *
+   * With `cursor`, the deltas were produced from a log up to
+   * `cursor.position`: the position is committed in the same atomic step as
+   * the deltas, so that a reader resuming from {@link logCursor} neither
+   * loses nor repeats a line (the nginx engine, docs/engines.md).
    */
-  flush (deltas: readonly UsageDelta[], batchId?: string): Promise<FlushResult>
+  flush (deltas: readonly UsageDelta[], batchId?: string, cursor?: LogCursor): Promise<FlushResult>
+  /** The committed position of the log named `key`; 0 when none was committed. */
+  logCursor (key: string): Promise<number>
   /** Discard sub-threshold records whose cycle began more than the timeout before `now`. */
   expire (now: number): Promise<ExpireResult>
   /**
@@ -140,6 +147,14 @@ export interface StoreDurability {
    * Never a host name or a version.
    */
   code: string
+}
+
+/** How far into a log (a byte offset) the usage of a flush goes. */
+export interface LogCursor {
+  /** Names the log (the engine's access log). */
+  key: string
+  /** Byte offset of the first line not metered yet. */
+  position: number
 }
 
 /** What one `flush` did. */

@@ -7,7 +7,7 @@ import type {
   UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
 import { checkSplit, outboxItem } from '../meter/index.ts'
-import type { FailureDetail, OutboxItem, RenderedReport } from '../meter/index.ts'
+import type { FailureDetail, LogCursor, OutboxItem, RenderedReport } from '../meter/index.ts'
 
 /**
  * `memory:` — the whole ledger in this process. For tests and for embedding
@@ -30,12 +30,13 @@ export class MemoryStore implements UsageStore {
   #scheduledAt: number | undefined
   #seq = 0
   #closed = false
+  readonly #cursors = new Map<string, number>()
 
   constructor (policy: UsagePolicy) {
     this.policy = Object.freeze({ ...policy })
   }
 
-  async flush (deltas: readonly UsageDelta[]): Promise<FlushResult> {
+  async flush (deltas: readonly UsageDelta[], _batchId?: string, cursor?: LogCursor): Promise<FlushResult> {
     this.#check()
     const result: FlushResult = { uids: deltas.length, created: 0, qualified: 0, discarded: [] }
     for (const delta of deltas) {
@@ -53,7 +54,14 @@ export class MemoryStore implements UsageStore {
       if (outcome.record.qualified && (outcome.created || before?.qualified !== true)) result.qualified++
       this.#records.set(delta.uid, outcome.record)
     }
+    // Nothing above can fail part-way: the deltas and the cursor go in together.
+    if (cursor !== undefined) this.#cursors.set(cursor.key, cursor.position)
     return result
+  }
+
+  async logCursor (key: string): Promise<number> {
+    this.#check()
+    return this.#cursors.get(key) ?? 0
   }
 
   async expire (now: number): Promise<ExpireResult> {

@@ -5,7 +5,7 @@ import type {
   ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, StoreDurability, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
-import type { FailureDetail, OutboxItem } from '../meter/index.ts'
+import type { FailureDetail, LogCursor, OutboxItem } from '../meter/index.ts'
 import { createRedisClient } from './redis-client.ts'
 import { limit, toDiscarded, toRecords } from './redis-codec.ts'
 import { RedisDurability } from './redis-durability.ts'
@@ -217,8 +217,18 @@ export class RedisStore implements UsageStore {
    * with the first chunk's error otherwise, some chunks possibly applied:
    * send the same deltas with the same `batchId` again to apply the rest.
    */
-  async flush (deltas: readonly UsageDelta[], batchId?: string): Promise<FlushResult> {
+  async flush (deltas: readonly UsageDelta[], batchId?: string, cursor?: LogCursor): Promise<FlushResult> {
+    // A batch goes out in chunks, each atomic on its own: committing a log
+    // position with all of them needs a record of the chunks applied that
+    // this store does not keep yet (docs/engines.md). Refused, not half done.
+    if (cursor !== undefined) throw new StoreError('the redis store cannot commit a log position with usage yet (the nginx engine needs the sqlite or memory store for now)')
     return await this.#flusher.flush(deltas, batchId)
+  }
+
+  /** No position is ever committed here yet (see {@link flush}). */
+  async logCursor (_key: string): Promise<number> {
+    this.#runner.check()
+    return 0
   }
 
   async leadership (holder: string, ttlMs: number): Promise<number> {

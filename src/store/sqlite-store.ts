@@ -9,7 +9,7 @@ import type {
   Clock, ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
-import type { FailureDetail, OutboxItem } from '../meter/index.ts'
+import type { FailureDetail, LogCursor, OutboxItem } from '../meter/index.ts'
 import { CallerError, messageOf, runWithBusyRetry } from './sqlite-busy-retry.ts'
 import { SqliteLease } from './sqlite-lease.ts'
 import { SqliteOutbox } from './sqlite-outbox.ts'
@@ -20,6 +20,8 @@ import { Totals, ensureTotals } from './sqlite-totals.ts'
 
 /** How long opening the file may wait for another process's lock, in ms (nothing is served yet). */
 const OPEN_BUSY_TIMEOUT_MS = 5000
+/** `meta` key of a log's committed position (`LogCursor`), followed by the log's key. */
+const LOG_CURSOR_PREFIX = 'log_cursor:'
 
 type NumericCounter = { [K in keyof StoreCounters]: StoreCounters[K] extends number ? K : never }[keyof StoreCounters]
 
@@ -102,7 +104,12 @@ export class SqliteStore implements UsageStore {
     // Writers take the write lock up front (BEGIN IMMEDIATE): a deferred
     // transaction that reads and then writes fails with SQLITE_BUSY_SNAPSHOT,
     // without waiting, when another process committed in between.
-    this.#flushTx = db.transaction((deltas: readonly UsageDelta[]) => this.#flushIn(deltas)).immediate
+    this.#flushTx = db.transaction((deltas: readonly UsageDelta[], cursor: LogCursor | undefined) => {
+      const result = this.#flushIn(deltas)
+      // In the same transaction as the deltas it covers.
+      if (cursor !== undefined) this.#sql.setMeta.run(`${LOG_CURSOR_PREFIX}${cursor.key}`, cursor.position)
+      return result
+    }).immediate
     this.#expireTx = db.transaction((now: number) => this.#expireIn(now)).immediate
     this.#sealTx = db.transaction((request: SealRequest) => this.#sealIn(request)).immediate
     this.#ackTx = db.transaction((reportId: string, now: number) => this.#ackIn(reportId, now)).immediate
@@ -111,8 +118,12 @@ export class SqliteStore implements UsageStore {
     this.#releaseTx = db.transaction((holder: string) => this.#lease.release(holder)).immediate
   }
 
-  async flush (deltas: readonly UsageDelta[]): Promise<FlushResult> {
-    return this.#run('flush', () => this.#flushTx(deltas))
+  async flush (deltas: readonly UsageDelta[], _batchId?: string, cursor?: LogCursor): Promise<FlushResult> {
+    return this.#run('flush', () => this.#flushTx(deltas, cursor))
+  }
+
+  async logCursor (key: string): Promise<number> {
+    return this.#run('logCursor', () => Number(this.#sql.getMeta.get(`${LOG_CURSOR_PREFIX}${key}`) ?? 0))
   }
 
   async expire (now: number): Promise<ExpireResult> {

@@ -1,6 +1,6 @@
 import type { Histogram } from 'prom-client'
 import type {
-  ExpireResult, FailureDetail, FlushResult, OutboxEntry, OutboxItem, OutboxStats, RenderedReport, SealRequest, SealResult, StoreCounters,
+  ExpireResult, FailureDetail, FlushResult, LogCursor, OutboxEntry, OutboxItem, OutboxStats, RenderedReport, SealRequest, SealResult, StoreCounters,
   StoreDurability, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../../meter/index.ts'
 
@@ -21,7 +21,11 @@ export class InstrumentedStore implements UsageStore {
   get policy (): UsagePolicy { return this.#inner.policy }
   get durability (): StoreDurability | undefined { return this.#inner.durability }
 
-  flush (deltas: readonly UsageDelta[], batchId?: string): Promise<FlushResult> { return this.#time('flush', () => this.#inner.flush(deltas, batchId)) }
+  flush (deltas: readonly UsageDelta[], batchId?: string, cursor?: LogCursor): Promise<FlushResult> {
+    return this.#time('flush', () => this.#inner.flush(deltas, batchId, cursor))
+  }
+
+  logCursor (key: string): Promise<number> { return this.#time('log_cursor', () => this.#inner.logCursor(key)) }
   expire (now: number): Promise<ExpireResult> { return this.#time('expire', () => this.#inner.expire(now)) }
   seal (request: SealRequest): Promise<SealResult> { return this.#time('seal', () => this.#inner.seal(request)) }
   nextSealAt (): Promise<number | undefined> { return this.#time('next_seal_at', () => this.#inner.nextSealAt()) }

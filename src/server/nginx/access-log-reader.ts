@@ -1,5 +1,5 @@
-import { open } from 'node:fs/promises'
-import type { FileHandle } from 'node:fs/promises'
+import { closeSync, openSync, readSync } from 'node:fs'
+import type { TrafficCollector } from '../../meter/index.ts'
 import type { ClientIpResolver } from '../access/client-ip.ts'
 import { sessionIdOf } from '../access/session-id.ts'
 import type { MeteringInput } from '../metering/metering-input.ts'
@@ -27,14 +27,20 @@ export interface AccessLogReaderOptions {
   metering: MeteringInput
   /** `TRUSTED_PROXIES`, applied to each line's peer and `X-Forwarded-For` as the node engine does. */
   ips: ClientIpResolver
-  /** Byte offset of the first line not read yet. @default 0 */
+  /** Names the log in the store (`LogCursor.key`). @default 'nginx-access-log' */
+  key?: string | undefined
+  /** Byte offset of the first line not read yet (the store's `logCursor`). @default 0 */
   position?: number | undefined
+  /** Most bytes of log read at one flush; the rest waits for the next. @default 8 MiB */
+  maxBytesPerRead?: number | undefined
   /** Told of a line that is no access-log line (it is skipped). */
   onBadLine?: ((line: string) => void) | undefined
 }
 
 /** Bytes read at a time. */
 const CHUNK = 256 * 1024
+/** Default of `maxBytesPerRead`: about 30,000 lines, a few ms of parsing. */
+const MAX_BYTES_PER_READ = 8 * 1024 * 1024
 
 /**
  * The nginx engine's side of the metering input: reads nginx's access log
@@ -47,12 +53,21 @@ const CHUNK = 256 * 1024
  *
  * A line nginx is still writing (no line feed yet) is left for the next
  * read: {@link position} only ever moves past whole lines.
+ *
+ * Exactly once across crashes ({@link attach}): the lines are read in the
+ * collector's flush, and the position they reach is committed in the same
+ * store transaction as the usage they produced; a restart resumes from the
+ * committed position. The read happens only when the store took the last
+ * batch (a flush whose held batch fails runs no hook), so usage never piles
+ * up in memory past the store: the log on disk is the buffer.
  */
 export class AccessLogReader {
   readonly #path: string
   readonly #metering: MeteringInput
   readonly #ips: ClientIpResolver
   readonly #onBadLine: (line: string) => void
+  readonly #key: string
+  readonly #maxBytes: number
   #position: number
 
   constructor (options: AccessLogReaderOptions) {
@@ -61,6 +76,21 @@ export class AccessLogReader {
     this.#ips = options.ips
     this.#position = options.position ?? 0
     this.#onBadLine = options.onBadLine ?? (() => {})
+    this.#key = options.key ?? 'nginx-access-log'
+    this.#maxBytes = options.maxBytesPerRead ?? MAX_BYTES_PER_READ
+  }
+
+  /**
+   * Read at every flush of `collector`, and commit the position with the
+   * usage. The collector must take no other usage, and the reader must have
+   * been built at the position the store holds (`logCursor`).
+   */
+  attach (collector: TrafficCollector): void {
+    collector.logPosition({ key: this.#key, position: this.#position })
+    collector.beforeFlush(() => {
+      this.read()
+      collector.logPosition({ key: this.#key, position: this.#position })
+    })
   }
 
   /** Byte offset of the first line not read yet. */
@@ -68,11 +98,16 @@ export class AccessLogReader {
     return this.#position
   }
 
-  /** Read and meter every complete line past the position; returns how many were read. */
-  async read (): Promise<number> {
-    let file: FileHandle
+  /**
+   * Read and meter the complete lines past the position, at most
+   * `maxBytesPerRead` bytes of them; returns how many were read. Synchronous:
+   * it runs inside the collector's flush, between taking the usage and
+   * sending it.
+   */
+  read (): number {
+    let fd: number
     try {
-      file = await open(this.#path, 'r')
+      fd = openSync(this.#path, 'r')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
       throw err
@@ -81,9 +116,11 @@ export class AccessLogReader {
     try {
       const buffer = Buffer.allocUnsafe(CHUNK)
       let carry = Buffer.alloc(0)
-      for (;;) {
-        const { bytesRead } = await file.read(buffer, 0, CHUNK, this.#position + carry.length)
+      let budget = this.#maxBytes
+      while (budget > 0) {
+        const bytesRead = readSync(fd, buffer, 0, Math.min(CHUNK, budget), this.#position + carry.length)
         if (bytesRead === 0) break
+        budget -= bytesRead
         const data = carry.length === 0 ? buffer.subarray(0, bytesRead) : Buffer.concat([carry, buffer.subarray(0, bytesRead)])
         const end = data.lastIndexOf(0x0a)
         if (end === -1) {
@@ -99,7 +136,7 @@ export class AccessLogReader {
         carry = Buffer.from(data.subarray(end + 1))
       }
     } finally {
-      await file.close()
+      closeSync(fd)
     }
     return lines
   }
