@@ -13,7 +13,7 @@ export { checkRendered, checkSplit, compareRecords, emptyCounters, outboxItem } 
 export { CLOCK_BACK_SLACK_MS, sealDecision } from './seal-schedule.ts'
 export type { SealSchedule } from './seal-schedule.ts'
 export type {
-  ExpireResult, FlushResult, LogCursor, OutboxStats, SealRequest, SealResult, StoreDurability, UsageStore, UsageSummary
+  CommittedLogCursor, ExpireResult, FlushResult, LogCursor, OutboxStats, SealRequest, SealResult, StoreDurability, UsageStore, UsageSummary
 } from './usage-store.ts'
 export { TrafficCollector } from './collector.ts'
 export { policyOf } from './usage-policy.ts'

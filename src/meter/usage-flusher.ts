@@ -88,7 +88,10 @@ export class UsageFlusher {
     const cursor = this.#cursor
     const moved = cursor !== undefined && cursor.position !== this.#batched
     if (buffer.uids === 0 && !moved) return undefined
-    const batch = buffer.drain(randomUUID())
+    // A batch from a log is named by the position it starts at: the same
+    // lines read again after a crash make the same batch, with the same id,
+    // so a store that applied part of it skips that part (Redis' chunks).
+    const batch = buffer.drain(cursor === undefined ? randomUUID() : `log:${cursor.key}@${this.#batched ?? 0}`)
     if (cursor !== undefined) {
       // Lines that metered nothing (refusals, HEADs) still move the position.
       batch.cursor = { key: cursor.key, position: cursor.position }

@@ -41,8 +41,15 @@ export interface UsageStore {
    * loses nor repeats a line (the nginx engine, docs/engines.md).
    */
   flush (deltas: readonly UsageDelta[], batchId?: string, cursor?: LogCursor): Promise<FlushResult>
-  /** The committed position of the log named `key`; 0 when none was committed. */
-  logCursor (key: string): Promise<number>
+  /**
+   * The committed position of the log named `key` (0 when none was
+   * committed), and `replayTo` when a flush with a cursor may have been
+   * applied in part (Redis writes a batch in chunks): the reader must then
+   * read exactly the lines up to `replayTo` first, so that the same batch
+   * (same deltas, same chunks, same id) is sent again and the chunks
+   * already applied are skipped.
+   */
+  logCursor (key: string): Promise<CommittedLogCursor>
   /** Discard sub-threshold records whose cycle began more than the timeout before `now`. */
   expire (now: number): Promise<ExpireResult>
   /**
@@ -155,6 +162,13 @@ export interface LogCursor {
   key: string
   /** Byte offset of the first line not metered yet. */
   position: number
+}
+
+/** A log's committed position (`UsageStore.logCursor`). */
+export interface CommittedLogCursor {
+  position: number
+  /** The end of a batch that may have been applied in part; absent when none is. */
+  replayTo?: number | undefined
 }
 
 /** What one `flush` did. */

@@ -7,7 +7,7 @@ import type {
   UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
 import { checkSplit, outboxItem } from '../meter/index.ts'
-import type { FailureDetail, LogCursor, OutboxItem, RenderedReport } from '../meter/index.ts'
+import type { CommittedLogCursor, FailureDetail, LogCursor, OutboxItem, RenderedReport } from '../meter/index.ts'
 
 /**
  * `memory:` — the whole ledger in this process. For tests and for embedding
@@ -59,9 +59,9 @@ export class MemoryStore implements UsageStore {
     return result
   }
 
-  async logCursor (key: string): Promise<number> {
+  async logCursor (key: string): Promise<CommittedLogCursor> {
     this.#check()
-    return this.#cursors.get(key) ?? 0
+    return { position: this.#cursors.get(key) ?? 0 }
   }
 
   async expire (now: number): Promise<ExpireResult> {

@@ -163,8 +163,38 @@ end
 return { #candidates, '[' .. concat(out, ',') .. ']' }
 `
 
+/**
+ * cursorBegin — KEYS: the log's cursor hash. ARGV: batch id, the position the
+ * batch reaches. Sent before the chunks of a batch with a cursor: until the
+ * commit, the hash says which lines the batch holds, so that a reader
+ * restarted after a crash sends exactly the same batch again.
+ */
+const CURSOR_BEGIN = `
+redis.call('HSET', KEYS[1], 'pending_id', ARGV[1], 'pending_to', ARGV[2])
+return 1
+`
+
+/**
+ * cursorCommit — KEYS: the log's cursor hash, then the markers of every chunk
+ * of the batch. ARGV: batch id, position. Sent after the chunks, in the same
+ * pipeline: the position moves only when every chunk is applied (its marker
+ * is there), so it is never ahead of the usage.
+ */
+const CURSOR_COMMIT = `
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    return redis.error_reply('a chunk of the batch is not applied: the log position stays')
+  end
+end
+redis.call('HSET', KEYS[1], 'position', ARGV[2])
+if redis.call('HGET', KEYS[1], 'pending_id') == ARGV[1] then redis.call('HDEL', KEYS[1], 'pending_id', 'pending_to') end
+return 1
+`
+
 /** The flush and expiry scripts, by the name they get on the ioredis client; merged into `SCRIPTS`. */
 export const FLUSH_SCRIPTS = Object.freeze({
   smFlush: FLUSH,
-  smExpire: EXPIRE
+  smExpire: EXPIRE,
+  smCursorBegin: CURSOR_BEGIN,
+  smCursorCommit: CURSOR_COMMIT
 })

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ChainableCommander, Cluster, Redis } from 'ioredis'
 import { StoreError } from '../errors.ts'
-import type { FlushResult, UsageDelta, UsagePolicy } from '../meter/index.ts'
+import type { FlushResult, LogCursor, UsageDelta, UsagePolicy } from '../meter/index.ts'
 import { limit, toDiscarded } from './redis-codec.ts'
 import { FLUSH_MARKER_TTL_MS } from './redis-flush-scripts.ts'
 import type { RedisKeys } from './redis-keys.ts'
@@ -42,9 +42,9 @@ export class RedisFlusher {
   }
 
   /** `RedisStore.flush`. */
-  async flush (deltas: readonly UsageDelta[], batchId?: string): Promise<FlushResult> {
+  async flush (deltas: readonly UsageDelta[], batchId?: string, cursor?: LogCursor): Promise<FlushResult> {
     this.#runner.check()
-    if (deltas.length === 0) return { uids: 0, created: 0, qualified: 0, discarded: [] }
+    if (deltas.length === 0 && cursor === undefined) return { uids: 0, created: 0, qualified: 0, discarded: [] }
     const k = this.#keys
     const p = this.#policy
     const id = batchId ?? randomUUID()
@@ -53,6 +53,8 @@ export class RedisFlusher {
     // A repeat of the last batch (same id) must keep its markers.
     const previous = this.#lastBatch !== undefined && this.#lastBatch.id !== id ? this.#lastBatch.markers : []
     const pipeline = this.#client.pipeline() as unknown as Record<ScriptName, QueueScript>
+    const cursorKey = cursor === undefined ? undefined : `${k.logCursorPrefix}${cursor.key}`
+    if (cursor !== undefined) pipeline.smCursorBegin(1, cursorKey as string, id, cursor.position)
     const markers: string[] = []
     for (let c = 0; c < chunks; c++) {
       const marker = `${k.flushedPrefix}${id}:${c}`
@@ -67,11 +69,18 @@ export class RedisFlusher {
       pipeline.smFlush(keys.length, ...keys,
         limit(p.minBytes), limit(p.accumulatorTimeoutMs), limit(p.maxIps), limit(p.maxSessions), chunk, FLUSH_MARKER_TTL_MS)
     }
+    if (cursor !== undefined) pipeline.smCursorCommit(1 + markers.length, cursorKey as string, ...markers, id, cursor.position)
     const replies = await this.#runner.run('flush', () => (pipeline as unknown as ChainableCommander).exec())
     // null is exec's answer to a MULTI aborted by WATCH; this pipeline has neither.
     if (replies === null) throw new StoreError('redis store flush failed: no reply to the pipeline')
     const result: FlushResult = { uids: deltas.length, created: 0, qualified: 0, discarded: [] }
-    for (const [c, [err, reply]] of replies.entries()) {
+    // The cursor's begin and commit replies are around the chunks'.
+    const chunkReplies = cursor === undefined ? replies : replies.slice(1, -1)
+    for (const framing of cursor === undefined ? [] : [replies[0], replies.at(-1)]) {
+      const err = framing?.[0]
+      if (err != null) throw new StoreError(`redis store flush failed: ${messageOf(err)}`, { cause: withoutArguments(err) })
+    }
+    for (const [c, [err, reply]] of chunkReplies.entries()) {
       if (err !== null) {
         const where = chunks > 1 ? ` (chunk ${c + 1} of ${chunks})` : ''
         throw new StoreError(`redis store flush failed: ${messageOf(err)}${where}`, { cause: withoutArguments(err) })

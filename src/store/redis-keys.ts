@@ -38,6 +38,12 @@ export interface RedisKeys {
    * retried batch skips the chunks Redis already applied (src/store/redis-flusher.ts).
    */
   readonly flushedPrefix: string
+  /**
+   * `{p}:log-cursor:<log key>` — hash: `position` committed for that log, and
+   * `pending_id`, `pending_to` of a batch with a cursor sent and not committed
+   * yet (src/store/redis-flusher.ts).
+   */
+  readonly logCursorPrefix: string
   /** `{p}:lease` (holder, with a TTL) and `{p}:fence` (a counter bumped on every new holder): the reporter lease. */
   readonly lease: string
   readonly fence: string
@@ -67,6 +73,7 @@ export function redisKeys (prefix: string): RedisKeys {
     retried: `${tag}:retried`,
     reportPrefix: `${tag}:report:`,
     flushedPrefix: `${tag}:flushed:`,
+    logCursorPrefix: `${tag}:log-cursor:`,
     lease: `${tag}:lease`,
     fence: `${tag}:fence`
   })

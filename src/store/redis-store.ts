@@ -5,7 +5,7 @@ import type {
   ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, StoreDurability, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
-import type { FailureDetail, LogCursor, OutboxItem } from '../meter/index.ts'
+import type { CommittedLogCursor, FailureDetail, LogCursor, OutboxItem } from '../meter/index.ts'
 import { createRedisClient } from './redis-client.ts'
 import { limit, toDiscarded, toRecords } from './redis-codec.ts'
 import { RedisDurability } from './redis-durability.ts'
@@ -217,18 +217,23 @@ export class RedisStore implements UsageStore {
    * with the first chunk's error otherwise, some chunks possibly applied:
    * send the same deltas with the same `batchId` again to apply the rest.
    */
+  /**
+   * With `cursor`, the batch is framed by two scripts in the same pipeline:
+   * one records which lines it holds (its id and end), one moves the
+   * position once every chunk's marker is there. A crash part-way leaves the
+   * position where it was and `logCursor` names the end of the batch, so the
+   * reader sends the same batch again (same lines → same deltas, chunks and
+   * id, the id being derived from the position, `UsageFlusher`) and the
+   * chunks already applied are skipped by their markers.
+   */
   async flush (deltas: readonly UsageDelta[], batchId?: string, cursor?: LogCursor): Promise<FlushResult> {
-    // A batch goes out in chunks, each atomic on its own: committing a log
-    // position with all of them needs a record of the chunks applied that
-    // this store does not keep yet (docs/engines.md). Refused, not half done.
-    if (cursor !== undefined) throw new StoreError('the redis store cannot commit a log position with usage yet (the nginx engine needs the sqlite or memory store for now)')
-    return await this.#flusher.flush(deltas, batchId)
+    return await this.#flusher.flush(deltas, batchId, cursor)
   }
 
-  /** No position is ever committed here yet (see {@link flush}). */
-  async logCursor (_key: string): Promise<number> {
-    this.#runner.check()
-    return 0
+  async logCursor (key: string): Promise<CommittedLogCursor> {
+    const [position, pendingTo] = await this.#runner.run('log_cursor', () =>
+      this.#client.hmget(`${this.#keys.logCursorPrefix}${key}`, 'position', 'pending_to'))
+    return { position: Number(position ?? 0), ...(pendingTo == null ? {} : { replayTo: Number(pendingTo) }) }
   }
 
   async leadership (holder: string, ttlMs: number): Promise<number> {

@@ -9,7 +9,7 @@ import type {
   Clock, ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
-import type { FailureDetail, LogCursor, OutboxItem } from '../meter/index.ts'
+import type { CommittedLogCursor, FailureDetail, LogCursor, OutboxItem } from '../meter/index.ts'
 import { CallerError, messageOf, runWithBusyRetry } from './sqlite-busy-retry.ts'
 import { SqliteLease } from './sqlite-lease.ts'
 import { SqliteOutbox } from './sqlite-outbox.ts'
@@ -122,8 +122,9 @@ export class SqliteStore implements UsageStore {
     return this.#run('flush', () => this.#flushTx(deltas, cursor))
   }
 
-  async logCursor (key: string): Promise<number> {
-    return this.#run('logCursor', () => Number(this.#sql.getMeta.get(`${LOG_CURSOR_PREFIX}${key}`) ?? 0))
+  /** A flush here is one transaction: never applied in part, so never a `replayTo`. */
+  async logCursor (key: string): Promise<CommittedLogCursor> {
+    return this.#run('logCursor', () => ({ position: Number(this.#sql.getMeta.get(`${LOG_CURSOR_PREFIX}${key}`) ?? 0) }))
   }
 
   async expire (now: number): Promise<ExpireResult> {

@@ -5,15 +5,17 @@ import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import type { TestContext } from 'node:test'
 import { policyOf, resolveMeterOptions } from '../../src/meter/index.ts'
 import { openStore } from '../../src/store/index.ts'
+import { REDIS_URL, cleanupPrefix, redisOrSkip, uniquePrefix } from '../helpers/redis.ts'
 import { addReportBytes } from '../helpers/report-bytes.ts'
 
 const child = new URL('../fixtures/log-meter-child.ts', import.meta.url).pathname
 
 /** Start the metering child and wait for its `ready` line. */
-async function start (db: string, log: string): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', child, db, log], { stdio: ['ignore', 'pipe', 'inherit'] })
+async function start (url: string, log: string, prefix: string): Promise<ChildProcess> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', child, url, log, prefix], { stdio: ['ignore', 'pipe', 'inherit'] })
   await new Promise<void>((resolve, reject) => {
     let out = ''
     proc.stdout?.on('data', (c: Buffer) => {
@@ -29,65 +31,74 @@ function line (uid: string, bytes: number, status = 200): string {
   return JSON.stringify({ t: Date.now() / 1000, uid, bytes, status, method: 'GET', done: 'OK', path: '/v/seg.ts', ip: '10.0.0.1', xff: '', sidh: '', cookie: '', sid: '' }) + '\n'
 }
 
-describe('metering from the access log is exact across kill -9 (sqlite store)', () => {
-  it('every line is counted once however often the reader is killed mid-stream', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'sm-log-once-'))
-    t.after(() => rmSync(dir, { recursive: true, force: true }))
-    const db = join(dir, 'usage.db')
-    const log = join(dir, 'access.log')
-    const expected = new Map<string, number>()
-    let written = 0
-    const write = (n: number): void => {
-      let text = ''
-      for (let i = 0; i < n; i++) {
-        const uid = `u${written % 37}`
-        const bytes = 1000 + (written % 13) * 17
-        // Every 11th line is a refusal: nothing to count, the position still moves.
-        if (written % 11 === 0) text += line(uid, 96, 403)
-        else {
-          text += line(uid, bytes)
-          expected.set(uid, (expected.get(uid) ?? 0) + bytes)
-        }
-        written++
-      }
-      appendFileSync(log, text)
-    }
-
-    let proc = await start(db, log)
-    for (let round = 0; round < 6; round++) {
-      // Lines arrive while the reader runs; then it is killed at an arbitrary moment.
-      for (let k = 0; k < 10; k++) {
-        write(150)
-        await new Promise((resolve) => setTimeout(resolve, 10 + ((round * 7 + k * 3) % 40)))
-      }
-      proc.kill('SIGKILL')
-      await new Promise((resolve) => proc.once('exit', resolve))
-      write(100) // written while nobody reads
-      proc = await start(db, log)
-    }
-    // A last stretch, read to the end, and a graceful stop.
-    write(500)
-    await new Promise((resolve) => setTimeout(resolve, 500))
-    proc.kill('SIGTERM')
-    await new Promise((resolve) => proc.once('exit', resolve))
-
-    const store = await openStore(`sqlite:${db}`, policyOf(resolveMeterOptions({ minBytes: 0 })))
-    try {
-      // The graceful stop sealed the window: the usage is in reports, plus any records left.
-      const metered = new Map<string, number>()
-      let requests = 0
-      for (const r of await store.records()) {
-        metered.set(r.uid, (metered.get(r.uid) ?? 0) + r.bytes)
-        requests += r.requests
-      }
-      for (const e of await store.outbox()) {
-        addReportBytes(metered, e.body)
-        requests += (JSON.parse(e.body) as { summary: { total_requests: number } }).summary.total_requests
-      }
-      assert.deepEqual(new Map([...metered].sort()), new Map([...expected].sort()))
-      assert.equal(requests, written - Math.ceil(written / 11))
-    } finally {
-      await store.close()
-    }
-  })
+describe('metering from the access log is exact across kill -9', () => {
+  for (const kind of ['sqlite', 'redis'] as const) {
+    it(`${kind} store: every line is counted once however often the reader is killed mid-stream`, async (t) => {
+      if (kind === 'redis' && !await redisOrSkip(t)) return
+      await exactlyOnce(t, kind)
+    })
+  }
 })
+
+async function exactlyOnce (t: TestContext, kind: 'sqlite' | 'redis'): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sm-log-once-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const prefix = uniquePrefix('log-once')
+  if (kind === 'redis') cleanupPrefix(t, prefix)
+  const url = kind === 'redis' ? REDIS_URL : `sqlite:${join(dir, 'usage.db')}`
+  const log = join(dir, 'access.log')
+  const expected = new Map<string, number>()
+  let written = 0
+  const write = (n: number): void => {
+    let text = ''
+    for (let i = 0; i < n; i++) {
+      const uid = `u${written % 37}`
+      const bytes = 1000 + (written % 13) * 17
+      // Every 11th line is a refusal: nothing to count, the position still moves.
+      if (written % 11 === 0) text += line(uid, 96, 403)
+      else {
+        text += line(uid, bytes)
+        expected.set(uid, (expected.get(uid) ?? 0) + bytes)
+      }
+      written++
+    }
+    appendFileSync(log, text)
+  }
+
+  let proc = await start(url, log, prefix)
+  for (let round = 0; round < 6; round++) {
+    // Lines arrive while the reader runs; then it is killed at an arbitrary moment.
+    for (let k = 0; k < 10; k++) {
+      write(150)
+      await new Promise((resolve) => setTimeout(resolve, 10 + ((round * 7 + k * 3) % 40)))
+    }
+    proc.kill('SIGKILL')
+    await new Promise((resolve) => proc.once('exit', resolve))
+    write(100) // written while nobody reads
+    proc = await start(url, log, prefix)
+  }
+  // A last stretch, read to the end, and a graceful stop.
+  write(500)
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  proc.kill('SIGTERM')
+  await new Promise((resolve) => proc.once('exit', resolve))
+
+  const store = await openStore(url, policyOf(resolveMeterOptions({ minBytes: 0 })), { prefix })
+  try {
+    // The graceful stop sealed the window: the usage is in reports, plus any records left.
+    const metered = new Map<string, number>()
+    let requests = 0
+    for (const r of await store.records()) {
+      metered.set(r.uid, (metered.get(r.uid) ?? 0) + r.bytes)
+      requests += r.requests
+    }
+    for (const e of await store.outbox()) {
+      addReportBytes(metered, e.body)
+      requests += (JSON.parse(e.body) as { summary: { total_requests: number } }).summary.total_requests
+    }
+    assert.deepEqual(new Map([...metered].sort()), new Map([...expected].sort()))
+    assert.equal(requests, written - Math.ceil(written / 11))
+  } finally {
+    await store.close()
+  }
+}

@@ -1,6 +1,6 @@
 import type { Histogram } from 'prom-client'
 import type {
-  ExpireResult, FailureDetail, FlushResult, LogCursor, OutboxEntry, OutboxItem, OutboxStats, RenderedReport, SealRequest, SealResult, StoreCounters,
+  CommittedLogCursor, ExpireResult, FailureDetail, FlushResult, LogCursor, OutboxEntry, OutboxItem, OutboxStats, RenderedReport, SealRequest, SealResult, StoreCounters,
   StoreDurability, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../../meter/index.ts'
 
@@ -25,7 +25,7 @@ export class InstrumentedStore implements UsageStore {
     return this.#time('flush', () => this.#inner.flush(deltas, batchId, cursor))
   }
 
-  logCursor (key: string): Promise<number> { return this.#time('log_cursor', () => this.#inner.logCursor(key)) }
+  logCursor (key: string): Promise<CommittedLogCursor> { return this.#time('log_cursor', () => this.#inner.logCursor(key)) }
   expire (now: number): Promise<ExpireResult> { return this.#time('expire', () => this.#inner.expire(now)) }
   seal (request: SealRequest): Promise<SealResult> { return this.#time('seal', () => this.#inner.seal(request)) }
   nextSealAt (): Promise<number | undefined> { return this.#time('next_seal_at', () => this.#inner.nextSealAt()) }

@@ -31,6 +31,12 @@ export interface AccessLogReaderOptions {
   key?: string | undefined
   /** Byte offset of the first line not read yet (the store's `logCursor`). @default 0 */
   position?: number | undefined
+  /**
+   * The store's `logCursor().replayTo`: the first read stops exactly there,
+   * so that a batch the store may have applied in part is sent again whole
+   * and the same.
+   */
+  replayTo?: number | undefined
   /** Most bytes of log read at one flush; the rest waits for the next. @default 8 MiB */
   maxBytesPerRead?: number | undefined
   /** Told of a line that is no access-log line (it is skipped). */
@@ -69,6 +75,7 @@ export class AccessLogReader {
   readonly #key: string
   readonly #maxBytes: number
   #position: number
+  #replayTo: number | undefined
 
   constructor (options: AccessLogReaderOptions) {
     this.#path = options.path
@@ -78,6 +85,7 @@ export class AccessLogReader {
     this.#onBadLine = options.onBadLine ?? (() => {})
     this.#key = options.key ?? 'nginx-access-log'
     this.#maxBytes = options.maxBytesPerRead ?? MAX_BYTES_PER_READ
+    this.#replayTo = options.replayTo
   }
 
   /**
@@ -116,7 +124,8 @@ export class AccessLogReader {
     try {
       const buffer = Buffer.allocUnsafe(CHUNK)
       let carry = Buffer.alloc(0)
-      let budget = this.#maxBytes
+      let budget = this.#replayTo === undefined ? this.#maxBytes : this.#replayTo - this.#position
+      this.#replayTo = undefined
       while (budget > 0) {
         const bytesRead = readSync(fd, buffer, 0, Math.min(CHUNK, budget), this.#position + carry.length)
         if (bytesRead === 0) break
