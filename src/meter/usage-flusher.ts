@@ -88,10 +88,11 @@ export class UsageFlusher {
     const cursor = this.#cursor
     const moved = cursor !== undefined && cursor.position !== this.#batched
     if (buffer.uids === 0 && !moved) return undefined
-    // A batch from a log is named by the position it starts at: the same
-    // lines read again after a crash make the same batch, with the same id,
-    // so a store that applied part of it skips that part (Redis' chunks).
-    const batch = buffer.drain(cursor === undefined ? randomUUID() : `log:${cursor.key}@${this.#batched ?? 0}`)
+    // A batch from a log is named by the lines it holds: the same lines read
+    // again after a crash make the same batch, with the same id, so a store
+    // that applied part of it skips that part (Redis' chunks); other lines
+    // never share an id with it.
+    const batch = buffer.drain(cursor === undefined ? randomUUID() : `log:${cursor.key}@${this.#batched ?? 0}-${cursor.position}`)
     if (cursor !== undefined) {
       // Lines that metered nothing (refusals, HEADs) still move the position.
       batch.cursor = { key: cursor.key, position: cursor.position }

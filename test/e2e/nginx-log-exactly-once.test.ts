@@ -28,7 +28,7 @@ async function start (url: string, log: string, prefix: string): Promise<ChildPr
 }
 
 function line (uid: string, bytes: number, status = 200): string {
-  return JSON.stringify({ t: Date.now() / 1000, uid, bytes, status, method: 'GET', done: 'OK', path: '/v/seg.ts', ip: '10.0.0.1', xff: '', sidh: '', cookie: '', sid: '' }) + '\n'
+  return JSON.stringify({ t: Date.now() / 1000, uid, bytes, status, method: 'GET', done: 'OK', path: '/v/seg.ts', ip: '10.0.0.1', xff: '', sidh: '', scookie: '', sid: '' }) + '\n'
 }
 
 describe('metering from the access log is exact across kill -9', () => {

@@ -30,7 +30,7 @@ describe('metering from the nginx engine\'s access log', () => {
     const meter = resolveMeterOptions({ workerId: 'nginx-test', minBytes: 0 })
     const store = new MemoryStore(policyOf(meter))
     const collector = new TrafficCollector(meter, { store })
-    const reader = new AccessLogReader({ path: nginx.accessLog, metering: new MeteringInput(collector, Date.now), ips: new ClientIpResolver(['127.0.0.1']) })
+    const reader = new AccessLogReader({ path: nginx.accessLog, key: 'nginx:test', metering: new MeteringInput(collector, Date.now), ips: new ClientIpResolver(['127.0.0.1']) })
     reader.read() // nginx's start-up probe
     const received = new Map<string, number>()
     const got = (uid: string, n: number): void => { received.set(uid, (received.get(uid) ?? 0) + n) }
@@ -40,8 +40,9 @@ describe('metering from the nginx engine\'s access log', () => {
       const res = await request(`${nginx.url}${signed('whole', 'seg.ts')}`, { headers: { 'x-session-id': 'sess-1', 'x-forwarded-for': '203.0.113.5' } })
       got('whole', (await res.body.arrayBuffer()).byteLength)
     }
-    // A range, a HEAD and a 304: only the range's part counts.
-    const ranged = await request(`${nginx.url}${signed('parts', 'seg.ts')}`, { headers: { range: 'bytes=100-1099' } })
+    // A range, a HEAD and a 304: only the range's part counts. The session
+    // comes from its cookie (the only cookie the log keeps).
+    const ranged = await request(`${nginx.url}${signed('parts', 'seg.ts')}`, { headers: { range: 'bytes=100-1099', cookie: 'a=1; session_id_fileserver="sess-c"; b=2' } })
     got('parts', (await ranged.body.arrayBuffer()).byteLength)
     assert.equal(ranged.statusCode, 206)
     const head = await request(`${nginx.url}${signed('parts', 'seg.ts')}`, { method: 'HEAD' })
@@ -76,6 +77,7 @@ describe('metering from the nginx engine\'s access log', () => {
     assert.deepEqual(records.get('whole')?.sessions, ['sess-1'])
     assert.deepEqual(records.get('whole')?.ips, ['203.0.113.5'])
     assert.equal(records.get('parts')?.bytes, 1000)
+    assert.deepEqual(records.get('parts')?.sessions, ['sess-c'])
     assert.equal(records.get('parts')?.requests, 1)
     assert.equal(records.has('thief'), false)
     const cutBytes = records.get('cut')?.bytes ?? 0

@@ -60,7 +60,7 @@ describe('log cursors: a log position committed with the usage it produced', () 
     // A batch of three chunks whose pipeline was cut after its first chunk:
     // the begin script and chunk 0 ran, chunk 1 and 2 and the commit did not.
     const deltas = [delta('p', 1), delta('q', 2), delta('r', 4), delta('s', 8), delta('u', 16)]
-    const id = 'log:access@5000'
+    const id = 'log:access@5000-9000'
     const client = new Redis(REDIS_URL)
     t.after(() => client.quit())
     await client.hset(`{${prefix}}:log-cursor:access`, 'pending_id', id, 'pending_to', 9000)

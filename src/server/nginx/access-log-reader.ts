@@ -1,7 +1,7 @@
 import { closeSync, openSync, readSync } from 'node:fs'
 import type { TrafficCollector } from '../../meter/index.ts'
 import type { ClientIpResolver } from '../access/client-ip.ts'
-import { sessionIdOf } from '../access/session-id.ts'
+import { SESSION_COOKIE, sessionIdOf } from '../access/session-id.ts'
 import type { MeteringInput } from '../metering/metering-input.ts'
 import { fileTypeOf } from '../origin/media-types.ts'
 
@@ -16,8 +16,16 @@ interface LogLine {
   ip: string
   xff: string
   sidh: string
-  cookie: string
+  scookie: string
   sid: string
+}
+
+const STRINGS = ['uid', 'method', 'path', 'ip', 'xff', 'sidh', 'scookie', 'sid'] as const
+
+function isLogLine (v: unknown): v is LogLine {
+  if (typeof v !== 'object' || v === null) return false
+  const o = v as Record<string, unknown>
+  return typeof o.bytes === 'number' && typeof o.status === 'number' && STRINGS.every((k) => typeof o[k] === 'string')
 }
 
 /** Options of {@link AccessLogReader}. */
@@ -27,8 +35,11 @@ export interface AccessLogReaderOptions {
   metering: MeteringInput
   /** `TRUSTED_PROXIES`, applied to each line's peer and `X-Forwarded-For` as the node engine does. */
   ips: ClientIpResolver
-  /** Names the log in the store (`LogCursor.key`). @default 'nginx-access-log' */
-  key?: string | undefined
+  /**
+   * Names the log in the store (`LogCursor.key`): one per log file, so one
+   * per host (`nginx:<WORKER_ID>`) when hosts share a store.
+   */
+  key: string
   /** Byte offset of the first line not read yet (the store's `logCursor`). @default 0 */
   position?: number | undefined
   /**
@@ -83,7 +94,7 @@ export class AccessLogReader {
     this.#ips = options.ips
     this.#position = options.position ?? 0
     this.#onBadLine = options.onBadLine ?? (() => {})
-    this.#key = options.key ?? 'nginx-access-log'
+    this.#key = options.key
     this.#maxBytes = options.maxBytesPerRead ?? MAX_BYTES_PER_READ
     this.#replayTo = options.replayTo
   }
@@ -96,8 +107,13 @@ export class AccessLogReader {
   attach (collector: TrafficCollector): void {
     collector.logPosition({ key: this.#key, position: this.#position })
     collector.beforeFlush(() => {
-      this.read()
-      collector.logPosition({ key: this.#key, position: this.#position })
+      try {
+        this.read()
+      } finally {
+        // The position always says exactly which lines were recorded, even
+        // when a read failed part-way (it moves per whole chunk of lines).
+        collector.logPosition({ key: this.#key, position: this.#position })
+      }
     })
   }
 
@@ -150,6 +166,7 @@ export class AccessLogReader {
     return lines
   }
 
+  /** Meter one line. Never throws: a line it cannot read is reported and skipped. */
   #meter (text: string): void {
     let line: LogLine
     try {
@@ -158,7 +175,7 @@ export class AccessLogReader {
       this.#onBadLine(text)
       return
     }
-    if (typeof line.uid !== 'string' || typeof line.bytes !== 'number' || typeof line.t !== 'number') {
+    if (!isLogLine(line)) {
       this.#onBadLine(text)
       return
     }
@@ -166,8 +183,12 @@ export class AccessLogReader {
     const headers = {
       'x-forwarded-for': line.xff === '' ? undefined : line.xff,
       'x-session-id': line.sidh === '' ? undefined : line.sidh,
-      cookie: line.cookie === '' ? undefined : line.cookie
+      // Only the session cookie is logged, not the whole Cookie header.
+      cookie: line.scookie === '' ? undefined : `${SESSION_COOKIE}=${line.scookie}`
     }
+    // Recorded at the time it is read, as the node engine records a piece
+    // when it meters it: lines read late (a backlog after an outage) must
+    // not start cycles in the past that expiry would discard at once.
     this.#metering.finish({
       uid: line.uid,
       fileType: fileTypeOf(line.path),
@@ -175,6 +196,6 @@ export class AccessLogReader {
       sessionId: sessionIdOf(headers, line.sid === '' ? undefined : line.sid),
       bytes: line.bytes,
       recorded: 0
-    }, Math.round(line.t * 1000))
+    })
   }
 }
