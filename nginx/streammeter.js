@@ -23,7 +23,7 @@ let result
 function check (r) {
   if (result !== undefined) return result
   const uid = first(r.args.uid)
-  if (uid !== undefined && uid.length > MAX_UID_LENGTH) {
+  if (uid !== undefined && utf16Length(uid) > MAX_UID_LENGTH) {
     result = { verdict: 'long-uid', uid: '' }
     return result
   }
@@ -35,6 +35,18 @@ function check (r) {
   result = { verdict: verdict(Buffer.from(secretHex, 'hex'), uid, r.uri.slice(1), first(r.args.expires), first(r.args.token), first(r.args.scope)), uid: uid === undefined ? '' : uid }
   if (result.verdict !== 'ok') result.uid = ''
   return result
+}
+
+/**
+ * A string's length as JavaScript in Node counts it (UTF-16 code units): njs
+ * counts code points, and a character past U+FFFF is two units in Node. Such
+ * a character is the one whose UTF-8 form starts with a byte of 0xF0 or more.
+ */
+function utf16Length (s) {
+  const bytes = Buffer.from(s)
+  let n = s.length
+  for (let i = 0; i < bytes.length; i++) if (bytes[i] >= 0xf0) n++
+  return n
 }
 
 /** The first value of a query parameter, undefined when it is absent or empty (as URLSearchParams.get and authorize.ts read it). */
@@ -58,7 +70,8 @@ function verdict (secret, uid, path, expires, token, scope) {
     const free = same(hmac(secret, `${SCOPED_MARKER}\nuid=${uid}\nscope=${scope}\nexpires=${expires}`), presented)
     if (!bound && !free) return 'bad'
   }
-  return Number(expires) < Date.now() / 1000 ? 'expired' : 'ok'
+  // Valid through its `expires` second, as url-signer.ts compares whole seconds.
+  return Number(expires) < Math.floor(Date.now() / 1000) ? 'expired' : 'ok'
 }
 
 function isSignableUid (uid) {
@@ -113,4 +126,9 @@ function sid (r) {
   return v === undefined ? '' : v
 }
 
-export default { access, uid, sid }
+/** `$sm_method_error`: the node engine's 405 body for this request's method. */
+function methodError (r) {
+  return JSON.stringify({ error: { code: 'SM_ERR_METHOD_NOT_ALLOWED', message: `method ${r.method.slice(0, 16)} is not allowed` } })
+}
+
+export default { access, uid, sid, methodError }

@@ -57,13 +57,29 @@ const TARGETS: string[] = [
   '/v/seg.ts',
   `/v/missing.ts?${plain('u1', 'v/missing.ts', LATER)}`,
   `/v/.env?${plain('u1', 'v/.env', LATER)}`,
-  `/v/a.vtt?${plain('u1', 'v/a.vtt', LATER)}`
+  `/v/a.vtt?${plain('u1', 'v/a.vtt', LATER)}`,
+  `/v/seg.ts?${plain('😀'.repeat(128), 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?${plain('😀'.repeat(129), 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?${plain('u1', 'v/seg.ts', Math.floor(Date.now() / 1000))}`,
+  '/v?uid=dir'
 ]
 
-interface Answer { status: number, type: string | undefined, body: string }
+/** Requests in another method than GET: [method, target]. */
+const METHODS: Array<[string, string]> = [
+  ['POST', `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}`],
+  ['DELETE', '/v/seg.ts'],
+  ['HEAD', `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}`]
+]
+
+interface Answer { status: number, type: string | undefined, body: string, allow?: string | undefined }
 
 async function fetchAll (base: string): Promise<Answer[]> {
   const out: Answer[] = []
+  for (const [method, target] of METHODS) {
+    const res = await request(`${base}${target}`, { method: method as 'POST' })
+    const body = await res.body.text()
+    out.push({ status: res.statusCode, type: res.headers['content-type'] as string | undefined, body, allow: res.headers.allow as string | undefined })
+  }
   for (const target of TARGETS) {
     const res = await request(`${base}${target}`)
     const body = await res.body.text()
@@ -79,11 +95,12 @@ describe('the nginx engine\'s access check (njs) answers as the node engine does
     const node = await startTestServer({ root, signingSecret: SECRET })
     t.after(() => node.close())
     const [fromNginx, fromNode] = [await fetchAll(nginx.url), await fetchAll(node.url)]
-    for (let i = 0; i < TARGETS.length; i++) {
-      assert.deepEqual(fromNginx[i], fromNode[i], `${TARGETS[i]}`)
+    const names = [...METHODS.map(([m, target]) => `${m} ${target}`), ...TARGETS]
+    for (let i = 0; i < names.length; i++) {
+      assert.deepEqual(fromNginx[i], fromNode[i], names[i])
     }
     // The cases cover every verdict.
-    assert.deepEqual([...new Set(fromNode.map((a) => a.status))].sort(), [200, 400, 403, 404, 410])
+    assert.deepEqual([...new Set(fromNode.map((a) => a.status))].sort(), [200, 400, 403, 404, 405, 410])
   })
 
   it('logs one JSON line per finished request, with the uid only when the request checked out', async (t) => {

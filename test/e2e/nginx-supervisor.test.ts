@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
@@ -19,12 +20,15 @@ async function rig (t: TestContext): Promise<Rig> {
   writeFileSync(join(dir, 'a.ts'), 'first root\n')
   const port = await freePort()
   const conf = writeTestConfig(dir, port, { root: dir, signingSecret: undefined })
-  const supervisor = new NginxSupervisor({ dir, conf, logger: silentLogger, restartDelay: 100 })
+  const url = `http://127.0.0.1:${port}`
+  const supervisor = new NginxSupervisor({
+    dir, conf, logger: silentLogger, restartDelay: 100, ready: serves(url, 'first root\n')
+  })
   t.after(async () => {
     await supervisor.stop(2000)
     rmSync(dir, { recursive: true, force: true })
   })
-  return { dir, port, conf, url: `http://127.0.0.1:${port}`, supervisor }
+  return { dir, port, conf, url, supervisor }
 }
 
 /** A GET on a fresh connection: a reloaded nginx's old workers still answer on the ones they hold. */
@@ -65,6 +69,9 @@ describe('the nginx supervisor', () => {
     writeTestConfig(dir, port, { root: other, signingSecret: undefined })
     supervisor.reload()
     await waitFor(serves(url, 'second root\n'), 5000, 'the new root to be served')
+    // The old worker accepts a little longer while it winds down: wait until
+    // the master has only its new worker.
+    await waitFor(() => childrenOf(supervisor.pid ?? 0) === 1, 5000, 'the old worker to exit')
     writeFileSync(conf, 'this is no nginx configuration;\n')
     assert.throws(() => { supervisor.reload() }, EngineError)
     assert.equal((await get(`${url}/a.ts`)).body, 'second root\n')
@@ -84,6 +91,17 @@ describe('the nginx supervisor', () => {
     await waitFor(() => stale.exitCode !== null || !alive(stale.pid ?? 0), 5000, 'the stale nginx to exit')
   })
 
+  it('refuses to start when the port is held by someone else', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const { port, supervisor } = await rig(t)
+    const holder = createServer((_req, res) => { res.end('someone else') })
+    await new Promise<void>((resolve) => holder.listen(port, '127.0.0.1', resolve))
+    t.after(() => new Promise<void>((resolve) => holder.close(() => resolve())))
+    // The probe sees an answer, but not nginx's: it asks for nginx's own file.
+    await assert.rejects(supervisor.start(), EngineError)
+    assert.equal(supervisor.pid, undefined)
+  })
+
   it('names the Debian packages when nginx or its js module is missing', () => {
     assert.throws(() => { checkNginx('/nonexistent/nginx') }, (err: Error) =>
       err instanceof EngineError && err.message.includes('apt-get install nginx libnginx-mod-http-js'))
@@ -92,6 +110,19 @@ describe('the nginx supervisor', () => {
       err instanceof EngineError && /js module is not installed/.test(err.message))
   })
 })
+
+/** How many processes have `pid` as their parent. */
+function childrenOf (pid: number): number {
+  let n = 0
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) n++
+    } catch {}
+  }
+  return n
+}
 
 function alive (pid: number): boolean {
   try {

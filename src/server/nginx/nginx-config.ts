@@ -74,12 +74,16 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     '  sendfile on;',
     '  tcp_nopush on;',
     '  server_tokens off;',
+    // A missing file is a 404 for the client, not a line in the error log
+    // (which would hold the request's signed query string).
+    '  log_not_found off;',
     '  merge_slashes off;',
     '  keepalive_requests 100000;',
     `  js_import sm from ${quote(o.njsPath)};`,
     '  js_set $sm_access sm.access;',
     '  js_set $sm_uid sm.uid;',
     '  js_set $sm_sid sm.sid;',
+    '  js_set $sm_method_error sm.methodError;',
     // Hex: nginx would read a `$` in the secret as a variable.
     `  js_var $sm_secret_hex ${secret === '' ? '""' : secret};`,
     `  log_format streammeter escape=json '${ACCESS_LOG_FORMAT}';`,
@@ -88,14 +92,26 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     `    listen ${o.host.includes(':') ? `[${o.host}]` : o.host}:${o.port};`,
     `    root ${quote(o.root)};`,
     '    location / {',
+    '      if ($request_method !~ ^(GET|HEAD)$) { return 463; }',
     ...denials.map(([verdict, code]) => `      if ($sm_access = ${verdict}) { return ${code}; }`),
+    // Files only: a directory is a 404, as in the node engine (no redirect, no listing).
+    '      try_files $uri =404;',
     '    }',
     // A segment starting with `.` is a 404, as in the node engine (docs/limits.md).
     '    location ~ /\\. { return 404; }',
     ...denials.map(([verdict, code]) => `    error_page ${code} = @sm_${verdict};`),
     '    error_page 404 = @sm_not_found;',
+    '    error_page 463 = @sm_method;',
     ...denials.map(([verdict,, err]) => errorLocation(`@sm_${verdict}`, err)),
     errorLocation('@sm_not_found', new NotFoundError()),
+    // The body names the method, as the node engine's does (njs renders it).
+    '    location @sm_method {\n' +
+    '      types { }\n' +
+    '      default_type "application/json; charset=utf-8";\n' +
+    '      add_header Cache-Control no-store always;\n' +
+    '      add_header Allow "GET, HEAD, OPTIONS" always;\n' +
+    '      return 405 $sm_method_error;\n' +
+    '    }',
     '  }',
     '}',
     ''

@@ -33,6 +33,12 @@ export interface NginxSupervisorOptions {
   logger: MeterLogger
   /** Ms before the first restart after a crash; doubles up to 5 s while nginx keeps failing. @default 200 */
   restartDelay?: number | undefined
+  /**
+   * Whether nginx answers (a request to its port): `start()` resolves once it
+   * does. nginx retries a busy port for 2.5 s before it gives up, so without
+   * a probe a port held by someone else is noticed only by the restarts.
+   */
+  ready?: (() => Promise<boolean>) | undefined
 }
 
 /** Life of the supervised nginx; changed in one place. */
@@ -54,6 +60,7 @@ export class NginxSupervisor {
   readonly #conf: string
   readonly #logger: MeterLogger
   readonly #baseDelay: number
+  readonly #ready: (() => Promise<boolean>) | undefined
   #child: ChildProcess | undefined
   #state: SupervisorState = 'idle'
   #restarts = 0
@@ -67,6 +74,7 @@ export class NginxSupervisor {
     this.#conf = options.conf
     this.#logger = options.logger
     this.#baseDelay = options.restartDelay ?? 200
+    this.#ready = options.ready
     this.#delay = this.#baseDelay
   }
 
@@ -94,12 +102,20 @@ export class NginxSupervisor {
     await this.#stopStale()
     this.#spawn()
     this.#setState('running')
-    // nginx that cannot bind or load its module exits within moments.
-    const early = await Promise.race([this.#exited.then(() => true), sleep(300).then(() => false)])
-    if (early) {
-      this.#setState('stopped')
-      throw new EngineError(`nginx exited at start: ${this.#errorLine()}`)
+    // nginx that cannot load its module exits within moments; one that
+    // cannot bind after 2.5 s of retries.
+    let exited = false
+    this.#exited.then(() => { exited = true }, () => {})
+    const deadline = Date.now() + 5000
+    for (;;) {
+      await sleep(this.#ready === undefined ? 300 : 50, true)
+      if (exited) break
+      if (this.#ready === undefined || await this.#ready()) return
+      if (Date.now() > deadline) break
     }
+    const line = this.#errorLine()
+    await this.stop(1000)
+    throw new EngineError(`nginx did not start: ${exited ? 'it exited' : 'it does not answer'}${line === '' ? '' : ` (${line})`}`)
   }
 
   /**
@@ -156,19 +172,28 @@ export class NginxSupervisor {
     // are found and told to finish.
     const child = spawn(this.#bin, this.#args(), { stdio: 'ignore', detached: true })
     this.#child = child
-    this.#exited = new Promise((resolve) => child.once('exit', (code, signal) => {
-      // Workers left behind stop accepting, finish their responses (each
-      // logged) and exit, freeing the port for the next master.
-      if (child.pid !== undefined) try { process.kill(-child.pid, 'SIGQUIT') } catch {}
-      resolve()
-      this.#onExit(code, signal)
-    }))
+    this.#exited = new Promise((resolve) => {
+      let ended = false
+      const end = (code: number | null, signal: NodeJS.Signals | null, err?: Error): void => {
+        if (ended) return
+        ended = true
+        // Workers left behind stop accepting, finish their responses (each
+        // logged) and exit, freeing the port for the next master.
+        if (child.pid !== undefined) try { process.kill(-child.pid, 'SIGQUIT') } catch {}
+        resolve()
+        this.#onExit(code, signal, err)
+      }
+      child.once('exit', (code, signal) => { end(code, signal) })
+      // A spawn that fails (EAGAIN under memory pressure, the binary gone
+      // during an upgrade) is an exit like any other: restarted, not fatal.
+      child.once('error', (err) => { end(null, null, err) })
+    })
   }
 
-  #onExit (code: number | null, signal: NodeJS.Signals | null): void {
+  #onExit (code: number | null, signal: NodeJS.Signals | null, err?: Error): void {
     if (this.#state !== 'running') return
     this.#setState('restarting')
-    this.#logger.error({ code, signal, restartIn: this.#delay, error: this.#errorLine() }, 'nginx died: starting it again')
+    this.#logger.error({ code, signal, spawnError: err?.message, restartIn: this.#delay, error: this.#errorLine() }, 'nginx died: starting it again')
     this.#timer = setTimeout(() => {
       if (this.#state !== 'restarting') return
       this.#restarts++
@@ -185,17 +210,29 @@ export class NginxSupervisor {
     if (this.pid !== undefined) this.#child?.kill(signal)
   }
 
-  /** An nginx whose pid file is in our prefix and which still runs: a previous run's. QUIT it and wait. */
+  /**
+   * An nginx of a previous run of ours (its pid file in our prefix, its
+   * command line naming our prefix) still running, or only its workers (its
+   * master was killed with streammeter): QUIT its process group, and wait
+   * for its listeners to close.
+   */
   async #stopStale (): Promise<void> {
     const pid = readPid(`${this.#dir}/nginx.pid`)
-    if (pid === undefined || !isNginx(pid)) return
-    this.#logger.warn({ pid }, 'an nginx of a previous run still runs: stopping it gracefully before starting ours')
-    process.kill(pid, 'SIGQUIT')
+    if (pid === undefined) return
+    const master = isOurNginx(pid, this.#dir)
+    if (!master && !groupListens(pid)) return
+    this.#logger.warn({ pid, master }, 'an nginx of a previous run still runs: stopping it gracefully before starting ours')
+    try {
+      // The group: a previous streammeter started it as ours is started.
+      process.kill(-pid, 'SIGQUIT')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw new EngineError(`cannot stop the nginx of a previous run (pid ${pid})`, { cause: err })
+    }
     // Its listening sockets close at once; it may take long to finish its
     // responses, so only its listeners are waited for, briefly.
     // Its workers hold the listening sockets too: the whole process group
     // (a previous streammeter started it as ours is started) is watched.
-    for (let i = 0; i < 50 && groupListens(pid); i++) await sleep(100)
+    for (let i = 0; i < 50 && groupListens(pid); i++) await sleep(100, true)
   }
 
   #errorLine (): string {
@@ -217,10 +254,11 @@ function readPid (file: string): number | undefined {
   }
 }
 
-/** Whether `pid` is an nginx master (not a pid reused by something else). */
-function isNginx (pid: number): boolean {
+/** Whether `pid` is an nginx master started with our prefix (not a pid reused by something else, nor another nginx). */
+function isOurNginx (pid: number, dir: string): boolean {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('nginx: master process')
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')
+    return cmdline.startsWith('nginx: master process') && cmdline.includes(` -p ${dir} `)
   } catch {
     return false
   }
@@ -261,6 +299,14 @@ function listens (pid: number): boolean {
   }
 }
 
-function sleep (ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref())
+/**
+ * A pause. Unreferenced unless `hold`: a race against nginx's exit must not
+ * keep the process alive, but a wait with nothing else pending (before
+ * nginx is spawned) must.
+ */
+function sleep (ms: number, hold = false): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    if (!hold) timer.unref()
+  })
 }
