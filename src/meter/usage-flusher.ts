@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { CollectorStateError } from '../errors.ts'
 import { channels, publishDiscards } from './diagnostics.ts'
 import type { MeterLogger } from './logger.ts'
 import type { InstanceCounters } from './traffic-status.ts'
@@ -45,7 +46,9 @@ export class UsageFlusher {
 
   /** Everything recorded from now on up to this call comes from a log up to `cursor.position`. */
   setCursor (cursor: LogCursor): void {
-    if (this.#cursor !== undefined && this.#cursor.key !== cursor.key) throw new Error(`one log per collector: ${this.#cursor.key}, not ${cursor.key}`)
+    if (this.#cursor !== undefined && this.#cursor.key !== cursor.key) {
+      throw new CollectorStateError(`one log per collector: this one reads ${this.#cursor.key}, not ${cursor.key}`)
+    }
     this.#cursor = { key: cursor.key, position: cursor.position }
     this.#batched ??= cursor.position
   }
