@@ -10,7 +10,8 @@ import { request } from 'undici'
 import { EngineError } from '../../src/errors.ts'
 import { silentLogger } from '../../src/meter/index.ts'
 import { NginxSupervisor, checkNginx } from '../../src/server/nginx/nginx-supervisor.ts'
-import { freePort, nginxOrSkip, writeTestConfig } from '../helpers/own-nginx.ts'
+import { nginxInstalled, nginxOrSkip, writeTestConfig } from '../helpers/own-nginx.ts'
+import { freePort } from '../helpers/own-redis.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 interface Rig { dir: string, port: number, conf: string, url: string, supervisor: NginxSupervisor }
@@ -105,7 +106,7 @@ describe('the nginx supervisor', () => {
   it('names the Debian packages when nginx or its js module is missing', () => {
     assert.throws(() => { checkNginx('/nonexistent/nginx') }, (err: Error) =>
       err instanceof EngineError && err.message.includes('apt-get install nginx libnginx-mod-http-js'))
-    if (!nginxOrSkipSync()) return
+    if (!nginxInstalled()) return
     assert.throws(() => { checkNginx('nginx', '/nonexistent/ngx_http_js_module.so') }, (err: Error) =>
       err instanceof EngineError && /js module is not installed/.test(err.message))
   })
@@ -127,15 +128,6 @@ function childrenOf (pid: number): number {
 function alive (pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
-
-function nginxOrSkipSync (): boolean {
-  try {
-    checkNginx('nginx')
     return true
   } catch {
     return false

@@ -1,20 +1,25 @@
-import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
-import type { AddressInfo } from 'node:net'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import { NJS_MODULE_PATH, renderNginxConfig } from '../../src/server/nginx/nginx-config.ts'
+import { renderNginxConfig } from '../../src/server/nginx/nginx-config.ts'
 import type { NginxConfigOptions } from '../../src/server/nginx/nginx-config.ts'
+import { checkNginx } from '../../src/server/nginx/nginx-supervisor.ts'
+import { freePort } from './own-redis.ts'
 import { waitFor } from './wait.ts'
 
 const NGINX = process.env.NGINX_BIN ?? 'nginx'
 const MISSING = 'nginx with its js module is needed (Debian: apt-get install nginx libnginx-mod-http-js; .ci/run installs them)'
 
-/** Whether nginx and its js module are installed. */
+/** Whether nginx and its js module are installed (the engine's own check). */
 export function nginxInstalled (): boolean {
-  return spawnSync(NGINX, ['-v']).status === 0 && existsSync(NJS_MODULE_PATH)
+  try {
+    checkNginx(NGINX)
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** True when nginx can run; otherwise skips the test, or fails it with `CI=true`. */
@@ -32,15 +37,6 @@ export interface OwnNginx {
   accessLog: string
   /** The access log's lines, parsed. */
   lines (): Array<Record<string, unknown>>
-}
-
-/** A free TCP port on 127.0.0.1 (free when asked). */
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 /** Write the nginx engine's configuration for a test into `dir`; returns its path. */

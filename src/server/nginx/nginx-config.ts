@@ -105,13 +105,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ...denials.map(([verdict,, err]) => errorLocation(`@sm_${verdict}`, err)),
     errorLocation('@sm_not_found', new NotFoundError()),
     // The body names the method, as the node engine's does (njs renders it).
-    '    location @sm_method {\n' +
-    '      types { }\n' +
-    '      default_type "application/json; charset=utf-8";\n' +
-    '      add_header Cache-Control no-store always;\n' +
-    '      add_header Allow "GET, HEAD, OPTIONS" always;\n' +
-    '      return 405 $sm_method_error;\n' +
-    '    }',
+    jsonLocation('@sm_method', 405, '$sm_method_error', ['Allow "GET, HEAD, OPTIONS"']),
     '  }',
     '}',
     ''
@@ -121,13 +115,20 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
 
 /** A named location answering `err` in the JSON shape of docs/errors.md. */
 function errorLocation (name: string, err: StreammeterError): string {
-  return `    location ${name} {\n` +
+  return jsonLocation(name, err.statusCode, quote(JSON.stringify(errorBody(err))))
+}
+
+/** A named location answering `status` with the JSON `body` (an nginx string or variable) and `headers`. */
+function jsonLocation (name: string, status: number, body: string, headers: readonly string[] = []): string {
+  return [
+    `    location ${name} {`,
     // No types here: the body is JSON whatever the path's extension says.
-    '      types { }\n' +
-    '      default_type "application/json; charset=utf-8";\n' +
-    '      add_header Cache-Control no-store always;\n' +
-    `      return ${err.statusCode} ${quote(JSON.stringify(errorBody(err)))};\n` +
+    '      types { }',
+    '      default_type "application/json; charset=utf-8";',
+    ...['Cache-Control no-store', ...headers].map((h) => `      add_header ${h} always;`),
+    `      return ${status} ${body};`,
     '    }'
+  ].join('\n')
 }
 
 /** `types` lines: each content type with its extensions. */
