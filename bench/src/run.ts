@@ -1,5 +1,6 @@
 /**
- * Entry point of this package's benchmarks (STYLE §19: outside `npm test`).
+ * Entry point of this package's benchmarks, kept out of `npm test`: timings
+ * belong in side-by-side runs, never in timed unit tests (bench/README.md).
  *
  *   npm run bench                                   every suite
  *   node --expose-gc --import tsx src/run.ts record [scenario ...]

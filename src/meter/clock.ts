@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 
 /**
  * Time as the collector sees it. Injected so that windows, expiry and backoff
- * are tested by moving a clock instead of sleeping (STYLE §11).
+ * are tested by moving a clock instead of sleeping.
  */
 export interface Clock {
   /** Milliseconds since the epoch. */

@@ -3,7 +3,7 @@ import type { MeterLogger } from './logger.ts'
 import type { DiscardedUsage, OutboxEntry } from './types.ts'
 
 /**
- * Metering events on `node:diagnostics_channel` (STYLE §22), so that other code
+ * Metering events on `node:diagnostics_channel`, so that other code
  * can observe usage without patching the collector. Publishing costs one
  * `hasSubscribers` check when nobody listens.
  *

@@ -2,7 +2,7 @@ import { pino } from 'pino'
 import type { Logger } from 'pino'
 
 /**
- * The server's logger: pino, JSON lines on stdout (STYLE §21). Secrets are
+ * The server's logger: pino, JSON lines on stdout. Secrets are
  * redacted wherever they could appear; request lines are never logged raw
  * because signed URLs carry tokens.
  */

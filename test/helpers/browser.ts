@@ -1,6 +1,6 @@
 /**
  * Debian's chromium driven by playwright-core for the dashboard tests
- * (STYLE: a test tool's own browser download fails on these machines).
+ * (a test tool's own browser download fails where the tests run).
  *
  * Without chromium the tests are skipped with a reason, except in CI
  * (`CI=true`), where a missing browser is a failure: `.ci/run` installs it.

@@ -1,5 +1,5 @@
 /**
- * Redis for tests (STYLE §14): the real server at 127.0.0.1:6379, one key
+ * Redis for tests: the real server at 127.0.0.1:6379, one key
  * prefix per store under a per-file, per-run base, and cleanup of exactly
  * those keys (never FLUSHALL / FLUSHDB: the server may be shared).
  *

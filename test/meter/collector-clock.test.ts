@@ -5,7 +5,7 @@ import type { TrafficReport } from '../../src/meter/index.ts'
 import { makeCollector } from '../helpers/collector-fixture.ts'
 
 /**
- * Usage time comes from the clock the collector is given (STYLE §11), never
+ * Usage time comes from the clock the collector is given, never
  * from the machine's: on a clock 74 years ahead of the real one, events are
  * stamped, cycles aged and expired, windows sealed and reports dated by that
  * clock alone. A reading of the real clock anywhere on that path would put a

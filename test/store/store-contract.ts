@@ -1,5 +1,5 @@
 /**
- * The one contract every UsageStore meets (STYLE §14; docs/metering.md and
+ * The one contract every UsageStore meets (docs/metering.md and
  * docs/report-format.md). A store's test file calls
  * `storeContract(kind, factory)`; every case asserts exact values, so two
  * stores that pass agree byte for byte.
