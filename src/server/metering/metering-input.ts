@@ -56,12 +56,9 @@ export class MeteringInput {
     })
   }
 
-  /**
-   * Record what is left of a response that ended (complete or aborted).
-   * @param time - ms since the epoch it ended, when the engine knows it (a log line); @default now
-   */
-  finish (delivery: Delivery, time?: number): void {
-    this.#record(delivery, time ?? this.#now())
+  /** Record what is left of a response that ended (complete or aborted). */
+  finish (delivery: Delivery): void {
+    this.#record(delivery, this.#now())
   }
 
   #record (d: Delivery, time: number): void {
