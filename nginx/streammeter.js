@@ -131,4 +131,35 @@ function methodError (r) {
   return JSON.stringify({ error: { code: 'SM_ERR_METHOD_NOT_ALLOWED', message: `method ${r.method.slice(0, 16)} is not allowed` } })
 }
 
-export default { access, uid, sid, methodError }
+// Parameters the proxy consumes (src/server/origin/origin-query.ts): never sent on.
+const OWN_PARAMETERS = ['uid', 'expires', 'token', 'sid', 'scope', 'ip']
+
+/**
+ * `$sm_origin_uri`: the path and query an HTTP origin gets, as the node
+ * engine's http-origin.ts and origin-query.ts build them: the base URL's
+ * path (`$sm_origin_path_hex`), the decoded request path with each segment
+ * percent-encoded, then the base URL's query and the client's parameters
+ * less the proxy's own and those the base query names.
+ */
+function originUri (r) {
+  const basePath = Buffer.from(r.variables.sm_origin_path_hex || '', 'hex').toString()
+  const baseQuery = Buffer.from(r.variables.sm_origin_query_hex || '', 'hex').toString()
+  const dropped = OWN_PARAMETERS.concat(baseQuery === '' ? [] : baseQuery.split('&').filter((p) => p !== '').map(nameOf))
+  const client = (r.variables.args || '').split('&').filter((p) => p !== '' && dropped.indexOf(nameOf(p)) === -1).join('&')
+  const query = baseQuery === '' ? client : client === '' ? baseQuery : `${baseQuery}&${client}`
+  const path = basePath + r.uri.slice(1).split('/').map(encodeURIComponent).join('/')
+  return query === '' ? path : `${path}?${query}`
+}
+
+/** A parameter's name, decoded as URLSearchParams decodes it (`+` is a space; a bad escape stays as it is). */
+function nameOf (piece) {
+  const eq = piece.indexOf('=')
+  const raw = (eq === -1 ? piece : piece.slice(0, eq)).replace(/\+/g, ' ')
+  try {
+    return decodeURIComponent(raw)
+  } catch (e) {
+    return raw
+  }
+}
+
+export default { access, uid, sid, methodError, originUri }

@@ -62,8 +62,11 @@ export class ConfigError extends StreammeterError<'SM_ERR_CONFIG'> {
  * and names the Debian packages when something is not installed.
  */
 export class EngineError extends StreammeterError<'SM_ERR_ENGINE'> {
-  constructor (message: string, options?: { cause?: unknown }) {
+  /** nginx or its js module is not installed: a problem of the host's setup (exit 2), not of a run. */
+  readonly missing: boolean
+  constructor (message: string, options?: { cause?: unknown, missing?: boolean }) {
     super('SM_ERR_ENGINE', message, 500, options)
+    this.missing = options?.missing ?? false
   }
 }
 

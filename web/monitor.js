@@ -142,7 +142,11 @@ function addHistory (points) {
 // ---- panels ------------------------------------------------------------------
 
 function renderTransfers (at) {
-  setText('transfer-count', count(at.count))
+  // The nginx engine: nginx streams the responses; each is known here only once finished.
+  $('transfer-empty').textContent = at.visible === false
+    ? 'Not visible with the nginx engine: nginx streams the responses, and each is metered when nginx has finished it (docs/engines.md).'
+    : 'No response is being streamed.'
+  setText('transfer-count', at.visible === false ? '–' : count(at.count))
   fillTable('transfer-rows', 'transfer-empty', at.transfers, (t) => {
     const tr = document.createElement('tr')
     const progress = document.createElement('td')

@@ -2,7 +2,7 @@ import cluster from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import { CONFIG_DEFAULTS, SECRET_SETTINGS, SETTING_NAMES, flagOf, loadConfig, settingHelp } from '../config/index.ts'
 import type { Config, Env } from '../config/index.ts'
-import { ConfigError, StoreUrlError } from '../errors.ts'
+import { ConfigError, EngineError, StoreUrlError } from '../errors.ts'
 import { startServer } from '../server/index.ts'
 import { wantsHelp } from './args.ts'
 import { runPrimary } from './cluster-primary.ts'
@@ -48,7 +48,9 @@ See docs/configuration.md.
  *   own memory (`memory:`, `sqlite::memory:`), so that none of them sees a
  *   uid's whole usage; or when this process cannot fork them
  */
-export function workerCount (config: Pick<Config, 'workers' | 'storeUrl'>, cores: number = availableParallelism()): number {
+export function workerCount (config: Pick<Config, 'workers' | 'storeUrl' | 'engine'>, cores: number = availableParallelism()): number {
+  // The nginx engine runs one streammeter; WORKERS is nginx's worker processes.
+  if (config.engine === 'nginx') return 1
   const count = config.workers === 0 ? cores : config.workers
   if (count <= 1) return 1
   const asked = config.workers === 0 ? `WORKERS=0 (one per CPU core: ${count})` : `WORKERS=${count}`
@@ -70,7 +72,8 @@ export function workerCount (config: Pick<Config, 'workers' | 'storeUrl'>, cores
  * With several workers this process becomes their primary (see
  * {@link runPrimary}); a worker of ours runs {@link runWorker}.
  * @returns 0 after a clean stop, 1 when starting or stopping failed, 2 when the
- *   store URL names a store this build does not have
+ *   store URL names a store this build does not have, or `ENGINE=nginx` finds
+ *   nginx or its js module missing
  */
 export async function runServe (argv: readonly string[], env: Env, ctx: CliContext, start: StartServer = defaultStartServer): Promise<number> {
   const workerIndex = cluster.isWorker ? Number(env[WORKER_ENV]) : NaN
@@ -97,7 +100,7 @@ export async function runServe (argv: readonly string[], env: Env, ctx: CliConte
       // A setting the schema accepts but this build or host cannot honour
       // (a redis:// STORE_URL before the redis store exists) is still a
       // configuration problem: exit 2, like any invalid setting.
-      if (err instanceof ConfigError || err instanceof StoreUrlError) {
+      if (err instanceof ConfigError || err instanceof StoreUrlError || (err instanceof EngineError && err.missing)) {
         ctx.stderr.write(`streammeter serve: ${err.message}\n`)
         return 2
       }

@@ -116,6 +116,7 @@ export function loadConfig (options: LoadConfigOptions): LoadedConfig {
     // log says, whatever the process's directory later is.
     config = { ...config, storeUrl: `sqlite:${resolve(cwd, sqlitePath)}` }
   }
+  config = { ...config, engineDir: resolve(cwd, config.engineDir) }
   return { config: deepFreeze(config), warnings }
 }
 

@@ -18,6 +18,9 @@ import {
  * parsers of value-parsers.ts only say what a valid value is.
  */
 
+/** The engines (docs/engines.md). */
+export const ENGINES = ['node', 'nginx'] as const
+
 /** pino's levels, `silent` included. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -57,7 +60,10 @@ export const CONFIG_DEFAULTS = Object.freeze({
   PLAYLIST_MAX_BYTES: 1024 * 1024, // bytes of origin playlist rewritten (1 MiB); larger: 502
   PUBLIC_HOSTS: Object.freeze([]) as readonly string[], // host[:port] names clients reach the proxy by; none: absolute playlist URIs are left alone
   LOG_LEVEL: 'info' as (typeof LOG_LEVELS)[number],
-  WORKERS: 1 // processes; 0 = one per CPU core
+  WORKERS: 1, // processes (node engine) or nginx worker processes (nginx engine); 0 = one per CPU core
+  ENGINE: 'node' as (typeof ENGINES)[number], // who moves the bytes: node (one Node process) or nginx
+  ENGINE_DIR: './data/nginx', // the nginx engine's files (configuration, access log, pid); relative to the working directory
+  NGINX_BIN: 'nginx' // the nginx binary of the nginx engine, a path or a name on PATH
 })
 
 /**
@@ -167,7 +173,16 @@ const settingsShape = {
   }).default(D.LOG_LEVEL)
     .describe(`log level: ${LOG_LEVELS.join(', ')}`),
   WORKERS: integer(0, 1024, 'a non-negative integer; 0 = one per CPU core').default(D.WORKERS)
-    .describe('server processes (0 = one per CPU core)')
+    .describe('server processes, or nginx worker processes with ENGINE=nginx (0 = one per CPU core)'),
+  ENGINE: setting((s) => {
+    const engine = ENGINES.find((e) => e === s.toLowerCase())
+    return engine ?? new Invalid(`must be one of ${ENGINES.join(', ')}`)
+  }).default(D.ENGINE)
+    .describe('who moves the bytes: node (everything in this process) or nginx (nginx serves media, this process meters its access log)'),
+  ENGINE_DIR: setting((s) => s).default(D.ENGINE_DIR)
+    .describe('directory of the nginx engine\'s configuration, access log and pid file (relative to the working directory)'),
+  NGINX_BIN: setting((s) => /[\0\n\r]/.test(s) ? new Invalid('must be a path or a command name') : s).default(D.NGINX_BIN)
+    .describe('the nginx binary of the nginx engine (Debian: nginx and libnginx-mod-http-js)')
 }
 
 /** Name of a setting: its environment variable. */
@@ -248,7 +263,10 @@ export const configSchema = z.strictObject(settingsShape)
     playlistMaxBytes: s.PLAYLIST_MAX_BYTES,
     publicHosts: s.PUBLIC_HOSTS as readonly string[],
     logLevel: s.LOG_LEVEL,
-    workers: s.WORKERS
+    workers: s.WORKERS,
+    engine: s.ENGINE,
+    engineDir: s.ENGINE_DIR,
+    nginxBin: s.NGINX_BIN
   }))
 
 /** The settings as the schema takes them: strings by variable name. */

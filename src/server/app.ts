@@ -11,6 +11,7 @@ import type { AdminAccess } from './admin/admin-auth.ts'
 import { registerAdminRoutes } from './admin/admin-routes.ts'
 import { Authorizer } from './access/authorize.ts'
 import { ClientIpResolver } from './access/client-ip.ts'
+import { EnginePeers } from './access/peer.ts'
 import { CorsPolicy } from './media/cors.ts'
 import { sendClientError, sendError } from './error-reply.ts'
 import { createHttpServer } from './media/http-server.ts'
@@ -73,6 +74,15 @@ export interface AppOptions {
   headersTimeout?: number | undefined
   /** `worker_id` shown by `/health`. */
   workerId?: string | undefined
+  /**
+   * The nginx engine's (docs/engines.md): nginx meters everything it sends
+   * from its access log, the playlists it passes on from here included, so
+   * this app's media route meters nothing; requests carrying this key name
+   * the client's address (access/peer.ts); and the dashboard says it cannot
+   * see transfers, with `bytesSent` (bytes of the responses nginx finished)
+   * for its throughput chart. Undefined: the node engine.
+   */
+  nginx?: { peerKey: string, bytesSent: () => number } | undefined
 }
 
 /** The built server, not yet listening. */
@@ -128,7 +138,8 @@ export function buildApp (options: AppOptions): App {
     routerOptions: { maxParamLength: 4096 },
     // Media requests skip Fastify (see http-server.ts); handleMedia is set below.
     serverFactory: (handler) => createHttpServer(handler, (req, res) => handleMedia(req, res), ownPaths, {
-      headersTimeout: options.headersTimeout === undefined ? undefined : options.headersTimeout * 1000
+      headersTimeout: options.headersTimeout === undefined ? undefined : options.headersTimeout * 1000,
+      peers: options.nginx === undefined ? undefined : new EnginePeers(options.nginx.peerKey)
     }),
     // Slow, oversized or malformed request heads: our JSON shape, not Fastify's.
     clientErrorHandler: sendClientError,
@@ -147,7 +158,7 @@ export function buildApp (options: AppOptions): App {
   if (collector !== undefined) metrics.watch(collector)
   const ips = new ClientIpResolver([...(options.trustedProxies ?? [])])
   // The node engine's side of the metering input: its live transfers.
-  const metering = collector === undefined ? undefined : new MeteringInput(collector, Date.now)
+  const metering = collector === undefined || options.nginx !== undefined ? undefined : new MeteringInput(collector, Date.now)
   metering?.watch(() => transfers.settled())
   const ctx: MediaContext = {
     origin: options.origin,
@@ -206,7 +217,9 @@ export function buildApp (options: AppOptions): App {
   }
   registerAdminRoutes(fastify, admin)
   registerOutboxRoutes(fastify, admin)
-  const monitor = registerMonitorRoutes(fastify, { ...admin, origin: options.origin, signingSecret: options.signingSecret })
+  const monitor = registerMonitorRoutes(fastify, {
+    ...admin, origin: options.origin, signingSecret: options.signingSecret, bytesSent: options.nginx?.bytesSent
+  })
 
   // The media route: straight from the server for plain paths, through
   // Fastify's catch-all route for the rest (see http-server.ts).

@@ -4,17 +4,13 @@
  */
 import type { Logger } from 'pino'
 import type { Config } from '../config/index.ts'
-import { describeConfig, toMeterOptions } from '../config/index.ts'
-import { TrafficCollector, policyOf, resolveMeterOptions } from '../meter/index.ts'
-import type { MeterOptions, StoreDurability, UsageStore } from '../meter/index.ts'
-import { openStore } from '../store/index.ts'
-import { buildApp } from './app.ts'
+import { describeConfig } from '../config/index.ts'
 import type { App } from './app.ts'
-import { FsOrigin } from './origin/fs-origin.ts'
-import { HttpOrigin } from './origin/http-origin.ts'
+import { addressOf, assembleApp } from './assemble.ts'
 import { createLogger } from './logger.ts'
 import { MONITOR_DEMO_PLAYLIST, MONITOR_DEMO_UID, demoPlaylistTarget } from './monitor/monitor-demo.ts'
-import type { Origin } from './origin/origin.ts'
+import { startNginxEngine } from './nginx/nginx-engine.ts'
+import type { NginxEngineOptions } from './nginx/nginx-engine.ts'
 
 export { buildApp } from './app.ts'
 export type { App, AppOptions, AppState } from './app.ts'
@@ -22,8 +18,9 @@ export { FsOrigin } from './origin/fs-origin.ts'
 export { HttpOrigin } from './origin/http-origin.ts'
 export type { Origin, OriginRequest, OriginResponse } from './origin/origin.ts'
 export { createLogger } from './logger.ts'
+export { createCollector, meterOptionsOf } from './assemble.ts'
 
-/** A listening server. */
+/** A listening server (docs/engines.md: either engine). */
 export interface RunningServer {
   /** `http://host:port` it listens on. */
   readonly address: string
@@ -37,49 +34,19 @@ export interface RunningServer {
 export const DEMO_UID = MONITOR_DEMO_UID
 
 /**
- * Open the store, build the app, start the collector and listen.
- * @throws when the store cannot be opened or the port cannot be bound (everything opened is closed again)
+ * Open the store, build the app, start the collector and listen; with
+ * `ENGINE=nginx`, start nginx in front of it (docs/engines.md).
+ * @throws when the store cannot be opened or the port cannot be bound (everything opened is closed again);
+ *   {@link EngineError} when nginx or its js module is missing or nginx does not start
  */
-export async function startServer (config: Config, options: { logger?: Logger } = {}): Promise<RunningServer> {
+export async function startServer (config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel)
-  const meter = meterOptionsOf(config)
-  const origin: Origin = config.origin.kind === 'http'
-    ? new HttpOrigin({
-      baseUrl: config.origin.url,
-      timeout: config.originTimeout,
-      connections: config.originMaxConnections,
-      hostHeader: config.originHostHeader
-    })
-    : new FsOrigin(config.origin.root)
-  let store
-  try {
-    // A proxy restarted while Redis is down still serves: usage waits in
-    // memory (bounded) until the store answers, and /health says degraded.
-    store = await openStore(config.storeUrl, policyOf(meter), {
-      prefix: config.storePrefix, waitForConnection: false, onDurability: (d) => logDurability(logger, d)
-    })
-  } catch (err) {
-    await origin.close()
-    throw err
+  if (config.engine === 'nginx') {
+    const server = await startNginxEngine(config, logger, options.nginx)
+    logStarted(config, logger, server)
+    return server
   }
-  const app = buildApp({
-    origin,
-    store,
-    collector: (s) => config.trafficCollectorEnabled
-      ? createCollector(meter, s, logger)
-      : undefined,
-    signingSecret: config.signingSecret,
-    trustedProxies: config.trustedProxies,
-    corsOrigins: config.corsOrigins,
-    adminToken: config.adminToken,
-    shutdownGrace: config.shutdownGrace,
-    sendTimeout: config.sendTimeout,
-    maxTransfersPerIp: config.maxTransfersPerIp,
-    playlistMaxBytes: config.playlistMaxBytes,
-    publicHosts: config.publicHosts,
-    logger,
-    workerId: meter.workerId
-  })
+  const app = await assembleApp(config, logger)
   try {
     await app.fastify.listen({ port: config.port, host: config.host })
   } catch (err) {
@@ -89,8 +56,22 @@ export async function startServer (config: Config, options: { logger?: Logger } 
   app.collector?.start()
   const addr = app.fastify.server.address()
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port
-  const host = config.host === '::' || config.host === '0.0.0.0' ? 'localhost' : config.host.includes(':') ? `[${config.host}]` : config.host
-  const address = `http://${host}:${port}`
+  const server = { address: addressOf(config.host, port), port, app, close: () => app.close() }
+  logStarted(config, logger, server)
+  return server
+}
+
+/** Options of {@link startServer}. */
+export interface StartOptions {
+  logger?: Logger | undefined
+  /** The nginx engine's tunables that are no settings (tests shorten them). */
+  nginx?: NginxEngineOptions | undefined
+}
+
+/** The lines a started server logs: its configuration, and what an operator should know. */
+function logStarted (config: Config, logger: Logger, server: RunningServer): void {
+  const { app, address } = server
+  const store = app.store
   logger.info({ config: describeConfig(config) }, 'streammeter started')
   if ('connected' in store && store.connected === false) {
     logger.error({}, 'the redis store is unreachable: serving without it, usage kept in memory until it answers (/health says degraded)')
@@ -113,32 +94,5 @@ export async function startServer (config: Config, options: { logger?: Logger } 
       const sign = `streammeter sign --uid ${MONITOR_DEMO_UID} --path /${MONITOR_DEMO_PLAYLIST}`
       logger.info({ sign, dashboard }, `serving the bundled demo media; SIGNING_SECRET is set: sign a URL to play it with ${sign}`)
     }
-  }
-  return { address, port, app, close: () => app.close() }
-}
-
-/** The metering options a configuration gives. */
-export function meterOptionsOf (config: Config): Readonly<MeterOptions> {
-  return resolveMeterOptions(toMeterOptions(config))
-}
-
-/**
- * The collector over `store`: the one place it is built, for the server and
- * for the final seal of the last worker to stop (`serve --workers`).
- */
-export function createCollector (meter: Readonly<MeterOptions>, store: UsageStore, logger: Logger): TrafficCollector {
-  return new TrafficCollector(meter, { store, logger })
-}
-
-/**
- * One line whenever a redis store finds out what its server promises: at
- * start, and again when that changes (a reconnection, a failover).
- */
-function logDurability (logger: Logger, d: StoreDurability): void {
-  if (d.durable) {
-    logger.info({ durability: d.code }, 'redis store: each seal is durable before its reports go out')
-  } else {
-    logger.warn({ durability: d.code },
-      'redis store is not durable: a Redis restart can lose or re-bill the last window (docs/scaling.md, "Redis settings")')
   }
 }

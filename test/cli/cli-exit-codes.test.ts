@@ -194,6 +194,14 @@ describe('serve', () => {
     assert.ok(!r.err.includes('pw-secret'), r.err)
   })
 
+  it('ENGINE=nginx without nginx: 2, from the real server, naming the Debian packages', async () => {
+    const r = await runDone(['serve', '--port', '0', '--host', '127.0.0.1', '--engine', 'nginx'], {
+      STORE_URL: 'memory:', NGINX_BIN: join(cwd, 'no-nginx-here'), ENGINE_DIR: join(cwd, 'nginx')
+    }, { signals: new EventEmitter(), startServer: undefined })
+    assert.equal(r.code, 2)
+    assert.match(r.err, /streammeter serve: nginx is not installed or does not run \(.*no-nginx-here\): apt-get install nginx libnginx-mod-http-js\n/)
+  })
+
   it('a failing stop: 1', async () => {
     const signals = new EventEmitter()
     const r = run(['serve'], { STORE_URL: 'memory:' }, {

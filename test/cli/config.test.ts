@@ -121,7 +121,10 @@ const SAMPLES: Record<string, { value: string, check: (c: Config) => void }> = {
   PLAYLIST_MAX_BYTES: { value: '65536', check: (c) => assert.equal(c.playlistMaxBytes, 65536) },
   PUBLIC_HOSTS: { value: 'Media.Example.com, media.example.com:8443,[2001:db8::1]:8080', check: (c) => assert.deepEqual(c.publicHosts, ['media.example.com', 'media.example.com:8443', '[2001:db8::1]:8080']) },
   LOG_LEVEL: { value: 'DEBUG', check: (c) => assert.equal(c.logLevel, 'debug') },
-  WORKERS: { value: '0', check: (c) => assert.equal(c.workers, 0) }
+  WORKERS: { value: '0', check: (c) => assert.equal(c.workers, 0) },
+  ENGINE: { value: 'NGINX', check: (c) => assert.equal(c.engine, 'nginx') },
+  ENGINE_DIR: { value: 'nginx-files', check: (c) => assert.equal(c.engineDir, join(empty, 'nginx-files')) },
+  NGINX_BIN: { value: '/usr/sbin/nginx', check: (c) => assert.equal(c.nginxBin, '/usr/sbin/nginx') }
 }
 
 describe('every setting is an environment variable and a serve flag', () => {
@@ -249,7 +252,8 @@ describe('invalid settings stop the start, naming the setting', () => {
     ['TRAFFIC_FLUSH_MAX_UIDS', '1e5', /positive integer/],
     ['SHUTDOWN_GRACE', '1,5', /positive number of seconds/],
     ['LOG_LEVEL', 'loud', /one of fatal, error, warn, info, debug, trace, silent/],
-    ['WORKERS', '-1', /non-negative integer/]
+    ['WORKERS', '-1', /non-negative integer/],
+    ['ENGINE', 'apache', /one of node, nginx/]
   ]
   for (const [name, value, reason] of cases) {
     it(`${name}=${JSON.stringify(value)}`, () => {

@@ -46,7 +46,7 @@ describe('/monitor/api/snapshot and the page files', () => {
     assert.equal(doc.throughput.bytes_per_second.length, doc.throughput.t.length)
     assert.ok(doc.throughput.bytes_per_second.at(-1) > 0, 'the response is in the last sample')
     assert.ok(doc.throughput.requests_per_second.ts.at(-1) > 0)
-    assert.deepEqual(doc.active_transfers, { count: 0, transfers: [] })
+    assert.deepEqual(doc.active_transfers, { visible: true, count: 0, transfers: [] })
     assert.equal(doc.window.qualified_uids, 1)
     assert.equal(doc.window.pending_accumulator_uids, 0)
     assert.equal(doc.window.total_bytes, 300_000)

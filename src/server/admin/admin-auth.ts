@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import { BearerToken } from '../../bearer-token.ts'
 import { ForbiddenError, UnauthorizedError } from '../../errors.ts'
 import { normalizeIp } from '../../ip-address.ts'
+import { peerOf } from '../access/peer.ts'
 
 /** What {@link AdminAuth.check} accepts besides `Authorization: Bearer`. */
 export interface AdminAuthCheckOptions {
@@ -70,7 +71,7 @@ export class AdminAuth {
   check (req: IncomingMessage, options: AdminAuthCheckOptions = {}): void {
     if (this.#token === undefined) {
       if (this.#access === 'closed') throw new ForbiddenError(CLOSED_MESSAGE)
-      if (!isLoopback(req.socket.remoteAddress)) throw new ForbiddenError()
+      if (!isLoopback(peerOf(req))) throw new ForbiddenError()
       return
     }
     const authorization = req.headers.authorization

@@ -1,5 +1,6 @@
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { EnginePeers } from '../access/peer.ts'
 import type { OwnPaths } from './own-paths.ts'
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void
@@ -16,6 +17,8 @@ export interface HttpServerOptions {
    * @default 30000
    */
   headersTimeout?: number | undefined
+  /** The nginx engine's: requests from its nginx name the client's address (peer.ts). */
+  peers?: EnginePeers | undefined
 }
 
 /**
@@ -45,7 +48,9 @@ export function createHttpServer (fastifyHandler: Handler, media: Handler, ownPa
   // Node enforces headersTimeout from a periodic sweep over the connections
   // (every 30 s by default, so a slowloris could last twice the timeout);
   // a sweep is a walk of a list in C++, cheap at this rate.
+  const peers = options.peers
   const server = createServer({ connectionsCheckingInterval: Math.max(10, Math.min(1000, headersTimeout / 4)) }, (req, res) => {
+    peers?.adopt(req)
     if (isDirect(req)) media(req, res)
     else fastifyHandler(req, res)
   })

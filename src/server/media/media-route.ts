@@ -7,6 +7,7 @@ import type { FileType } from '../../meter/index.ts'
 import type { ServerMetrics } from '../admin/metrics.ts'
 import type { Authorizer, Identity } from '../access/authorize.ts'
 import type { ClientIpResolver } from '../access/client-ip.ts'
+import { peerOf } from '../access/peer.ts'
 import { inScope, signedQuery } from '../access/url-signer.ts'
 import { sendError } from '../error-reply.ts'
 import { firstValue } from '../header-value.ts'
@@ -143,7 +144,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
 function identify (req: IncomingMessage, ctx: MediaContext): Request {
   const { rawPath, rawQuery } = splitTarget(req.url ?? '/')
   const path = parseMediaPath(rawPath)
-  const who = ctx.access.authorize({ path, query: new URLSearchParams(rawQuery), headers: req.headers, peer: req.socket.remoteAddress ?? '' })
+  const who = ctx.access.authorize({ path, query: new URLSearchParams(rawQuery), headers: req.headers, peer: peerOf(req) })
   if (who.kind === 'denied') throw who.error
   // Spelled out rather than spread: one shape, no property-by-property copy.
   return {

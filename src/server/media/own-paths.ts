@@ -33,6 +33,11 @@ export class OwnPaths {
     return false
   }
 
+  /** The exact paths and the prefixes (each ending with `/`), apart: the nginx engine routes them to the server. */
+  routes (): { exact: string[], prefixes: string[] } {
+    return { exact: [...this.#exact].sort(), prefixes: [...this.#prefixes].sort() }
+  }
+
   /** Exact paths and prefixes (a prefix ends with `/`), for tests and diagnostics. */
   list (): string[] {
     return [...this.#exact, ...this.#prefixes].sort()

@@ -15,6 +15,8 @@ export interface MonitorSources {
   version: string
   workerId: string
   state: () => string
+  /** Set by the nginx engine, whose transfers are nginx's, not visible here. */
+  bytesSent?: (() => number) | undefined
 }
 
 /** Options of {@link buildMonitorSnapshot}. */
@@ -45,7 +47,12 @@ export interface MonitorSnapshot {
   worker_id: string
   state: string
   throughput: ThroughputPoints
-  active_transfers: { count: number, transfers: TransferView[] }
+  /**
+   * The node engine's live responses. `visible` is false in the nginx
+   * engine: nginx streams them, and streammeter learns of each one only when
+   * nginx has finished it (count 0, list empty).
+   */
+  active_transfers: { visible: boolean, count: number, transfers: TransferView[] }
   /** Null when the collector is disabled (`TRAFFIC_COLLECTOR_ENABLED=false`). */
   window: {
     qualified_uids: number
@@ -97,7 +104,9 @@ export async function buildMonitorSnapshot (src: MonitorSources, options: Monito
     worker_id: src.workerId,
     state: src.state(),
     throughput: src.history.points(options.historyAfter),
-    active_transfers: { count: src.transfers.size, transfers: src.transfers.list(now, options.transfers ?? 50) },
+    active_transfers: {
+      visible: src.bytesSent === undefined, count: src.transfers.size, transfers: src.transfers.list(now, options.transfers ?? 50)
+    },
     window: status === undefined ? null : windowOf(status),
     delivery: status === undefined ? null : deliveryOf(status),
     store: {

@@ -15,10 +15,10 @@ const PACKAGES = 'apt-get install nginx libnginx-mod-http-js'
 export function checkNginx (bin: string, njsModule = NJS_MODULE_PATH): void {
   const run = spawnSync(bin, ['-v'], { encoding: 'utf8' })
   if (run.error !== undefined || run.status !== 0) {
-    throw new EngineError(`nginx is not installed or does not run (${bin}): ${PACKAGES}`)
+    throw new EngineError(`nginx is not installed or does not run (${bin}): ${PACKAGES}`, { missing: true })
   }
   if (!existsSync(njsModule)) {
-    throw new EngineError(`nginx's js module is not installed (${njsModule}): ${PACKAGES}`)
+    throw new EngineError(`nginx's js module is not installed (${njsModule}): ${PACKAGES}`, { missing: true })
   }
 }
 

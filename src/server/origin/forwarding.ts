@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { normalizeIp } from '../../ip-address.ts'
 import type { ClientIpResolver } from '../access/client-ip.ts'
+import { peerOf } from '../access/peer.ts'
 import type { ForwardedClient } from './origin.ts'
 
 /**
@@ -19,7 +20,7 @@ import type { ForwardedClient } from './origin.ts'
  * wrote, and passing them on would let it pose as any address to the origin.
  */
 export function forwardedClient (req: IncomingMessage, ips: ClientIpResolver): ForwardedClient {
-  const address = req.socket.remoteAddress ?? ''
+  const address = peerOf(req)
   if (ips.size === 0 || !ips.isTrusted(address)) return { address }
   const h = req.headers
   return { address, forwardedFor: joined(h['x-forwarded-for']), proto: joined(h['x-forwarded-proto']) }
