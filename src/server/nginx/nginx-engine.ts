@@ -53,15 +53,16 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
   const peerKey = randomBytes(32).toString('hex')
   let bytesSent = 0
   const app = await assembleApp(config, logger, { nginx: { peerKey, bytesSent: () => bytesSent } })
+  const statusSocket = join(dir, 'status.sock')
   const supervisor = new NginxSupervisor({
     bin: config.nginxBin,
     dir,
     conf: join(dir, 'nginx.conf'),
     logger,
     restartDelay: options.restartDelay,
-    ready: async () => await answers(`${addressOf(probeHost(config.host), port)}/health`)
+    ready: async () => await answers(`${addressOf(probeHost(config.host), port)}/health`),
+    unixSockets: [statusSocket]
   })
-  const statusSocket = join(dir, 'status.sock')
   let stopReader = (): void => {}
   let reader: AccessLogReader | undefined
   try {

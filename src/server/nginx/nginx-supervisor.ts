@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs'
 import { EngineError } from '../../errors.ts'
 import type { MeterLogger } from '../../meter/index.ts'
 import { NJS_MODULE_PATH } from './nginx-config.ts'
@@ -39,6 +39,12 @@ export interface NginxSupervisorOptions {
    * a probe a port held by someone else is noticed only by the restarts.
    */
   ready?: (() => Promise<boolean>) | undefined
+  /**
+   * Unix sockets nginx listens on, removed before each start: an nginx
+   * killed with -9 leaves its socket files behind, and nginx will not bind
+   * over one.
+   */
+  unixSockets?: readonly string[] | undefined
 }
 
 /** Life of the supervised nginx; changed in one place. */
@@ -61,6 +67,7 @@ export class NginxSupervisor {
   readonly #logger: MeterLogger
   readonly #baseDelay: number
   readonly #ready: (() => Promise<boolean>) | undefined
+  readonly #unixSockets: readonly string[]
   #child: ChildProcess | undefined
   #state: SupervisorState = 'idle'
   #restarts = 0
@@ -75,6 +82,7 @@ export class NginxSupervisor {
     this.#logger = options.logger
     this.#baseDelay = options.restartDelay ?? 200
     this.#ready = options.ready
+    this.#unixSockets = options.unixSockets ?? []
     this.#delay = this.#baseDelay
   }
 
@@ -167,6 +175,7 @@ export class NginxSupervisor {
   }
 
   #spawn (): void {
+    for (const socket of this.#unixSockets) rmSync(socket, { force: true })
     // A process group of its own: when the master dies (kill -9), its
     // workers live on, still accepting on the port; the group is how they
     // are found and told to finish.

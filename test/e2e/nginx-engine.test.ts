@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { networkInterfaces, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import type { TestContext } from 'node:test'
+import { request } from 'undici'
+import { loadConfig } from '../../src/config/index.ts'
+import { createLogger, startServer } from '../../src/server/index.ts'
+import type { RunningServer } from '../../src/server/index.ts'
+import { nginxOrSkip } from '../helpers/own-nginx.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+/**
+ * What only the nginx engine has (docs/engines.md#nginx-engine-nginx): the
+ * behaviours both engines share are in engines.test.ts.
+ */
+
+const FILES: Record<string, number> = { 'a.ts': 200_000, 'b.ts': 64 * 1024, 'c.ts': 1_000 }
+
+interface Engine {
+  server: RunningServer
+  dir: string
+}
+
+async function startEngine (t: TestContext, env: Record<string, string> = {}): Promise<Engine> {
+  const dir = mkdtempSync(join(tmpdir(), 'sm-nginx-engine-'))
+  for (const [name, size] of Object.entries(FILES)) writeFileSync(join(dir, name), Buffer.alloc(size, name))
+  const { config } = loadConfig({
+    env: {
+      ENGINE: 'nginx',
+      ENGINE_DIR: join(dir, 'engine'),
+      ORIGIN_ROOT: dir,
+      STORE_URL: 'memory:',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      TRAFFIC_FLUSH_INTERVAL: '0.2',
+      TRAFFIC_MIN_BYTES: '0',
+      SHUTDOWN_GRACE: '5',
+      ...env
+    },
+    cwd: dir
+  })
+  const server = await startServer(config, { logger: createLogger('silent'), nginx: { restartDelay: 100 } })
+  t.after(async () => {
+    await server.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return { server, dir }
+}
+
+/** A whole download on a fresh connection; the bytes received, or 0 when the request failed. */
+async function download (url: string): Promise<number> {
+  try {
+    const res = await request(url, { reset: true })
+    const body = Buffer.from(await res.body.arrayBuffer())
+    return res.statusCode === 200 ? body.length : 0
+  } catch {
+    return 0
+  }
+}
+
+/** Bytes per uid in the store, after a flush that read the log to its end. */
+async function metered (server: RunningServer): Promise<Map<string, number>> {
+  const collector = server.app.collector!
+  await collector.flush()
+  await collector.flush()
+  const totals = new Map<string, number>()
+  for (const r of await server.app.store.records()) totals.set(r.uid, (totals.get(r.uid) ?? 0) + r.bytes)
+  return totals
+}
+
+describe('the nginx engine', () => {
+  it('kill -9 of nginx under load: the supervisor starts it again, and every finished response is metered once', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const { server } = await startEngine(t)
+    const engine = server as RunningServer & { supervisor: { pid: number | undefined, restarts: number } }
+    const received = new Map<string, number>()
+    const load = { stop: false }
+    const clients = [0, 1, 2, 3].map(async (c) => {
+      const uid = `load-${c}`
+      while (!load.stop) {
+        const got = await download(`${server.address}/a.ts?uid=${uid}`)
+        received.set(uid, (received.get(uid) ?? 0) + got)
+        if (got === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    })
+    await waitFor(() => [...received.values()].reduce((a, b) => a + b, 0) > 2_000_000, 10_000, 'load to run')
+    const first = engine.supervisor.pid
+    assert.ok(first !== undefined)
+    process.kill(first, 'SIGKILL')
+    await waitFor(() => engine.supervisor.restarts === 1 && engine.supervisor.pid !== undefined, 10_000, 'nginx to be started again')
+    const before = new Map(received)
+    await waitFor(() => [...received].some(([uid, n]) => n > (before.get(uid) ?? 0)), 10_000, 'downloads after the restart')
+    load.stop = true
+    await Promise.all(clients)
+    const metrics = await (await request(`${server.address}/metrics`)).body.text()
+    assert.match(metrics, /^streammeter_nginx_restarts_total 1$/m)
+    assert.match(metrics, /^streammeter_nginx_up 1$/m)
+    // The killed master's workers were told to finish: their responses
+    // completed and were logged, so nothing a client received is missing.
+    assert.deepEqual(await metered(server), received)
+  })
+
+  it('meters a playlist once, for what nginx sent: the app that rewrote it counts nothing', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const { server, dir } = await startEngine(t)
+    writeFileSync(join(dir, 'index.m3u8'), '#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nc.ts\n#EXT-X-ENDLIST\n')
+    const res = await request(`${server.address}/index.m3u8?uid=viewer`, { reset: true })
+    const body = await res.body.text()
+    assert.equal(res.statusCode, 200)
+    assert.match(body, /^c\.ts\?uid=viewer$/m)
+    assert.deepEqual(await metered(server), new Map([['viewer', Buffer.byteLength(body)]]))
+  })
+
+  // Through nginx, the app sees the client's address, not nginx's: a client
+  // on another address is no loopback caller, whatever header it sends.
+  const external = Object.values(networkInterfaces()).flat().find((i) => i?.family === 'IPv4' && !i.internal)?.address
+  it('admin paths answer loopback clients only, by the client\'s own address', { skip: external === undefined ? 'no non-loopback IPv4 address on this host' : false }, async (t) => {
+    if (!nginxOrSkip(t)) return
+    const { server } = await startEngine(t, { HOST: '0.0.0.0' })
+    const local = await request(`http://127.0.0.1:${server.port}/traffic`, { reset: true })
+    assert.equal(local.statusCode, 200)
+    await local.body.dump()
+    const remote = await request(`http://${external}:${server.port}/traffic`, {
+      reset: true, headers: { 'x-streammeter-peer': '127.0.0.1', 'x-streammeter-peer-key': 'k'.repeat(64) }
+    })
+    assert.equal(remote.statusCode, 403)
+    assert.equal((await remote.body.json() as { error: { code: string } }).error.code, 'SM_ERR_FORBIDDEN')
+  })
+})
