@@ -113,6 +113,35 @@ describe('the nginx engine', () => {
     assert.deepEqual(await metered(server), new Map([['viewer', Buffer.byteLength(body)]]))
   })
 
+  it('answers CORS as the node engine does: preflight, allowed origins, errors included', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const { server } = await startEngine(t, { CORS_ORIGINS: 'https://player.example, http://[::1]:3000' })
+    const get = async (path: string, origin: string, method = 'GET'): Promise<{ status: number, headers: Record<string, unknown> }> => {
+      const res = await request(`${server.address}${path}`, { method: method as 'GET', headers: { origin }, reset: true })
+      await res.body.dump()
+      return { status: res.statusCode, headers: res.headers }
+    }
+    const allowed = await get('/c.ts?uid=u', 'https://PLAYER.example')
+    assert.equal(allowed.status, 200)
+    assert.equal(allowed.headers['access-control-allow-origin'], 'https://PLAYER.example')
+    assert.equal(allowed.headers['access-control-expose-headers'], 'Content-Length, Content-Range, Accept-Ranges')
+    assert.equal(allowed.headers.vary, 'Origin')
+    const ipv6 = await get('/c.ts?uid=u', 'http://[::1]:3000')
+    assert.equal(ipv6.headers['access-control-allow-origin'], 'http://[::1]:3000')
+    const other = await get('/c.ts?uid=u', 'https://evil.example')
+    assert.equal(other.headers['access-control-allow-origin'], undefined)
+    assert.equal(other.headers['access-control-expose-headers'], undefined)
+    const missing = await get('/none.ts?uid=u', 'https://player.example')
+    assert.equal(missing.status, 404)
+    assert.equal(missing.headers['access-control-allow-origin'], 'https://player.example')
+    const preflight = await get('/c.ts', 'https://player.example', 'OPTIONS')
+    assert.equal(preflight.status, 204)
+    assert.equal(preflight.headers['access-control-allow-origin'], 'https://player.example')
+    assert.equal(preflight.headers['access-control-allow-methods'], 'GET, HEAD, OPTIONS')
+    assert.equal(preflight.headers['access-control-allow-headers'], 'Range, If-None-Match, If-Modified-Since, If-Range, X-Session-ID')
+    assert.equal(preflight.headers['access-control-max-age'], '600')
+  })
+
   // Through nginx, the app sees the client's address, not nginx's: a client
   // on another address is no loopback caller, whatever header it sends.
   const external = Object.values(networkInterfaces()).flat().find((i) => i?.family === 'IPv4' && !i.internal)?.address

@@ -24,6 +24,8 @@ export interface NginxConfigOptions {
   app?: NginxApp | undefined
   /** A unix socket answering nginx's connection counts (`stub_status`) to streammeter. */
   statusSocket?: string | undefined
+  /** `CORS_ORIGINS`: `['*']` or exact origins. @default ['*'] */
+  corsOrigins?: readonly string[] | undefined
   /** `SEND_TIMEOUT`: seconds a client may take no bytes. @default 60 */
   sendTimeout?: number | undefined
   /** `SIGNING_SECRET`; without it the `uid` parameter is trusted, as in the node engine. */
@@ -121,6 +123,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     '  js_set $sm_method_error sm.methodError;',
     // Hex: nginx would read a `$` in the secret as a variable.
     `  js_var $sm_secret_hex ${secret === '' ? '""' : secret};`,
+    ...corsMaps(o.corsOrigins ?? ['*']),
     `  log_format streammeter escape=json '${ACCESS_LOG_FORMAT}';`,
     `  access_log ${quote(o.accessLog)} streammeter;`,
     ...(o.httpOrigin === undefined ? [] : originHttpLines(o.httpOrigin)),
@@ -134,6 +137,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     '    location ~ /\\. { return 404; }',
     ...(o.app === undefined ? [] : appLocations(o.app)),
     '    location / {',
+    ...CORS_HEADERS,
     ...accessChecks(),
     ...(o.httpOrigin === undefined
       // Files only: a directory is a 404, as in the node engine (no redirect, no listing).
@@ -143,12 +147,21 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ...DENIALS.map(([verdict, code]) => `    error_page ${code} = @sm_${verdict};`),
     '    error_page 404 = @sm_not_found;',
     '    error_page 463 = @sm_method;',
+    '    error_page 464 = @sm_preflight;',
     ...DENIALS.map(([verdict,, err]) => errorLocation(`@sm_${verdict}`, err)),
     errorLocation('@sm_not_found', new NotFoundError()),
     errorLocation('@sm_origin_error', new OriginError()),
     errorLocation('@sm_origin_timeout', new OriginTimeoutError()),
     // The body names the method, as the node engine's does (njs renders it).
     jsonLocation('@sm_method', 405, '$sm_method_error', ['Allow "GET, HEAD, OPTIONS"']),
+    // The node engine's preflight (media/cors.ts).
+    '    location @sm_preflight {',
+    ...CORS_HEADERS,
+    '      add_header Access-Control-Allow-Methods "GET, HEAD, OPTIONS" always;',
+    `      add_header Access-Control-Allow-Headers ${quote(CORS_ALLOW_HEADERS)} always;`,
+    '      add_header Access-Control-Max-Age 600 always;',
+    '      return 204;',
+    '    }',
     '  }',
     ...(o.statusSocket === undefined
       ? []
@@ -157,6 +170,44 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ''
   ]
   return lines.join('\n')
+}
+
+/** As media/cors.ts sends them. */
+const CORS_EXPOSE = 'Content-Length, Content-Range, Accept-Ranges'
+const CORS_ALLOW_HEADERS = 'Range, If-None-Match, If-Modified-Since, If-Range, X-Session-ID'
+
+/**
+ * The CORS headers of media answers, errors included, as media/cors.ts
+ * sets them: an empty value is no header at all, so a disallowed origin
+ * gets neither header.
+ */
+const CORS_HEADERS: readonly string[] = [
+  '      add_header Access-Control-Allow-Origin $sm_cors_origin always;',
+  '      add_header Access-Control-Expose-Headers $sm_cors_expose always;',
+  '      add_header Vary $sm_cors_vary always;'
+]
+
+/**
+ * `$sm_cors_origin` (the allowed origin to answer with, or empty),
+ * `$sm_cors_expose` and `$sm_cors_vary` (`Origin` unless every origin is
+ * allowed) from `CORS_ORIGINS`, compared without regard to case.
+ */
+function corsMaps (origins: readonly string[]): string[] {
+  const any = origins.includes('*')
+  return [
+    '  map $http_origin $sm_cors_origin {',
+    `    default ${any ? '*' : '""'};`,
+    ...(any ? [] : origins.map((o) => `    "~*^${corsPattern(o)}$" $http_origin;`)),
+    '  }',
+    `  map $sm_cors_origin $sm_cors_expose { "" ""; default ${quote(CORS_EXPOSE)}; }`,
+    `  map $host $sm_cors_vary { default ${any ? '""' : 'Origin'}; }`
+  ]
+}
+
+/** An origin (`scheme://host[:port]`, as the configuration accepts it) as a regular expression matching it exactly. */
+function corsPattern (origin: string): string {
+  if (!/^[A-Za-z0-9.:/[\]-]+$/.test(origin)) throw new TypeError(`cannot write the origin ${JSON.stringify(origin)} into the nginx configuration`)
+  return origin.replace(/[.[\]]/g, (c) => `\\${c}`)
 }
 
 /** Verdicts of the njs check that refuse a request: internal status, then the node engine's error. */
@@ -169,6 +220,7 @@ const DENIALS: ReadonlyArray<[string, number, StreammeterError]> = [
 /** The method and signature checks every media location starts with. */
 function accessChecks (): string[] {
   return [
+    '      if ($request_method = OPTIONS) { return 464; }',
     '      if ($request_method !~ ^(GET|HEAD)$) { return 463; }',
     ...DENIALS.map(([verdict, code]) => `      if ($sm_access = ${verdict}) { return ${code}; }`)
   ]
@@ -288,6 +340,7 @@ function jsonLocation (name: string, status: number, body: string, headers: read
     // No types here: the body is JSON whatever the path's extension says.
     '      types { }',
     '      default_type "application/json; charset=utf-8";',
+    ...CORS_HEADERS,
     ...['Cache-Control no-store', ...headers].map((h) => `      add_header ${h} always;`),
     `      return ${status} ${body};`,
     '    }'

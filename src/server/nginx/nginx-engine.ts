@@ -84,6 +84,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
       app: { address: `127.0.0.1:${appPort}`, peerKey, ownPaths: app.ownPaths.routes() },
       statusSocket,
       sendTimeout: config.sendTimeout,
+      corsOrigins: config.corsOrigins,
       signingSecret: config.signingSecret,
       dir,
       accessLog,
