@@ -131,6 +131,111 @@ function methodError (r) {
   return JSON.stringify({ error: { code: 'SM_ERR_METHOD_NOT_ALLOWED', message: `method ${r.method.slice(0, 16)} is not allowed` } })
 }
 
+// Longest accepted media path in bytes of its decoded UTF-8 form (src/server/media/request-path.ts).
+const MAX_PATH_BYTES = 2048
+const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i
+
+let pathResult
+
+/**
+ * The node engine's path rules (request-path.ts `parseMediaPath`), on the
+ * raw path as the client sent it (`$request_uri`), before nginx normalised
+ * it: `''` when the path is fine, `hidden` for a dot segment (404), else the
+ * node engine's 400 message.
+ */
+function pathProblem (r) {
+  if (pathResult !== undefined) return pathResult
+  // The request line's bytes as they came (a raw UTF-8 byte must stay a
+  // byte): `$request`, which nginx keeps also for a request line it refused
+  // before it had a URI (`%00`), when `$request_uri` is empty.
+  const line = r.rawVariables.request
+  const first = line === undefined ? -1 : line.indexOf(0x20)
+  const last = line === undefined ? -1 : line.lastIndexOf(0x20)
+  pathResult = checkPath(first === -1 ? Buffer.from('/') : rawPathOf(last > first ? line.slice(first + 1, last) : line.slice(first + 1)))
+  return pathResult
+}
+
+/** The raw path of a request target (bytes): the absolute form reduced to its path, the query cut off. */
+function rawPathOf (target) {
+  let t = target
+  if (t[0] !== 0x2f) {
+    const m = ABSOLUTE_FORM.exec(t.toString())
+    if (m !== null) {
+      t = t.slice(m[0].length)
+      if (t[0] !== 0x2f) t = Buffer.concat([Buffer.from('/'), t])
+    }
+  }
+  const q = t.indexOf(0x3f)
+  return q === -1 ? t : t.slice(0, q)
+}
+
+function checkPath (raw) {
+  if (raw[0] !== 0x2f) return 'the path must start with /'
+  if (raw.length > 3 * MAX_PATH_BYTES + 1) return 'the path is too long'
+  const bytes = []
+  let escaped = false
+  for (let i = 1; i < raw.length; i++) {
+    const c = raw[i]
+    if (c === 0x25) {
+      escaped = true
+      const hi = hexDigit(raw[i + 1])
+      const lo = hexDigit(raw[i + 2])
+      // The node engine's router refuses it first, with this message.
+      if (hi < 0 || lo < 0) return 'malformed URL'
+      const byte = hi * 16 + lo
+      if (byte === 0x2f || byte === 0x5c) return 'encoded slash or backslash in the path'
+      if (byte === 0) return 'NUL in the path'
+      bytes.push(byte)
+      i += 2
+    } else if (c === 0x5c) {
+      return 'backslash in the path'
+    } else if (c === 0) {
+      return 'NUL in the path'
+    } else if (c === 0x23) {
+      return 'the path must be percent-encoded'
+    } else {
+      bytes.push(c)
+    }
+  }
+  if (bytes.length > MAX_PATH_BYTES) return 'the path is too long'
+  let path
+  try {
+    path = new TextDecoder('utf-8', { fatal: true }).decode(new Uint8Array(bytes))
+  } catch (e) {
+    // A path with a `%` goes through the node engine's router, which
+    // refuses a bad one first, with this message.
+    return escaped ? 'malformed URL' : 'the path is not valid UTF-8'
+  }
+  if (CONTROL.test(path)) return 'control character in the path'
+  let hidden = false
+  const segments = path.split('/')
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]
+    if (segment === '' || segment === '.' || segment === '..') return 'empty, . or .. segment in the path'
+    if (segment[0] === '.') hidden = true
+  }
+  return hidden ? 'hidden' : ''
+}
+
+function hexDigit (c) {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30
+  const lower = c | 0x20
+  return lower >= 0x61 && lower <= 0x66 ? lower - 0x61 + 10 : -1
+}
+
+/** `$sm_path`: `ok`, `hidden` (404) or `bad` (400). */
+function pathVerdict (r) {
+  const p = pathProblem(r)
+  return p === '' ? 'ok' : p === 'hidden' ? 'hidden' : 'bad'
+}
+
+/** `$sm_path_error`: the node engine's 400 body for this request's path (or for a request nginx refused itself). */
+function pathError (r) {
+  const p = pathProblem(r)
+  const message = p === '' || p === 'hidden' ? 'malformed request' : p
+  return JSON.stringify({ error: { code: 'SM_ERR_BAD_REQUEST', message } })
+}
+
 // Parameters the proxy consumes (src/server/origin/origin-query.ts): never sent on.
 const OWN_PARAMETERS = ['uid', 'expires', 'token', 'sid', 'scope', 'ip']
 
@@ -162,4 +267,4 @@ function nameOf (piece) {
   }
 }
 
-export default { access, uid, sid, methodError, originUri }
+export default { access, uid, sid, methodError, originUri, pathVerdict, pathError }

@@ -61,7 +61,26 @@ const TARGETS: string[] = [
   `/v/seg.ts?${plain('😀'.repeat(128), 'v/seg.ts', LATER)}`,
   `/v/seg.ts?${plain('😀'.repeat(129), 'v/seg.ts', LATER)}`,
   `/v/seg.ts?${plain('u1', 'v/seg.ts', Math.floor(Date.now() / 1000))}`,
-  '/v?uid=dir'
+  '/v?uid=dir',
+  // The path rules (request-path.ts), on the raw path before nginx normalises it.
+  `/v/../w/x.ts?${plain('u1', 'w/x.ts', LATER)}`,
+  `/v/%2e%2e/w/x.ts?${plain('u1', 'w/x.ts', LATER)}`,
+  '/../x.ts?uid=u1',
+  `/v//seg.ts?${plain('u1', 'v/seg.ts', LATER)}`,
+  `/v/./seg.ts?${plain('u1', 'v/seg.ts', LATER)}`,
+  '/v/',
+  '/v/%2Fseg.ts?uid=u1',
+  '/v/%5Cseg.ts?uid=u1',
+  '/v/seg%00.ts?uid=u1',
+  '/v/%ZZ.ts?uid=u1',
+  '/v/%4.ts?uid=u1',
+  '/v/%C3%28.ts?uid=u1',
+  '/v/a%0Ab.ts?uid=u1',
+  '/v/a%7Fb.ts?uid=u1',
+  `/v/${'a'.repeat(2100)}.ts?uid=u1`,
+  '/v/../.env?uid=u1',
+  '/v/%2e%2e/v/.env?uid=u1',
+  `/v/s%65g.ts?${plain('u1', 'v/seg.ts', LATER)}`
 ]
 
 /** Requests in another method than GET: [method, target]. */
@@ -101,6 +120,22 @@ describe('the nginx engine\'s access check (njs) answers as the node engine does
     }
     // The cases cover every verdict.
     assert.deepEqual([...new Set(fromNode.map((a) => a.status))].sort(), [200, 400, 403, 404, 405, 410])
+  })
+
+  it('a range past the end and an oversized head: the same status, JSON error and Content-Range', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const nginx = await startOwnNginx(t, { root, signingSecret: SECRET })
+    const node = await startTestServer({ root, signingSecret: SECRET })
+    t.after(() => node.close())
+    const ask = async (base: string, headers: Record<string, string>): Promise<Record<string, unknown>> => {
+      const res = await request(`${base}/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}`, { headers, reset: true })
+      return { status: res.statusCode, type: res.headers['content-type'], range: res.headers['content-range'], body: await res.body.text() }
+    }
+    const cases: Array<Record<string, string>> = [{ range: 'bytes=999999-' }, { 'x-big': 'x'.repeat(20 * 1024) }]
+    for (const headers of cases) {
+      const [fromNginx, fromNode] = [await ask(nginx.url, headers), await ask(node.url, headers)]
+      assert.deepEqual(fromNginx, fromNode, Object.keys(headers)[0])
+    }
   })
 
   it('logs one JSON line per finished request, with the uid only when the request checked out', async (t) => {

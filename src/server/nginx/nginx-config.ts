@@ -1,5 +1,6 @@
 import {
-  BadRequestError, BadSignatureError, NotFoundError, OriginError, OriginTimeoutError, UrlExpiredError, errorBody
+  BadRequestError, BadSignatureError, HeadersTooLargeError, InternalError, NotFoundError, OriginError, OriginTimeoutError,
+  RangeNotSatisfiableError, UrlExpiredError, errorBody
 } from '../../errors.ts'
 import type { StreammeterError } from '../../errors.ts'
 import { DEFAULT_CONTENT_TYPE, contentTypes } from '../origin/media-types.ts'
@@ -113,6 +114,8 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     '  log_not_found off;',
     '  merge_slashes off;',
     '  keepalive_requests 100000;',
+    // Node's limit for a request head (16 KiB); past it, the node engine's 431.
+    '  large_client_header_buffers 4 16k;',
     `  send_timeout ${seconds(o.sendTimeout ?? 60)};`,
     // nginx's temporary files live in its prefix, not in the system's.
     ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${quote(`${o.dir}/${t}_temp`)};`),
@@ -121,6 +124,8 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     '  js_set $sm_uid sm.uid;',
     '  js_set $sm_sid sm.sid;',
     '  js_set $sm_method_error sm.methodError;',
+    '  js_set $sm_path sm.pathVerdict;',
+    '  js_set $sm_path_error sm.pathError;',
     // Hex: nginx would read a `$` in the secret as a variable.
     `  js_var $sm_secret_hex ${secret === '' ? '""' : secret};`,
     ...corsMaps(o.corsOrigins ?? ['*']),
@@ -134,7 +139,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     `    root ${quote(o.root)};`,
     // A segment starting with `.` is a 404, as in the node engine
     // (docs/limits.md); first of the regular expressions, so it wins.
-    '    location ~ /\\. { return 404; }',
+    '    location ~ /\\. { if ($sm_path = bad) { return 400; } return 404; }',
     ...(o.app === undefined ? [] : appLocations(o.app)),
     '    location / {',
     ...CORS_HEADERS,
@@ -148,12 +153,25 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     '    error_page 404 = @sm_not_found;',
     '    error_page 463 = @sm_method;',
     '    error_page 464 = @sm_preflight;',
+    // nginx's own refusals of a request line (a path above the root, say)
+    // and the path rules above: the node engine's JSON 400.
+    // A URI, not a named location: nginx refuses some request lines before
+    // it has a URI (`%00`), and cannot redirect those to a named one.
+    `    error_page 400 ${BAD_REQUEST_URI};`,
+    `    error_page 414 494 =431 ${TOO_LARGE_URI};`,
+    `    error_page 500 ${INTERNAL_URI};`,
+    '    error_page 416 = @sm_range;',
     ...DENIALS.map(([verdict,, err]) => errorLocation(`@sm_${verdict}`, err)),
     errorLocation('@sm_not_found', new NotFoundError()),
     errorLocation('@sm_origin_error', new OriginError()),
     errorLocation('@sm_origin_timeout', new OriginTimeoutError()),
     // The body names the method, as the node engine's does (njs renders it).
     jsonLocation('@sm_method', 405, '$sm_method_error', ['Allow "GET, HEAD, OPTIONS"']),
+    jsonLocation(`= ${BAD_REQUEST_URI}`, 400, '$sm_path_error', [], true),
+    errorLocation(`= ${TOO_LARGE_URI}`, new HeadersTooLargeError(), true),
+    errorLocation(`= ${INTERNAL_URI}`, new InternalError(), true),
+    // nginx keeps the 416's `Content-Range: bytes */<size>` through the redirect.
+    errorLocation('@sm_range', new RangeNotSatisfiableError()),
     // The node engine's preflight (media/cors.ts).
     '    location @sm_preflight {',
     ...CORS_HEADERS,
@@ -171,6 +189,11 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
   ]
   return lines.join('\n')
 }
+
+/** Where nginx's own 400s go (an internal location: a client asking for it gets a 404). */
+const BAD_REQUEST_URI = '/_streammeter/bad-request'
+const TOO_LARGE_URI = '/_streammeter/too-large'
+const INTERNAL_URI = '/_streammeter/internal'
 
 /** As media/cors.ts sends them. */
 const CORS_EXPOSE = 'Content-Length, Content-Range, Accept-Ranges'
@@ -222,6 +245,9 @@ function accessChecks (): string[] {
   return [
     '      if ($request_method = OPTIONS) { return 464; }',
     '      if ($request_method !~ ^(GET|HEAD)$) { return 463; }',
+    // The raw path, by the node engine's rules, before nginx's normalised one is used.
+    '      if ($sm_path = bad) { return 400; }',
+    '      if ($sm_path = hidden) { return 404; }',
     ...DENIALS.map(([verdict, code]) => `      if ($sm_access = ${verdict}) { return ${code}; }`)
   ]
 }
@@ -328,15 +354,16 @@ function seconds (s: number): string {
   return Number.isInteger(s) ? `${s}s` : `${Math.max(1, Math.round(s * 1000))}ms`
 }
 
-/** A named location answering `err` in the JSON shape of docs/errors.md. */
-function errorLocation (name: string, err: StreammeterError): string {
-  return jsonLocation(name, err.statusCode, quote(JSON.stringify(errorBody(err))))
+/** A location answering `err` in the JSON shape of docs/errors.md. */
+function errorLocation (name: string, err: StreammeterError, internal = false): string {
+  return jsonLocation(name, err.statusCode, quote(JSON.stringify(errorBody(err))), [], internal)
 }
 
 /** A named location answering `status` with the JSON `body` (an nginx string or variable) and `headers`. */
-function jsonLocation (name: string, status: number, body: string, headers: readonly string[] = []): string {
+function jsonLocation (name: string, status: number, body: string, headers: readonly string[] = [], internal = false): string {
   return [
     `    location ${name} {`,
+    ...(internal ? ['      internal;'] : []),
     // No types here: the body is JSON whatever the path's extension says.
     '      types { }',
     '      default_type "application/json; charset=utf-8";',
