@@ -298,6 +298,16 @@ function originHttpLines (origin: NginxHttpOrigin): string[] {
     `  js_var $sm_origin_path_hex ${Buffer.from(basePath).toString('hex')};`,
     `  js_var $sm_origin_query_hex ${url.search.length > 1 ? Buffer.from(url.search.slice(1)).toString('hex') : '""'};`,
     '  js_set $sm_origin_uri sm.originUri;',
+    // The origin's Content-Type, else the node engine's by extension; none on a 304.
+    '  map $uri $sm_ext_type {',
+    `    default ${quote(DEFAULT_CONTENT_TYPE)};`,
+    ...Object.entries(contentTypes()).map(([ext, type]) => `    "~*\\.${ext.replace(/[^A-Za-z0-9]/g, '')}$" ${quote(type)};`),
+    '  }',
+    '  map "$status:$upstream_http_content_type" $sm_origin_type {',
+    '    "~^304:" "";',
+    '    "~^[0-9]+:$" $sm_ext_type;',
+    '    "~^[0-9]+:(?<type>.+)$" $type;',
+    '  }',
     // A trusted proxy's X-Forwarded-For is passed on with the peer
     // appended; anyone else's is replaced by the peer (forwarding.ts).
     '  geo $sm_trusted_peer {',
@@ -324,7 +334,7 @@ function originHttpLines (origin: NginxHttpOrigin): string[] {
 function originProxyLines (origin: NginxHttpOrigin): string[] {
   const url = new URL(origin.url)
   const failed: number[] = []
-  for (let code = 300; code < 600; code++) if (![304, 404, 410, 416, 504].includes(code)) failed.push(code)
+  for (let code = 300; code < 600; code++) if (![304, 404, 410, 416, 499, 504].includes(code)) failed.push(code)
   // The base URL's user and password, as the node engine sends them.
   const auth = url.username === '' && url.password === ''
     ? undefined
@@ -342,6 +352,8 @@ function originProxyLines (origin: NginxHttpOrigin): string[] {
     '      proxy_set_header X-Forwarded-For $sm_forwarded_for;',
     '      proxy_set_header X-Forwarded-Proto $sm_forwarded_proto;',
     ...['Range', 'If-Range', 'If-None-Match', 'If-Modified-Since'].map((h) => `      proxy_set_header ${h} $http_${h.toLowerCase().replaceAll('-', '_')};`),
+    '      proxy_hide_header Content-Type;',
+    '      add_header Content-Type $sm_origin_type;',
     '      proxy_intercept_errors on;',
     '      error_page 404 410 = @sm_not_found;',
     '      error_page 504 = @sm_origin_timeout;',
