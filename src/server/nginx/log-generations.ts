@@ -48,9 +48,9 @@ const REOPEN_AGAIN_MS = 2000
  * file `path`, which nginx appends to, and the rotated generations
  * `<path>.<n>`. Knows which file holds a generation, rotates the live file
  * past a size, tells when a rotated file has no writer left, and deletes
- * the ones the store is past. The only process that renames, creates or
- * deletes these files: the list of rotated generations is read from the
- * directory once, then kept here.
+ * the ones the store is past. It must be the only one that renames,
+ * creates or deletes them (one reader per log, in one process): the list of
+ * rotated generations is read from the directory once, then kept here.
  */
 export class LogGenerations {
   readonly #path: string
