@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { networkInterfaces, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
@@ -23,7 +23,7 @@ interface Engine {
   dir: string
 }
 
-async function startEngine (t: TestContext, env: Record<string, string> = {}): Promise<Engine> {
+async function startEngine (t: TestContext, env: Record<string, string> = {}, logRotateBytes?: number): Promise<Engine> {
   const dir = mkdtempSync(join(tmpdir(), 'sm-nginx-engine-'))
   for (const [name, size] of Object.entries(FILES)) writeFileSync(join(dir, name), Buffer.alloc(size, name))
   const { config } = loadConfig({
@@ -41,7 +41,7 @@ async function startEngine (t: TestContext, env: Record<string, string> = {}): P
     },
     cwd: dir
   })
-  const server = await startServer(config, { logger: createLogger('silent'), nginx: { restartDelay: 100 } })
+  const server = await startServer(config, { logger: createLogger('silent'), nginx: { restartDelay: 100, logRotateBytes } })
   t.after(async () => {
     await server.close()
     rmSync(dir, { recursive: true, force: true })
@@ -100,6 +100,23 @@ describe('the nginx engine', () => {
     // The killed master's workers were told to finish: their responses
     // completed and were logged, so nothing a client received is missing.
     assert.deepEqual(await metered(server), received)
+  })
+
+  it('rotates its access log under load: every uid exact, no rotated file left', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const { server, dir } = await startEngine(t, {}, 4096)
+    const received = new Map<string, number>()
+    await Promise.all(Array.from({ length: 12 }, async (_, c) => {
+      const uid = `rot-${c}`
+      for (let i = 0; i < 25; i++) received.set(uid, (received.get(uid) ?? 0) + await download(`${server.address}/c.ts?uid=${uid}`))
+    }))
+    assert.deepEqual(await metered(server), received)
+    const metrics = await (await request(`${server.address}/metrics`)).body.text()
+    const rotations = Number(/^streammeter_nginx_log_rotations_total (\d+)$/m.exec(metrics)?.[1])
+    assert.ok(rotations >= 2, `${rotations} rotations`)
+    // Rotated files go once the store holds a position past them.
+    await server.app.collector!.flush()
+    assert.deepEqual(readdirSync(join(dir, 'engine')).filter((f) => /^access\.log\.\d+$/.test(f)), [])
   })
 
   it('meters a playlist once, for what nginx sent: the app that rewrote it counts nothing', async (t) => {

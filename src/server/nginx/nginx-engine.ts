@@ -26,6 +26,8 @@ export interface NginxEngineOptions {
   restartDelay?: number | undefined
   /** Seconds between two attempts to read the log's committed position while the store does not answer. @default 1 */
   cursorRetry?: number | undefined
+  /** Bytes of access log before it is rotated (docs/engines.md#log-rotation). @default 64 MiB */
+  logRotateBytes?: number | undefined
 }
 
 /** A running nginx engine: the shape of `RunningServer` (server/index.ts). */
@@ -100,7 +102,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
     await app.close()
     throw err
   }
-  watchNginx(app.metrics.registry, { supervisor, statusSocket })
+  watchNginx(app.metrics.registry, { supervisor, statusSocket, log: () => reader })
   const collector = app.collector
   if (collector !== undefined) {
     const metering = new CountingInput(collector, (bytes) => { bytesSent += bytes })
@@ -115,7 +117,13 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
         key,
         position: cursor.position,
         replayTo: cursor.replayTo,
-        onBadLine: (line) => logger.warn({ length: line.length }, 'nginx access log: a line that is no access-log line was skipped')
+        onBadLine: (line) => logger.warn({ length: line.length }, 'nginx access log: a line that is no access-log line was skipped'),
+        rotate: {
+          maxBytes: options.logRotateBytes,
+          reopen: () => supervisor.reopenLogs(),
+          onError: (err) => logger.error({ err: (err as Error).message }, 'nginx access log: rotation failed; it is tried again at the next check')
+        },
+        onMissingFile: (file) => logger.error({ file }, 'nginx access log: a rotated file not read to its end is gone; its lines are lost')
       })
       reader.attach(collector)
     })
@@ -138,6 +146,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
           if (reader.position === before || Date.now() > deadline) break
         }
       }
+      reader?.close()
       await app.close()
     })()
     return closing

@@ -1,6 +1,7 @@
 import { request } from 'node:http'
 import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
+import type { AccessLogReader } from './access-log-reader.ts'
 import type { NginxSupervisor } from './nginx-supervisor.ts'
 
 /** nginx's `stub_status` page, parsed. */
@@ -47,7 +48,12 @@ export async function readNginxStatus (socketPath: string): Promise<NginxStatus 
  * nginx's connections by state and its totals (`stub_status`, read at
  * scrape time), whether it runs, and how often it was started again.
  */
-export function watchNginx (registry: Registry, source: { supervisor: NginxSupervisor, statusSocket: string }): void {
+export function watchNginx (registry: Registry, source: {
+  supervisor: NginxSupervisor
+  statusSocket: string
+  /** The access-log reader, once attached. */
+  log: () => Pick<AccessLogReader, 'generation' | 'rotations' | 'rotatedFiles'> | undefined
+}): void {
   let last: Promise<NginxStatus | undefined> | undefined
   // One read per scrape, shared by the metrics below.
   const status = (): Promise<NginxStatus | undefined> => {
@@ -91,6 +97,33 @@ export function watchNginx (registry: Registry, source: { supervisor: NginxSuper
     help: '1 while the supervised nginx runs',
     registers: [],
     collect () { this.set(source.supervisor.pid === undefined ? 0 : 1) }
+  }))
+  registry.registerMetric(new Gauge({
+    name: 'streammeter_nginx_log_generation',
+    help: 'generation of the access log being read (one more per rotation)',
+    registers: [],
+    collect () {
+      const log = source.log()
+      if (log !== undefined) this.set(log.generation)
+    }
+  }))
+  registry.registerMetric(new Gauge({
+    name: 'streammeter_nginx_log_rotated_files',
+    help: 'rotated access-log files on disk: not read to their end, or not committed yet; growing means a writer holds one or the store is down',
+    registers: [],
+    collect () {
+      const log = source.log()
+      if (log !== undefined) this.set(log.rotatedFiles)
+    }
+  }))
+  registry.registerMetric(new Counter({
+    name: 'streammeter_nginx_log_rotations_total',
+    help: 'access-log rotations made by this process',
+    registers: [],
+    collect () {
+      this.reset()
+      this.inc(source.log()?.rotations ?? 0)
+    }
   }))
   registry.registerMetric(new Counter({
     name: 'streammeter_nginx_restarts_total',

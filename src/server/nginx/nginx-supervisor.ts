@@ -144,9 +144,16 @@ export class NginxSupervisor {
     this.#signal('SIGHUP')
   }
 
-  /** Tell nginx to reopen its log files (after the access log was renamed). */
+  /**
+   * Tell nginx to reopen its log files (after the access log was renamed).
+   * Only once nginx has written its pid file, which it does after setting
+   * up its signal handlers: a USR1 before then would kill it. A reopen
+   * skipped so is asked for again by the log reader, which calls this while
+   * a rotated file is still written to.
+   */
   reopenLogs (): void {
-    this.#signal('SIGUSR1')
+    const pid = this.pid
+    if (pid !== undefined && readPid(`${this.#dir}/nginx.pid`) === pid) this.#signal('SIGUSR1')
   }
 
   /**
