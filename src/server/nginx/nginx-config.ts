@@ -4,6 +4,11 @@ import {
 } from '../../errors.ts'
 import type { StreammeterError } from '../../errors.ts'
 import { DEFAULT_CONTENT_TYPE, contentTypes } from '../origin/media-types.ts'
+import { originHttpLines, originProxyLines } from './nginx-origin-config.ts'
+import type { NginxHttpOrigin } from './nginx-origin-config.ts'
+import { quote, seconds } from './nginx-syntax.ts'
+
+export type { NginxHttpOrigin } from './nginx-origin-config.ts'
 
 /** Where Debian's libnginx-mod-http-js puts the module. */
 export const NJS_MODULE_PATH = '/usr/lib/nginx/modules/ngx_http_js_module.so'
@@ -43,19 +48,6 @@ export interface NginxConfigOptions {
   user?: string | undefined
   /** The js module's path. @default {@link NJS_MODULE_PATH} */
   njsModule?: string | undefined
-}
-
-/** An HTTP origin as nginx reaches it (`ORIGIN_URL`, docs/engines.md). */
-export interface NginxHttpOrigin {
-  url: string
-  /** `ORIGIN_HOST_HEADER`. @default the URL's host */
-  hostHeader?: string | undefined
-  /** `ORIGIN_TIMEOUT` in seconds: to connect, and between two reads. */
-  timeout: number
-  /** Idle keep-alive connections kept per worker (`ORIGIN_MAX_CONNECTIONS`, at most 1024). */
-  connections: number
-  /** `TRUSTED_PROXIES`: only their `X-Forwarded-For` is passed on, the peer appended. */
-  trustedProxies: readonly string[]
 }
 
 /** streammeter's private listener, behind nginx. */
@@ -286,86 +278,6 @@ function appLocations (app: NginxApp): string[] {
   ]
 }
 
-/** The keep-alive upstream of an HTTP origin, and what the media location sends it. */
-function originHttpLines (origin: NginxHttpOrigin): string[] {
-  const url = new URL(origin.url)
-  const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port)
-  const basePath = url.pathname.endsWith('/') ? url.pathname : url.pathname + '/'
-  const trusted = origin.trustedProxies
-  return [
-    // `hostname` keeps an IPv6 address's brackets.
-    `  upstream sm_origin { server ${url.hostname}:${port}; keepalive ${Math.min(1024, origin.connections)}; keepalive_timeout 60s; }`,
-    `  js_var $sm_origin_path_hex ${Buffer.from(basePath).toString('hex')};`,
-    `  js_var $sm_origin_query_hex ${url.search.length > 1 ? Buffer.from(url.search.slice(1)).toString('hex') : '""'};`,
-    '  js_set $sm_origin_uri sm.originUri;',
-    // The origin's Content-Type, else the node engine's by extension; none on a 304.
-    '  map $uri $sm_ext_type {',
-    `    default ${quote(DEFAULT_CONTENT_TYPE)};`,
-    ...Object.entries(contentTypes()).map(([ext, type]) => `    "~*\\.${ext.replace(/[^A-Za-z0-9]/g, '')}$" ${quote(type)};`),
-    '  }',
-    '  map "$status:$upstream_http_content_type" $sm_origin_type {',
-    '    "~^304:" "";',
-    '    "~^[0-9]+:$" $sm_ext_type;',
-    '    "~^[0-9]+:(?<type>.+)$" $type;',
-    '  }',
-    // A trusted proxy's X-Forwarded-For is passed on with the peer
-    // appended; anyone else's is replaced by the peer (forwarding.ts).
-    '  geo $sm_trusted_peer {',
-    '    default 0;',
-    ...trusted.map((cidr) => `    ${cidr} 1;`),
-    '  }',
-    '  map $sm_trusted_peer $sm_forwarded_for { 1 $proxy_add_x_forwarded_for; default $remote_addr; }',
-    '  map $sm_trusted_peer $sm_forwarded_proto { 1 $http_x_forwarded_proto; default http; }',
-    `  proxy_connect_timeout ${seconds(origin.timeout)};`,
-    `  proxy_read_timeout ${seconds(origin.timeout)};`,
-    ...(url.protocol === 'https:'
-      ? ['  proxy_ssl_server_name on;', `  proxy_ssl_name ${quote(url.hostname)};`, '  proxy_ssl_verify on;',
-          "  proxy_ssl_trusted_certificate '/etc/ssl/certs/ca-certificates.crt';"]
-      : [])
-  ]
-}
-
-/**
- * The media location's side of an HTTP origin: streamed from memory buffers
- * (never spilled to a temporary file), identity encoding, the node engine's
- * request headers, and its answers to the origin's errors (a 404 or 410 is
- * a 404; any other failure a 502, a timeout a 504).
- */
-function originProxyLines (origin: NginxHttpOrigin): string[] {
-  const url = new URL(origin.url)
-  const failed: number[] = []
-  for (let code = 300; code < 600; code++) if (![304, 404, 410, 416, 499, 504].includes(code)) failed.push(code)
-  // The base URL's user and password, as the node engine sends them.
-  const auth = url.username === '' && url.password === ''
-    ? undefined
-    : Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')
-  return [
-    `      proxy_pass ${url.protocol === 'https:' ? 'https' : 'http'}://sm_origin$sm_origin_uri;`,
-    '      proxy_http_version 1.1;',
-    '      proxy_max_temp_file_size 0;',
-    '      proxy_pass_request_headers off;',
-    '      proxy_set_header Connection "";',
-    `      proxy_set_header Host ${quote(origin.hostHeader ?? url.host)};`,
-    ...(auth === undefined ? [] : [`      proxy_set_header Authorization ${quote(`Basic ${auth}`)};`]),
-    '      proxy_set_header Accept-Encoding identity;',
-    '      proxy_set_header User-Agent $http_user_agent;',
-    '      proxy_set_header X-Forwarded-For $sm_forwarded_for;',
-    '      proxy_set_header X-Forwarded-Proto $sm_forwarded_proto;',
-    ...['Range', 'If-Range', 'If-None-Match', 'If-Modified-Since'].map((h) => `      proxy_set_header ${h} $http_${h.toLowerCase().replaceAll('-', '_')};`),
-    '      proxy_hide_header Content-Type;',
-    '      add_header Content-Type $sm_origin_type;',
-    '      proxy_intercept_errors on;',
-    '      error_page 404 410 = @sm_not_found;',
-    '      error_page 504 = @sm_origin_timeout;',
-    `      error_page ${failed.join(' ')} = @sm_origin_error;`
-  ]
-}
-
-/** nginx's time: whole seconds, or milliseconds when there is a fraction. */
-function seconds (s: number): string {
-  return Number.isInteger(s) ? `${s}s` : `${Math.max(1, Math.round(s * 1000))}ms`
-}
-
 /** A location answering `err` in the JSON shape of docs/errors.md. */
 function errorLocation (name: string, err: StreammeterError, internal = false): string {
   return jsonLocation(name, err.statusCode, quote(JSON.stringify(errorBody(err))), [], internal)
@@ -391,14 +303,4 @@ function typeLines (): string[] {
   const byType = new Map<string, string[]>()
   for (const [ext, type] of Object.entries(contentTypes())) byType.set(type, [...(byType.get(type) ?? []), ext])
   return [...byType].map(([type, exts]) => `${quote(type)} ${exts.join(' ')};`)
-}
-
-/**
- * An nginx string in single quotes. nginx has no escape for `$` (it would be
- * read as a variable), so a value holding one is refused, as are quotes,
- * backslashes and line breaks.
- */
-function quote (value: string): string {
-  if (/[$'\\\n\r]/.test(value)) throw new TypeError(`cannot write ${JSON.stringify(value)} into the nginx configuration`)
-  return `'${value}'`
 }
