@@ -97,6 +97,9 @@ describe('the nginx engine', () => {
     const metrics = await (await request(`${server.address}/metrics`)).body.text()
     assert.match(metrics, /^streammeter_nginx_restarts_total 1$/m)
     assert.match(metrics, /^streammeter_nginx_up 1$/m)
+    // Responses nginx logged are in the per-request figures, as the node engine's are.
+    const served = Number(/^streammeter_requests_total\{method="GET",status="200",file_type="[a-z]+"\} (\d+)$/m.exec(metrics)?.[1])
+    assert.ok(served > 10, metrics)
     // The killed master's workers were told to finish: their responses
     // completed and were logged, so nothing a client received is missing.
     assert.deepEqual(await metered(server), received)

@@ -24,6 +24,20 @@ interface LogLine {
   sidh: string
   scookie: string
   sid: string
+  /** Seconds nginx took (`$request_time`); absent from lines of older versions. */
+  rt?: number
+}
+
+/** One response as a log line records it, for figures (not metering). */
+export interface LoggedResponse {
+  method: string
+  status: number
+  /** The decoded path. */
+  path: string
+  /** Body bytes sent. */
+  bytes: number
+  /** Seconds nginx took. */
+  seconds: number
 }
 
 const STRINGS = ['uid', 'method', 'path', 'ip', 'xff', 'sidh', 'scookie', 'sid'] as const
@@ -60,6 +74,11 @@ export interface AccessLogReaderOptions {
   replayTo?: number | undefined
   /** Most bytes of log read at one flush; the rest waits for the next. @default 8 MiB */
   maxBytesPerRead?: number | undefined
+  /**
+   * Told of every response a line records, metered or not (a 404, a HEAD):
+   * the engine's /metrics and dashboard figures.
+   */
+  onResponse?: ((response: LoggedResponse) => void) | undefined
   /**
    * Told of a line that is no access-log line (it is skipped), and of an
    * unfinished last line of a rotated file that no process writes any more.
@@ -124,6 +143,7 @@ export class AccessLogReader {
   readonly #metering: MeteringInput
   readonly #ips: ClientIpResolver
   readonly #onBadLine: (line: string) => void
+  readonly #onResponse: ((response: LoggedResponse) => void) | undefined
   readonly #onMissingFile: (file: string) => void
   readonly #key: string
   readonly #maxBytes: number
@@ -142,6 +162,7 @@ export class AccessLogReader {
     this.#ips = options.ips
     this.#position = options.position ?? 0
     this.#onBadLine = options.onBadLine ?? (() => {})
+    this.#onResponse = options.onResponse
     this.#onMissingFile = options.onMissingFile ?? (() => {})
     this.#key = options.key
     this.#maxBytes = options.maxBytesPerRead ?? MAX_BYTES_PER_READ
@@ -345,6 +366,7 @@ export class AccessLogReader {
       this.#onBadLine(text)
       return
     }
+    this.#onResponse?.({ method: line.method, status: line.status, path: line.path, bytes: line.bytes, seconds: line.rt ?? 0 })
     if (line.uid === '' || line.method !== 'GET' || (line.status !== 200 && line.status !== 206) || line.bytes <= 0) return
     const headers = {
       'x-forwarded-for': line.xff === '' ? undefined : line.xff,

@@ -69,11 +69,13 @@ export interface NginxApp {
  * are made of, resolved by the reader with the node engine's rules: `ip` the
  * socket peer, `xff` `X-Forwarded-For`, `sidh` `X-Session-ID`, `scookie` the
  * session cookie (only that one: the log holds no other cookie), `sid` the
- * decoded `sid` parameter.
+ * decoded `sid` parameter; `rt` the seconds nginx took (`$request_time`,
+ * for /metrics).
  */
 export const ACCESS_LOG_FORMAT = '{"t":$msec,"uid":"$sm_uid","bytes":$body_bytes_sent,"status":$status,' +
   '"method":"$request_method","done":"$request_completion","path":"$uri","ip":"$remote_addr",' +
-  '"xff":"$http_x_forwarded_for","sidh":"$http_x_session_id","scookie":"$cookie_session_id_fileserver","sid":"$sm_sid"}'
+  '"xff":"$http_x_forwarded_for","sidh":"$http_x_session_id","scookie":"$cookie_session_id_fileserver","sid":"$sm_sid",' +
+  '"rt":$request_time}'
 
 /**
  * The nginx configuration of the nginx engine (docs/engines.md): nginx serves

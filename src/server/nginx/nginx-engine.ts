@@ -11,7 +11,8 @@ import { ClientIpResolver } from '../access/client-ip.ts'
 import type { App } from '../app.ts'
 import { addressOf, assembleApp } from '../assemble.ts'
 import { MeteringInput } from '../metering/metering-input.ts'
-import type { Delivery } from '../metering/metering-input.ts'
+import { isPlaylistPath } from '../media/playlist-rewriter.ts'
+import { fileTypeOf } from '../origin/media-types.ts'
 import { AccessLogReader } from './access-log-reader.ts'
 import { renderNginxConfig } from './nginx-config.ts'
 import { watchNginx } from './nginx-metrics.ts'
@@ -105,7 +106,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
   watchNginx(app.metrics.registry, { supervisor, statusSocket, log: () => reader })
   const collector = app.collector
   if (collector !== undefined) {
-    const metering = new CountingInput(collector, (bytes) => { bytesSent += bytes })
+    const metering = new MeteringInput(collector, Date.now)
     const key = `nginx:${logId(dir)}`
     const ips = new ClientIpResolver([...config.trustedProxies])
     stopReader = attachWhenCommitted(collector, options.cursorRetry ?? 1, logger, async () => {
@@ -117,6 +118,13 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
         key,
         position: cursor.position,
         replayTo: cursor.replayTo,
+        onResponse: (response) => {
+          bytesSent += response.bytes
+          // A playlist was counted by the app that rewrote it.
+          if (!isPlaylistPath(response.path)) {
+            app.metrics.observeRequest(response.method, response.status, fileTypeOf(response.path), response.bytes, response.seconds * 1000)
+          }
+        },
         onBadLine: (line) => logger.warn({ length: line.length }, 'nginx access log: a line that is no access-log line was skipped'),
         rotate: {
           maxBytes: options.logRotateBytes,
@@ -152,20 +160,6 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
     return closing
   }
   return { address: addressOf(config.host, port), port, app, supervisor, close }
-}
-
-/** The metering input, counting the bytes it is handed for the dashboard's throughput chart. */
-class CountingInput extends MeteringInput {
-  readonly #count: (bytes: number) => void
-  constructor (collector: TrafficCollector, count: (bytes: number) => void) {
-    super(collector, Date.now)
-    this.#count = count
-  }
-
-  override finish (delivery: Delivery): void {
-    this.#count(delivery.bytes)
-    super.finish(delivery)
-  }
 }
 
 /**
