@@ -16,10 +16,11 @@ import type { Origin } from './origin/origin.ts'
 
 /**
  * Open the store and build the app over it and the origin, with `extra`
- * options on top (the nginx engine's).
+ * options on top (the nginx engine's). `store` is the store as opened (the
+ * app's is wrapped for its latency figures).
  * @throws when the store cannot be opened (the origin is closed again)
  */
-export async function assembleApp (config: Config, logger: Logger, extra: Partial<AppOptions> = {}): Promise<App> {
+export async function assembleApp (config: Config, logger: Logger, extra: Partial<AppOptions> = {}): Promise<{ app: App, store: UsageStore }> {
   const meter = meterOptionsOf(config)
   const origin: Origin = config.origin.kind === 'http'
     ? new HttpOrigin({
@@ -40,7 +41,7 @@ export async function assembleApp (config: Config, logger: Logger, extra: Partia
     await origin.close()
     throw err
   }
-  return buildApp({
+  const app = buildApp({
     origin,
     store,
     collector: (s) => config.trafficCollectorEnabled
@@ -59,6 +60,7 @@ export async function assembleApp (config: Config, logger: Logger, extra: Partia
     workerId: meter.workerId,
     ...extra
   })
+  return { app, store }
 }
 
 /** The metering options a configuration gives. */

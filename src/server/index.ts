@@ -5,6 +5,7 @@
 import type { Logger } from 'pino'
 import type { Config } from '../config/index.ts'
 import { describeConfig } from '../config/index.ts'
+import type { UsageStore } from '../meter/index.ts'
 import type { App } from './app.ts'
 import { addressOf, assembleApp } from './assemble.ts'
 import { createLogger } from './logger.ts'
@@ -42,11 +43,11 @@ export const DEMO_UID = MONITOR_DEMO_UID
 export async function startServer (config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel)
   if (config.engine === 'nginx') {
-    const server = await startNginxEngine(config, logger, options.nginx)
-    logStarted(config, logger, server)
+    const { server, store } = await startNginxEngine(config, logger, options.nginx)
+    logStarted(config, logger, server, store)
     return server
   }
-  const app = await assembleApp(config, logger)
+  const { app, store } = await assembleApp(config, logger)
   try {
     await app.fastify.listen({ port: config.port, host: config.host })
   } catch (err) {
@@ -57,7 +58,7 @@ export async function startServer (config: Config, options: StartOptions = {}): 
   const addr = app.fastify.server.address()
   const port = typeof addr === 'object' && addr !== null ? addr.port : config.port
   const server = { address: addressOf(config.host, port), port, app, close: () => app.close() }
-  logStarted(config, logger, server)
+  logStarted(config, logger, server, store)
   return server
 }
 
@@ -69,9 +70,8 @@ export interface StartOptions {
 }
 
 /** The lines a started server logs: its configuration, and what an operator should know. */
-function logStarted (config: Config, logger: Logger, server: RunningServer): void {
+function logStarted (config: Config, logger: Logger, server: RunningServer, store: UsageStore): void {
   const { app, address } = server
-  const store = app.store
   logger.info({ config: describeConfig(config) }, 'streammeter started')
   if ('connected' in store && store.connected === false) {
     logger.error({}, 'the redis store is unreachable: serving without it, usage kept in memory until it answers (/health says degraded)')

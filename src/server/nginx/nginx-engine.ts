@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
 import type { Config } from '../../config/index.ts'
-import type { TrafficCollector } from '../../meter/index.ts'
+import type { TrafficCollector, UsageStore } from '../../meter/index.ts'
 import { ClientIpResolver } from '../access/client-ip.ts'
 import type { App } from '../app.ts'
 import { addressOf, assembleApp } from '../assemble.ts'
@@ -46,7 +46,7 @@ export interface RunningNginxEngine {
  * the access-log reader feeding the collector.
  * @throws {EngineError} when nginx or its js module is missing, or nginx refuses its configuration or does not start
  */
-export async function startNginxEngine (config: Config, logger: Logger, options: NginxEngineOptions = {}): Promise<RunningNginxEngine> {
+export async function startNginxEngine (config: Config, logger: Logger, options: NginxEngineOptions = {}): Promise<{ server: RunningNginxEngine, store: UsageStore }> {
   checkNginx(config.nginxBin)
   const dir = config.engineDir
   mkdirSync(dir, { recursive: true, mode: 0o700 })
@@ -55,7 +55,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
   const port = config.port === 0 ? await freePort(config.host) : config.port
   const peerKey = randomBytes(32).toString('hex')
   let bytesSent = 0
-  const app = await assembleApp(config, logger, { nginx: { peerKey, bytesSent: () => bytesSent } })
+  const { app, store } = await assembleApp(config, logger, { nginx: { peerKey, bytesSent: () => bytesSent } })
   const statusSocket = join(dir, 'status.sock')
   const supervisor = new NginxSupervisor({
     bin: config.nginxBin,
@@ -159,7 +159,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
     })()
     return closing
   }
-  return { address: addressOf(config.host, port), port, app, supervisor, close }
+  return { server: { address: addressOf(config.host, port), port, app, supervisor, close }, store }
 }
 
 /**
