@@ -110,6 +110,11 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     // (which would hold the request's signed query string).
     '  log_not_found off;',
     '  merge_slashes off;',
+    // A date at or after the last modification is "not modified" (RFC 9110
+    // §13.1.3), as the node engine answers (byte-range.ts): nginx's default,
+    // `exact`, sends and bills the whole file to a cache that kept the
+    // response's Date.
+    '  if_modified_since before;',
     '  keepalive_requests 100000;',
     `  send_timeout ${seconds(o.sendTimeout ?? 60)};`,
     // nginx's temporary files live in its prefix, not in the system's.
