@@ -242,6 +242,8 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
           const ok = await get(s.server, signed('sig', 'seg.ts'))
           assert.equal(ok.status, 200)
           assert.equal(ok.headers['content-type'], 'video/mp2t')
+          // Private (docs/access.md#requests): a shared cache must not serve it to others unmetered.
+          assert.equal(ok.headers['cache-control'], 'private, max-age=86400')
           assert.ok(ok.body.equals(content.get('seg.ts')!))
           ledger.add('sig', ok.body.length)
           // The refused requests came first: had they been metered, they would be in these reports.
@@ -249,7 +251,7 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
           assert.equal(requestsOf(s.receiver, 'sig'), 1)
         })
 
-        it('a range is a 206 of the exact bytes, metered its length; HEAD and 304s are metered 0', async (t) => {
+        it('a range is a 206 of the exact bytes, metered its length; several ranges a 200; HEAD and 304s are metered 0', async (t) => {
           const s = await start(t)
           if (s === undefined) return
           const head = await get(s.server, signed('ranges', 'clip.mp4'), {}, 'HEAD')
@@ -273,10 +275,16 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
           const part = await get(s.server, signed('ranges', 'clip.mp4'), { range: 'bytes=1000-50999' })
           assert.equal(part.status, 206)
           assert.equal(part.headers['content-range'], 'bytes 1000-50999/300000')
+          assert.equal(part.headers['cache-control'], 'private, max-age=86400')
           assert.ok(part.body.equals(content.get('clip.mp4')!.subarray(1000, 51000)))
           ledger.add('ranges', part.body.length)
-          await reportedExactly(s.receiver, { ranges: 50_000 })
-          assert.equal(requestsOf(s.receiver, 'ranges'), 1, 'HEAD and 304s count no request')
+          // Several ranges get the whole file, a 200 (docs/access.md#requests), metered whole.
+          const several = await get(s.server, signed('ranges', 'clip.mp4'), { range: 'bytes=0-9,20-29' })
+          assert.equal(several.status, 200)
+          assert.ok(several.body.equals(content.get('clip.mp4')!))
+          ledger.add('ranges', several.body.length)
+          await reportedExactly(s.receiver, { ranges: 350_000 })
+          assert.equal(requestsOf(s.receiver, 'ranges'), 2, 'HEAD and 304s count no request')
         })
 
         it('playlists are rewritten with signed children; ffmpeg plays to the end; reported == bytes the client got', async (t) => {
@@ -287,6 +295,7 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
             const got = await get(s.server, signed('lists', path))
             assert.equal(got.status, 200)
             assert.equal(got.headers['content-type'], 'application/vnd.apple.mpegurl')
+            assert.equal(got.headers['cache-control'], 'private, no-cache')
             assert.equal(Number(got.headers['content-length']), got.body.length)
             const text = got.body.toString()
             const uris = [...text.split('\n').filter((l) => l !== '' && !l.startsWith('#')), ...[...text.matchAll(/URI="([^"]+)"/g)].map((m) => m[1]!)]
@@ -301,6 +310,11 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
             }
             ledger.add('lists', got.body.length)
           }
+          // The content key: a secret no cache may keep.
+          const key = await get(s.server, signed('lists', 'enc/enc.key'))
+          assert.equal(key.status, 200)
+          assert.equal(key.headers['cache-control'], 'private, no-store')
+          ledger.add('lists', key.body.length)
           // ffmpeg through a relay that counts what reached the client; the AES-128 variant of the master.
           const relay = await startCountingRelay(s.server.url)
           t.after(() => relay.close())
