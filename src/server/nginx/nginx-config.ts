@@ -2,7 +2,7 @@ import {
   BadRequestError, BadSignatureError, NotFoundError, OriginError, OriginTimeoutError, UrlExpiredError, errorBody
 } from '../../errors.ts'
 import type { StreammeterError } from '../../errors.ts'
-import { DEFAULT_CONTENT_TYPE, contentTypes } from '../origin/media-types.ts'
+import { DEFAULT_CONTENT_TYPE, cacheControlFor, contentTypes, fileTypeOf } from '../origin/media-types.ts'
 
 /** Where Debian's libnginx-mod-http-js puts the module. */
 export const NJS_MODULE_PATH = '/usr/lib/nginx/modules/ngx_http_js_module.so'
@@ -103,6 +103,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ...typeLines().map((l) => `    ${l}`),
     '  }',
     `  default_type ${quote(DEFAULT_CONTENT_TYPE)};`,
+    ...cacheControlMap(),
     '  sendfile on;',
     '  tcp_nopush on;',
     '  server_tokens off;',
@@ -142,7 +143,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ...accessChecks(),
     ...(o.httpOrigin === undefined
       // Files only: a directory is a 404, as in the node engine (no redirect, no listing).
-      ? ['      try_files $uri =404;']
+      ? ['      try_files $uri =404;', '      add_header Cache-Control $sm_cache_control;']
       : originProxyLines(o.httpOrigin)),
     '    }',
     ...DENIALS.map(([verdict, code]) => `    error_page ${code} = @sm_${verdict};`),
@@ -297,6 +298,28 @@ function jsonLocation (name: string, status: number, body: string, headers: read
     `      return ${status} ${body};`,
     '    }'
   ].join('\n')
+}
+
+/**
+ * `$sm_cache_control`: the node engine's Cache-Control for the request's
+ * file type (media-types.ts `cacheControlFor`, docs/access.md#requests):
+ * every answer is `private`, or a shared cache in front would serve the
+ * next user unmetered. One expression per value over the extensions nginx
+ * knows; anything else gets the value of an unknown type.
+ */
+function cacheControlMap (): string[] {
+  const fallback = cacheControlFor(fileTypeOf('file'))
+  const byValue = new Map<string, string[]>()
+  for (const ext of Object.keys(contentTypes())) {
+    const value = cacheControlFor(fileTypeOf(`file.${ext}`))
+    if (value !== fallback) byValue.set(value, [...(byValue.get(value) ?? []), ext])
+  }
+  return [
+    '  map $uri $sm_cache_control {',
+    `    default ${quote(fallback)};`,
+    ...[...byValue].map(([value, exts]) => `    ~*\\.(${exts.join('|')})$ ${quote(value)};`),
+    '  }'
+  ]
 }
 
 /** `types` lines: each content type with its extensions. */
