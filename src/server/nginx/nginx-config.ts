@@ -116,6 +116,9 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     // `exact`, sends and bills the whole file to a cache that kept the
     // response's Date.
     '  if_modified_since before;',
+    // Several ranges get the whole file, a 200, as from the node engine
+    // (byte-range.ts, docs/access.md#requests), not a multipart/byteranges 206.
+    '  max_ranges 1;',
     '  keepalive_requests 100000;',
     `  send_timeout ${seconds(o.sendTimeout ?? 60)};`,
     // nginx's temporary files live in its prefix, not in the system's.
