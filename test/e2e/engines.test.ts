@@ -15,6 +15,7 @@ import { nginxOrSkip } from '../helpers/own-nginx.ts'
 import { Receiver } from '../helpers/receiver.ts'
 import { REDIS_URL, cleanupPrefix, redisOrSkip, uniquePrefix } from '../helpers/redis.ts'
 import { stopGracefully, trafficOf } from '../helpers/serve-fleet.ts'
+import { startStaticOrigin } from '../helpers/static-origin.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 // The same behaviours, through the real `streammeter serve` process, under
@@ -391,6 +392,42 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
           assert.deepEqual(pick(s.receiver.totals(), s.receiver.totals().keys()), pick(ledger, ledger.keys()))
           assertStableBodies(s.receiver)
         })
+      })
+
+      it('an HTTP origin: the same bytes and ranges, the proxy\'s Cache-Control, no origin cookie; metered exactly', async (t) => {
+        if (!engineOrSkip(t, engine)) return
+        // An origin that would let shared caches keep its answers, sets a
+        // cookie, and says no-store for one file (the only directive kept).
+        const origin = await startStaticOrigin(root, (path) => ({
+          'cache-control': path.endsWith('seg.ts') ? 'no-store' : 'public, max-age=600',
+          'set-cookie': 'origin=1; Path=/'
+        }))
+        t.after(() => origin.close())
+        const receiver = await newReceiver(t)
+        const env: Record<string, string> = { ...settings(receiver, `sqlite:${join(tempDir(t), 'meter.db')}`), ORIGIN_URL: origin.url }
+        delete env.ORIGIN_ROOT
+        const server = await startEngineServer(t, engine, env)
+        const whole = await get(server, signed('origin', 'clip.mp4'))
+        assert.equal(whole.status, 200)
+        assert.ok(whole.body.equals(content.get('clip.mp4')!))
+        assert.equal(whole.headers['cache-control'], 'private, max-age=86400')
+        assert.equal(whole.headers['set-cookie'], undefined)
+        const part = await get(server, signed('origin', 'clip.mp4'), { range: 'bytes=1000-50999' })
+        assert.equal(part.status, 206)
+        assert.equal(part.headers['content-range'], 'bytes 1000-50999/300000')
+        assert.ok(part.body.equals(content.get('clip.mp4')!.subarray(1000, 51000)))
+        const noStore = await get(server, signed('origin', 'seg.ts'))
+        assert.equal(noStore.status, 200)
+        assert.equal(noStore.headers['cache-control'], 'private, no-store')
+        const head = await get(server, signed('origin', 'clip.mp4'), {}, 'HEAD')
+        assert.equal(head.status, 200)
+        assert.equal(head.body.length, 0)
+        const missing = await get(server, signed('origin', 'none.ts'))
+        assert.equal(missing.status, 404)
+        assert.deepEqual(JSON.parse(missing.body.toString()), errorBody(new NotFoundError()))
+        await reportedExactly(receiver, { origin: 300_000 + 50_000 + 100_000 })
+        assert.equal(requestsOf(receiver, 'origin'), 3)
+        await stopCleanly(server)
       })
 
       it('SIGTERM during downloads: they complete, everything is reported, exit 0, no nginx left', async (t) => {
