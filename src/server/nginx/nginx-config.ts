@@ -255,7 +255,9 @@ function originHttpLines (origin: NginxHttpOrigin): string[] {
 function originProxyLines (origin: NginxHttpOrigin): string[] {
   const url = new URL(origin.url)
   const failed: number[] = []
-  for (let code = 300; code < 600; code++) if (![304, 404, 410, 416, 504].includes(code)) failed.push(code)
+  // nginx refuses 499 in error_page (its own "client closed" code): an
+  // origin answering 499 is the one failure passed on as it is.
+  for (let code = 300; code < 600; code++) if (![304, 404, 410, 416, 499, 504].includes(code)) failed.push(code)
   // The base URL's user and password, as the node engine sends them.
   const auth = url.username === '' && url.password === ''
     ? undefined
