@@ -237,6 +237,13 @@ function originHttpLines (origin: NginxHttpOrigin): string[] {
     '  }',
     '  map $sm_trusted_peer $sm_forwarded_for { 1 $proxy_add_x_forwarded_for; default $remote_addr; }',
     '  map $sm_trusted_peer $sm_forwarded_proto { 1 $http_x_forwarded_proto; default http; }',
+    // The origin's Cache-Control is replaced by ours; only its no-store is
+    // kept (origin-response-headers.ts). nginx 1.22 reads the first of
+    // several Cache-Control lines only; the node engine reads them all.
+    '  map $upstream_http_cache_control $sm_origin_cache_control {',
+    '    default $sm_cache_control;',
+    '    ~*(^|,)\\s*no-store\\s*(,|$) \'private, no-store\';',
+    '  }',
     `  proxy_connect_timeout ${seconds(origin.timeout)};`,
     `  proxy_read_timeout ${seconds(origin.timeout)};`,
     ...(url.protocol === 'https:'
@@ -275,6 +282,10 @@ function originProxyLines (origin: NginxHttpOrigin): string[] {
     '      proxy_set_header X-Forwarded-For $sm_forwarded_for;',
     '      proxy_set_header X-Forwarded-Proto $sm_forwarded_proto;',
     ...['Range', 'If-Range', 'If-None-Match', 'If-Modified-Since'].map((h) => `      proxy_set_header ${h} $http_${h.toLowerCase().replaceAll('-', '_')};`),
+    // Not passed on, as from the node engine (origin-response-headers.ts):
+    // the caching fields streammeter decides, and the origin's cookies.
+    ...['Cache-Control', 'CDN-Cache-Control', 'Surrogate-Control', 'Set-Cookie'].map((h) => `      proxy_hide_header ${h};`),
+    '      add_header Cache-Control $sm_origin_cache_control;',
     '      proxy_intercept_errors on;',
     '      error_page 404 410 = @sm_not_found;',
     '      error_page 504 = @sm_origin_timeout;',
