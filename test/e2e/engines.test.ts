@@ -46,7 +46,7 @@ after(() => rmSync(root, { recursive: true, force: true }))
 
 const LATER = Math.floor(Date.now() / 1000) + 3600
 /** A signed path+query for `uid`. */
-const signed = (uid: string, path: string, expires = LATER): string => `/${path}?${signedQuery({ secret: SECRET, uid, path, expires })}`
+const signed = (uid: string, path: string): string => `/${path}?${signedQuery({ secret: SECRET, uid, path, expires: LATER })}`
 
 /** The settings every server here runs with: every byte reported (no threshold), 1 s windows. */
 function settings (receiver: Receiver, store: string): Record<string, string> {

@@ -51,7 +51,9 @@ export async function startEngineServer (t: Cleanup, engine: Engine, env: Record
     for (const pid of nginxProcesses(dir, groups)) try { process.kill(pid, 'SIGKILL') } catch {}
     if (engineDir === undefined) rmSync(dir, { recursive: true, force: true })
   })
-  const cli = await startCliServer({ ENGINE: engine, ENGINE_DIR: dir, ...env })
+  // The nginx the tests check for (own-nginx.ts) is the one the server runs.
+  const nginxBin: Record<string, string> = process.env.NGINX_BIN === undefined ? {} : { NGINX_BIN: process.env.NGINX_BIN }
+  const cli = await startCliServer({ ENGINE: engine, ENGINE_DIR: dir, ...nginxBin, ...env })
   running.cli = cli
   const server: EngineServer = { ...cli, engine, engineDir: dir, port: Number(new URL(cli.url).port), nginxGroups: groups }
   if (engine === 'nginx') {
