@@ -5,11 +5,19 @@ import fastifyStatic from '@fastify/static'
 
 /**
  * A real HTTP origin for tests: @fastify/static over a directory (Range,
- * ETag, Last-Modified, 304 as a production file server does them).
+ * ETag, Last-Modified, 304 as a production file server does them), with
+ * the response fields `headers` gives for a file's path, if any.
  */
-export async function startStaticOrigin (root: string): Promise<{ url: string, close: () => Promise<void> }> {
+export async function startStaticOrigin (root: string, headers?: (path: string) => Record<string, string>): Promise<{ url: string, close: () => Promise<void> }> {
   const app = Fastify({ logger: false })
-  await app.register(fastifyStatic, { root, etag: true, lastModified: true, acceptRanges: true, cacheControl: false })
+  await app.register(fastifyStatic, {
+    root,
+    etag: true,
+    lastModified: true,
+    acceptRanges: true,
+    cacheControl: false,
+    ...(headers === undefined ? {} : { setHeaders: (reply, path) => { reply.headers(headers(path)) } })
+  })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as AddressInfo
   return { url: `http://127.0.0.1:${port}/`, close: () => app.close() }

@@ -3,7 +3,7 @@ import {
   RangeNotSatisfiableError, UrlExpiredError, errorBody
 } from '../../errors.ts'
 import type { StreammeterError } from '../../errors.ts'
-import { DEFAULT_CONTENT_TYPE, contentTypes } from '../origin/media-types.ts'
+import { DEFAULT_CONTENT_TYPE, cacheControlFor, contentTypes, fileTypeOf } from '../origin/media-types.ts'
 import { originHttpLines, originProxyLines } from './nginx-origin-config.ts'
 import type { NginxHttpOrigin } from './nginx-origin-config.ts'
 import { quote, seconds } from './nginx-syntax.ts'
@@ -100,6 +100,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ...typeLines().map((l) => `    ${l}`),
     '  }',
     `  default_type ${quote(DEFAULT_CONTENT_TYPE)};`,
+    ...cacheControlMap(),
     '  sendfile on;',
     '  tcp_nopush on;',
     '  server_tokens off;',
@@ -107,6 +108,14 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     // (which would hold the request's signed query string).
     '  log_not_found off;',
     '  merge_slashes off;',
+    // A date at or after the last modification is "not modified" (RFC 9110
+    // §13.1.3), as the node engine answers (byte-range.ts): nginx's default,
+    // `exact`, sends and bills the whole file to a cache that kept the
+    // response's Date.
+    '  if_modified_since before;',
+    // Several ranges get the whole file, a 200, as from the node engine
+    // (byte-range.ts, docs/access.md#requests), not a multipart/byteranges 206.
+    '  max_ranges 1;',
     '  keepalive_requests 100000;',
     // Node's limit for a request head (16 KiB); past it, the node engine's 431.
     '  large_client_header_buffers 4 16k;',
@@ -140,7 +149,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ...accessChecks(),
     ...(o.httpOrigin === undefined
       // Files only: a directory is a 404, as in the node engine (no redirect, no listing).
-      ? ['      try_files $uri =404;']
+      ? ['      try_files $uri =404;', '      add_header Cache-Control $sm_cache_control;']
       : originProxyLines(o.httpOrigin)),
     '    }',
     ...DENIALS.map(([verdict, code]) => `    error_page ${code} = @sm_${verdict};`),
@@ -298,6 +307,28 @@ function jsonLocation (name: string, status: number, body: string, headers: read
     `      return ${status} ${body};`,
     '    }'
   ].join('\n')
+}
+
+/**
+ * `$sm_cache_control`: the node engine's Cache-Control for the request's
+ * file type (media-types.ts `cacheControlFor`, docs/access.md#requests):
+ * every answer is `private`, or a shared cache in front would serve the
+ * next user unmetered. One expression per value over the extensions nginx
+ * knows; anything else gets the value of an unknown type.
+ */
+function cacheControlMap (): string[] {
+  const fallback = cacheControlFor(fileTypeOf('file'))
+  const byValue = new Map<string, string[]>()
+  for (const ext of Object.keys(contentTypes())) {
+    const value = cacheControlFor(fileTypeOf(`file.${ext}`))
+    if (value !== fallback) byValue.set(value, [...(byValue.get(value) ?? []), ext])
+  }
+  return [
+    '  map $uri $sm_cache_control {',
+    `    default ${quote(fallback)};`,
+    ...[...byValue].map(([value, exts]) => `    ~*\\.(${exts.join('|')})$ ${quote(value)};`),
+    '  }'
+  ]
 }
 
 /** `types` lines: each content type with its extensions. */

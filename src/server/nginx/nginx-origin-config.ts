@@ -21,6 +21,13 @@ export function originHttpLines (origin: NginxHttpOrigin): string[] {
   const basePath = url.pathname.endsWith('/') ? url.pathname : url.pathname + '/'
   const trusted = origin.trustedProxies
   return [
+    // The origin's Cache-Control is replaced by ours; only its no-store is
+    // kept (origin-response-headers.ts). nginx 1.22 reads the first of
+    // several Cache-Control lines only; the node engine reads them all.
+    '  map $upstream_http_cache_control $sm_origin_cache_control {',
+    '    default $sm_cache_control;',
+    '    ~*(^|,)\\s*no-store\\s*(,|$) \'private, no-store\';',
+    '  }',
     // `hostname` keeps an IPv6 address's brackets.
     `  upstream sm_origin { server ${url.hostname}:${port}; keepalive ${Math.min(1024, origin.connections)}; keepalive_timeout 60s; }`,
     `  js_var $sm_origin_path_hex ${Buffer.from(basePath).toString('hex')};`,
@@ -80,6 +87,10 @@ export function originProxyLines (origin: NginxHttpOrigin): string[] {
     '      proxy_set_header X-Forwarded-For $sm_forwarded_for;',
     '      proxy_set_header X-Forwarded-Proto $sm_forwarded_proto;',
     ...['Range', 'If-Range', 'If-None-Match', 'If-Modified-Since'].map((h) => `      proxy_set_header ${h} $http_${h.toLowerCase().replaceAll('-', '_')};`),
+    // Not passed on, as from the node engine (origin-response-headers.ts):
+    // the caching fields streammeter decides, and the origin's cookies.
+    ...['Cache-Control', 'CDN-Cache-Control', 'Surrogate-Control', 'Set-Cookie'].map((h) => `      proxy_hide_header ${h};`),
+    '      add_header Cache-Control $sm_origin_cache_control;',
     '      proxy_hide_header Content-Type;',
     '      add_header Content-Type $sm_origin_type;',
     '      proxy_intercept_errors on;',
