@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
 import { describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
 import { request } from 'undici'
@@ -116,12 +117,19 @@ async function run (server: RunningServer): Promise<Array<Record<string, unknown
   return out
 }
 
-async function metered (server: RunningServer): Promise<Record<string, number>> {
-  await server.app.collector!.flush()
-  await server.app.collector!.flush()
-  const totals: Record<string, number> = {}
-  for (const r of await server.app.store.records()) totals[r.uid] = (totals[r.uid] ?? 0) + r.bytes
-  return totals
+/**
+ * Bytes per uid in the store; with `expected`, once it holds that or after
+ * 5 s (nginx writes a line just after the response's last byte went out).
+ */
+async function metered (server: RunningServer, expected?: Record<string, number>): Promise<Record<string, number>> {
+  const deadline = Date.now() + 5000
+  for (;;) {
+    await server.app.collector!.flush()
+    const totals: Record<string, number> = {}
+    for (const r of await server.app.store.records()) totals[r.uid] = (totals[r.uid] ?? 0) + r.bytes
+    if (expected === undefined || Date.now() > deadline || isDeepStrictEqual(totals, expected)) return totals
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
 }
 
 describe('the nginx engine in front of an HTTP origin', () => {
@@ -135,7 +143,7 @@ describe('the nginx engine in front of an HTTP origin', () => {
       const server = await start(t, engine, base)
       origin.received.length = 0
       const answers = await run(server)
-      results[engine] = { answers, asked: origin.received.map(seen), bytes: await metered(server) }
+      results[engine] = { answers, asked: origin.received.map(seen), bytes: await metered(server, results.node?.bytes) }
     }
     const { node, nginx } = results as Record<'node' | 'nginx', (typeof results)[string]>
     for (let i = 0; i < REQUESTS.length; i++) assert.deepEqual(nginx.answers[i], node.answers[i], REQUESTS[i]?.[1])

@@ -145,8 +145,8 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
       // nginx first: it stops accepting, finishes its responses (each one
       // logged) within the grace; then the log is read to its end, every
       // read committed with its usage; then the app seals and delivers.
-      await supervisor.stop(config.shutdownGrace * 1000)
       const deadline = Date.now() + config.shutdownGrace * 1000
+      await supervisor.stop(config.shutdownGrace * 1000)
       if (collector !== undefined && reader !== undefined) {
         for (;;) {
           const before = reader.position
