@@ -109,8 +109,10 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
     const metering = new MeteringInput(collector, Date.now)
     const key = `nginx:${logId(dir)}`
     const ips = new ClientIpResolver([...config.trustedProxies])
-    stopReader = attachWhenCommitted(collector, options.cursorRetry ?? 1, logger, async () => {
+    stopReader = attachWhenCommitted(collector, options.cursorRetry ?? 1, logger, async (wanted) => {
       const cursor = await collector.store.logCursor(key)
+      // A stop that began while the position was read: nothing to attach.
+      if (!wanted()) return
       reader = new AccessLogReader({
         path: accessLog,
         metering,
@@ -168,11 +170,13 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
  * meanwhile; its log on disk holds the usage until then.
  * @returns a function that stops the retries
  */
-function attachWhenCommitted (collector: TrafficCollector, retrySeconds: number, logger: Logger, attach: () => Promise<void>): () => void {
+function attachWhenCommitted (
+  collector: TrafficCollector, retrySeconds: number, logger: Logger, attach: (wanted: () => boolean) => Promise<void>
+): () => void {
   let timer: NodeJS.Timeout | undefined
   let stopped = false
   const attempt = (): void => {
-    attach().catch((err: unknown) => {
+    attach(() => !stopped).catch((err: unknown) => {
       if (stopped) return
       logger.error({ err: (err as Error).message }, 'cannot read the access log\'s committed position from the store: metering waits, the log keeps the usage')
       timer = setTimeout(attempt, retrySeconds * 1000)
