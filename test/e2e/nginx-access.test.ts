@@ -8,6 +8,7 @@ import { request } from 'undici'
 import { signScopedToken, signToken, signedQuery } from '../../src/server/access/url-signer.ts'
 import { nginxOrSkip, startOwnNginx } from '../helpers/own-nginx.ts'
 import { startTestServer } from '../helpers/test-server.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const SECRET = 'nginx-engine secret with $ and \' in it'
 const NOW = Math.floor(Date.now() / 1000)
@@ -160,6 +161,8 @@ describe('the nginx engine\'s access check (njs) answers as the node engine does
     await ok.body.dump()
     const bad = await request(`${nginx.url}/v/seg.ts?uid=u1&expires=${LATER}&token=${'0'.repeat(64)}`)
     await bad.body.dump()
+    // nginx writes a line just after the response's last byte went out.
+    await waitFor(() => nginx.lines().filter((l) => l.path === '/v/seg.ts').length >= 2, 5000, 'both lines')
     const lines = nginx.lines().filter((l) => l.path === '/v/seg.ts')
     assert.deepEqual(lines.map((l) => [l.uid, l.bytes, l.status, l.method, l.done]), [
       ['é-ü', 100, 206, 'GET', 'OK'],
