@@ -246,7 +246,9 @@ function originHttpLines (origin: NginxHttpOrigin): string[] {
 function originProxyLines (origin: NginxHttpOrigin): string[] {
   const url = new URL(origin.url)
   const failed: number[] = []
-  for (let code = 300; code < 600; code++) if (![304, 404, 410, 416, 504].includes(code)) failed.push(code)
+  // 499 is nginx's own code for a client that left; error_page refuses it
+  // ("invalid value"), and nginx -t with it refuses the whole configuration.
+  for (let code = 300; code < 600; code++) if (![304, 404, 410, 416, 499, 504].includes(code)) failed.push(code)
   // The base URL's user and password, as the node engine sends them.
   const auth = url.username === '' && url.password === ''
     ? undefined
