@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { NJS_MODULE_PATH } from '../../src/server/nginx/nginx-config.ts'
 import { fixed, int, median } from './lib/format.ts'
 import { describeMachine } from './lib/machine.ts'
 import type { MachineInfo } from './lib/machine.ts'
@@ -13,22 +14,24 @@ import { bundleBase, bundleNodeTargets, describeCurrent, resolveBase } from './p
 import type { BaseBuild, CurrentBuild } from './proxy/bundles.ts'
 import { ensureContent } from './proxy/content.ts'
 import type { Content } from './proxy/content.ts'
+import { readerCaughtUp, stopLeftoverNginx } from './proxy/engine-log.ts'
 import { checkExactness, exactnessLine } from './proxy/exactness.ts'
 import type { Exactness } from './proxy/exactness.ts'
 import { NGINX, nginxErrors } from './proxy/nginx.ts'
 import { waitForHttp } from './proxy/net.ts'
 import {
-  FULL_TIMING, LIMITS, LOAD_CORE, LOAD_UIDS, POOL_SIZE, QUICK_TIMING, RATIOS, SCENARIOS, TARGET_CORE, VERIFY, runTargets
+  ENGINE_COMPARISONS, ENGINE_TARGETS, FULL_TIMING, LIMITS, LOAD_CORE, LOAD_UIDS, POOL_SIZE, QUICK_TIMING, RATIOS, SCENARIOS, TARGET_CORE,
+  TARGET_IDS, VERIFY, runTargets
 } from './proxy/plan.ts'
-import type { Scenario, ScenarioId, Timing } from './proxy/plan.ts'
-import { coreTimes, cpuSeconds, peakRssBytes, processTree, resetPeakRss } from './proxy/proc-stats.ts'
+import type { Scenario, ScenarioId, TargetSpec, Timing } from './proxy/plan.ts'
+import { coreTimes, cpuSeconds, peakRssBytes, resetPeakRss } from './proxy/proc-stats.ts'
 import type { CoreTimes } from './proxy/proc-stats.ts'
 import { ProcessGroup, isRunning, logTail } from './proxy/processes.ts'
 import { ReportReceiver } from './proxy/report-receiver.ts'
 import { seededRandom, shuffled, signedPath, signedPool } from './proxy/signed-paths.ts'
-import { errorCount, limits, othersOnTargetCore, ratios, renderTables, summarize, throughput } from './proxy/summary.ts'
+import { engineRows, errorCount, limits, othersOnTargetCore, ratios, renderEngines, renderTables, summarize, throughput } from './proxy/summary.ts'
 import type { Sample } from './proxy/summary.ts'
-import { startOrigin, startTarget } from './proxy/targets.ts'
+import { checkPinned, startOrigin, startTarget } from './proxy/targets.ts'
 import type { RunningTarget } from './proxy/targets.ts'
 import { WRK, runWrk, writeWrkScript } from './proxy/wrk.ts'
 
@@ -39,11 +42,12 @@ import { WRK, runWrk, writeWrkScript } from './proxy/wrk.ts'
  * rounds; then an exactness check of streammeter's reports. See
  * bench/README.md for the method.
  *
- *   node --import tsx src/run.ts proxy [--quick] [--base <git-ref> [--all]] [s1|s2|s3 ...]
+ *   node --import tsx src/run.ts proxy [--quick] [--base <git-ref> [--all]] [--targets <id>,...] [s1|s2|s3 ...]
  *
  * With `--base`, an A/B run: streammeter built from the working tree against
  * streammeter built from `<git-ref>`, both in the same rounds; the other
- * targets only with `--all`.
+ * targets only with `--all`. `--targets` runs only the targets it names
+ * (ids of plan.ts: nginx-static, sm-nginx-fs, …), to keep a run short.
  */
 
 /** Pause before each run, so that the previous run's closing connections are handled before CPU is read. */
@@ -62,15 +66,18 @@ interface Options {
   all: boolean
   /** Scenarios named, or every one. */
   scenarios: readonly Scenario[]
+  /** `--targets a,b`: only these target ids; undefined: every target of the run. */
+  only: readonly string[] | undefined
 }
 
 /** Parse the suite's arguments; a string says what is wrong with them. */
 function parseArgs (args: readonly string[]): Options | string {
   const ids = SCENARIOS.map((s) => s.id as string)
-  const usage = `usage: proxy [--quick] [--base <git-ref> [--all]] [${ids.join('|')} ...]`
+  const usage = `usage: proxy [--quick] [--base <git-ref> [--all]] [--targets <id>,...] [${ids.join('|')} ...]; target ids: ${TARGET_IDS.join(', ')}`
   let quick = false
   let all = false
   let base: string | undefined
+  let targets: string[] | undefined
   const only: string[] = []
   for (let i = 0; i < args.length; i++) {
     const a = args[i] as string
@@ -81,14 +88,21 @@ function parseArgs (args: readonly string[]): Options | string {
       if (ref === undefined || ref === '' || ref.startsWith('-')) return `--base needs a git ref (${usage})`
       if (base !== undefined) return `--base given twice (${usage})`
       base = ref
+    } else if (a === '--targets' || a.startsWith('--targets=')) {
+      const list = a === '--targets' ? args[++i] : a.slice('--targets='.length)
+      if (list === undefined || list === '' || list.startsWith('-')) return `--targets needs target ids (${usage})`
+      const named = list.split(',').map((x) => x.trim()).filter((x) => x !== '')
+      const unknown = named.filter((x) => !(TARGET_IDS as readonly string[]).includes(x))
+      if (unknown.length > 0) return `unknown target ${unknown.join(', ')} (${usage})`
+      targets = [...(targets ?? []), ...named]
     } else if (ids.includes(a)) only.push(a)
     else return `unknown argument ${a} (${usage})`
   }
   if (all && base === undefined) return `--all only goes with --base (${usage})`
   const scenarios = only.length === 0 ? SCENARIOS : SCENARIOS.filter((s) => only.includes(s.id))
-  if (base === undefined) return { quick, base, all, scenarios }
+  if (base === undefined) return { quick, base, all, scenarios, only: targets }
   const resolved = resolveBase(base)
-  return typeof resolved === 'string' ? resolved : { quick, base: resolved, all, scenarios }
+  return typeof resolved === 'string' ? resolved : { quick, base: resolved, all, scenarios, only: targets }
 }
 
 /** Run the suite; resolves false when a check failed, the harness failed, or the arguments are wrong. */
@@ -100,8 +114,12 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
   }
   const { quick, scenarios } = options
   const timing = quick ? QUICK_TIMING : FULL_TIMING
-  const specs = runTargets({ ab: options.base !== undefined, all: options.all })
-  const missing = prerequisitesMissing()
+  const specs = runTargets({ ab: options.base !== undefined, all: options.all, only: options.only })
+  if (specs.length === 0) {
+    log(`proxy: no target left to run (--targets ${options.only?.join(',') ?? ''} names none of this run's)`)
+    return false
+  }
+  const missing = prerequisitesMissing(specs)
   if (missing !== undefined) {
     log(`proxy: ${missing}`)
     return false
@@ -110,6 +128,7 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
   const group = new ProcessGroup()
   const receiver = new ReportReceiver()
   const tmp = mkdtempSync(join(tmpdir(), 'streammeter-proxy-'))
+  const targets: RunningTarget[] = []
   // Run as root, nginx's worker is `nobody`, and must reach its temp
   // directories below this one (mkdtemp makes it 0700): proxy_buffering
   // spills large responses to files there.
@@ -147,7 +166,6 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
     const bundles = await bundleNodeTargets(join(tmp, 'bundles'))
     const origin = await startOrigin({ group, tmp, contentRoot: content.root })
     await waitForHttp(`${origin.url}${probePath}`, origin.proc)
-    const targets: RunningTarget[] = []
     for (const spec of specs.filter((t) => scenarios.some((sc) => t.scenarios.includes(sc.id)))) {
       log(`starting ${spec.label}`)
       targets.push(await startTarget(spec, { group, tmp, contentRoot: content.root, originUrl: origin.url, receiver, secret, probePath, bundles, baseBundle: ab?.base.bundle }))
@@ -166,6 +184,7 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
     const cells = summarize(samples, specs)
     const figures = ab === undefined ? undefined : abFigures(cells, samples)
     const nginxNotes = nginxLogNotes(tmp)
+    const engines = renderEngines(cells, specs)
     const ok = exactness.every((e) => e.ok) && unmetered.every((u) => u.ok)
     const out = [
       '',
@@ -174,6 +193,7 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
       '',
       renderTables(cells, specs),
       '',
+      ...(engines === '' ? [] : [engines, '']),
       ...(figures === undefined ? [] : [renderAb(figures), '']),
       ...exactness.map(exactnessLine),
       ...unmetered.map((u) => `${u.ok ? 'OK' : 'FAIL'} ${u.target}: ${u.line}`),
@@ -197,12 +217,14 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
         poolSize: POOL_SIZE,
         verify: VERIFY,
         ratios: RATIOS,
-        limits: LIMITS
+        limits: LIMITS,
+        engines: { comparisons: ENGINE_COMPARISONS, targets: ENGINE_TARGETS }
       },
       ok,
       cells,
       ratios: ratios(cells, specs),
       limits: limits(cells, specs),
+      engines: engineRows(cells, specs),
       ...(ab === undefined ? {} : { ab: { current: ab.current, base: { ref: ab.base.ref, commit: ab.base.commit }, figures } }),
       exactness,
       unmetered,
@@ -219,6 +241,9 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
     return false
   } finally {
     await group.stopAll()
+    // An nginx engine's nginx is streammeter's child in a group of its own:
+    // streammeter stops it when it stops, but not when it was killed.
+    for (const t of targets) if (t.engine !== undefined) await stopLeftoverNginx(t.engine.dir)
     await receiver.close()
     if (!keepTmp) rmSync(tmp, { recursive: true, force: true })
     process.off('SIGINT', onSignal)
@@ -227,11 +252,15 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
   }
 }
 
-function prerequisitesMissing (): string | undefined {
+function prerequisitesMissing (specs: readonly TargetSpec[]): string | undefined {
   if (process.platform !== 'linux') return 'needs Linux (/proc, taskset)'
   if (availableParallelism() < 2) return 'needs at least 2 CPUs (targets on one, origin and wrk on the other)'
   for (const [name, bin, args] of [['nginx', NGINX, ['-v']], ['wrk', WRK, ['-v']], ['taskset', 'taskset', ['-V']]] as const) {
     if (spawnSync(bin, args).error !== undefined) return `${name} not found (${bin}); on Debian: apt-get install nginx-light wrk util-linux`
+  }
+  if (specs.some((t) => t.engine === 'nginx') && !existsSync(NJS_MODULE_PATH)) {
+    return `the nginx engine's targets need nginx's js module (${NJS_MODULE_PATH}; on Debian: apt-get install nginx libnginx-mod-http-js), ` +
+      'or leave them out with --targets'
   }
   return undefined
 }
@@ -289,18 +318,28 @@ async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[
 
 async function measure (group: ProcessGroup, t: RunningTarget, sc: Scenario, script: string, seconds: number, round: number, seed: number): Promise<Sample> {
   if (!isRunning(t.proc)) throw new Error(`${t.spec.label} is no longer running:\n${logTail(t.proc)}`)
-  // nginx's master would replace a crashed worker: look the tree up again each time.
-  const pids = t.spec.id.startsWith('nginx') ? processTree(t.proc.pid) : t.pids
+  // An nginx master replaces a worker that died: look the processes up again each time.
+  const pids = t.pids()
+  // The nginx engine's nginx is started by streammeter, not by us: check that it kept the pinning.
+  if (t.engine !== undefined) checkPinned(t.spec.label, pids, String(TARGET_CORE))
+  const own = t.engine === undefined ? undefined : [t.proc.pid]
   await sleep(SETTLE_MS)
   resetPeakRss(pids)
   const startedAt = new Date().toISOString()
   const cpu0 = cpuSeconds(pids)
+  const own0 = own === undefined ? 0 : cpuSeconds(own)
   const cores0 = coreTimes()
   const t0 = performance.now()
   const wrk = await runWrk(group, { url: t.url, script, connections: sc.connections, seconds, core: LOAD_CORE, seed })
+  // The nginx engine meters a response when streammeter reads its log line,
+  // at its next flush: its CPU is counted until it has read every line of
+  // this run, so that the reading is charged to the load that caused it
+  // (and not to whichever target runs next on the core).
+  if (t.engine !== undefined) await readerCaughtUp(t.url, t.engine.log)
   const wallSeconds = (performance.now() - t0) / 1000
   const cores1 = coreTimes()
   const cpu1 = cpuSeconds(pids)
+  const own1 = own === undefined ? 0 : cpuSeconds(own)
   const delta = (core: number): CoreTimes => ({
     busy: (cores1[core]?.busy ?? 0) - (cores0[core]?.busy ?? 0),
     interrupts: (cores1[core]?.interrupts ?? 0) - (cores0[core]?.interrupts ?? 0),
@@ -313,6 +352,7 @@ async function measure (group: ProcessGroup, t: RunningTarget, sc: Scenario, scr
     startedAt,
     wrk,
     cpuSeconds: cpu1 - cpu0,
+    ...(own === undefined ? {} : { ownCpuSeconds: own1 - own0 }),
     peakRssBytes: peakRssBytes(pids),
     cores: { target: delta(TARGET_CORE), load: delta(LOAD_CORE) },
     wallSeconds
@@ -322,7 +362,7 @@ async function measure (group: ProcessGroup, t: RunningTarget, sc: Scenario, scr
 function progressLine (s: Sample, sc: Scenario, what: string, t: RunningTarget, labelWidth: number): string {
   const errors = errorCount(s)
   return `${sc.id} ${what.padEnd(11)} ${t.spec.label.padEnd(labelWidth)} ${int(throughput(s)).padStart(7)} ${sc.unit}` +
-    `  cpu ${fixed(s.cpuSeconds)} s  peak rss ${fixed(s.peakRssBytes / 2 ** 20, 1)} MiB` +
+    `  cpu ${fixed(s.cpuSeconds)} s${s.ownCpuSeconds === undefined ? '' : ` (streammeter ${fixed(s.ownCpuSeconds)} s)`}  peak rss ${fixed(s.peakRssBytes / 2 ** 20, 1)} MiB` +
     `  others on core ${TARGET_CORE}: ${fixed(othersOnTargetCore(s) * 100, 0)}%, steal ${fixed(s.cores.target.steal + s.cores.load.steal)} s` +
     `${errors > 0 ? `  ERRORS ${int(errors)} ${JSON.stringify(s.wrk.errors)}` : ''}`
 }
@@ -339,10 +379,10 @@ async function checkUnmetered (group: ProcessGroup, receiver: ReportReceiver, ta
   return out
 }
 
-/** What the nginx error logs say, per nginx that logged errors. */
+/** What the nginx error logs say, per nginx that logged errors (the nginx engine's in its ENGINE_DIR). */
 function nginxLogNotes (tmp: string): string[] {
   const notes: string[] = []
-  for (const name of ['origin', 'nginx-static', 'nginx-proxy']) {
+  for (const name of ['origin', 'nginx-static', 'nginx-proxy', 'sm-nginx-http/engine', 'sm-nginx-fs/engine']) {
     const lines = nginxErrors(join(tmp, name))
     if (lines.length > 0) notes.push(`${name} nginx logged ${lines.length} errors, the first: ${(lines[0] as string).slice(0, 300)}`)
   }

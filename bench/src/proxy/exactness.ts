@@ -1,5 +1,6 @@
 import { int } from '../lib/format.ts'
 import type { Content } from './content.ts'
+import { readerCaughtUp } from './engine-log.ts'
 import { VERIFY } from './plan.ts'
 import type { ProcessGroup } from './processes.ts'
 import { logTail } from './processes.ts'
@@ -17,10 +18,19 @@ export interface Exactness {
   target: string
   ok: boolean
   problems: string[]
-  /** streammeter_bytes_sent_total after the timed load (warm-ups and probe included). */
+  /**
+   * What the reports are checked against: `streammeter_bytes_sent_total`
+   * (the node engine's own count of the bytes its client sockets took), or
+   * `access log` (the nginx engine: nginx's `$body_bytes_sent` summed over
+   * the lines of ENGINE_DIR/access.log that carry a uid).
+   */
+  reference: string
+  /** The reference after the timed load (warm-ups and probe included). */
   metricsAfterLoad: number
   /** …and after the exactness pass, just before SIGTERM. */
   metricsBeforeStop: number
+  /** The nginx engine: the access log's sum over every uid once streammeter (and with it nginx) had stopped. */
+  logAfterStop?: number
   /** Reported bytes of the load's uids (everything but the exactness pass). */
   reportedLoadBytes: number
   reportedTotalBytes: number
@@ -38,10 +48,13 @@ export interface Exactness {
  * streammeter with SIGTERM (it flushes, seals a last window and delivers it),
  * then require
  * - per uid of that pass: reported bytes = bytes the client received;
- * - reported bytes of the load's uids = streammeter_bytes_sent_total scraped
- *   after the load, and all reported bytes = the same metric scraped just
- *   before SIGTERM (what wrk's clients got cannot be counted cheaply, but
- *   streammeter's own counter and its reports must agree);
+ * - reported bytes of the load's uids = the reference count after the load,
+ *   and all reported bytes = the reference just before SIGTERM (what wrk's
+ *   clients got cannot be counted cheaply, but the reports must agree with
+ *   what the server says it sent). The reference is the node engine's
+ *   streammeter_bytes_sent_total, or for the nginx engine nginx's own
+ *   `$body_bytes_sent` over the access log's lines with a uid (which the
+ *   reports must also match after the stop, when nginx has finished);
  * - a clean exit (status 0).
  */
 export async function checkExactness (target: RunningTarget, opts: {
@@ -53,13 +66,22 @@ export async function checkExactness (target: RunningTarget, opts: {
   seed: number
 }): Promise<Exactness> {
   const problems: string[] = []
-  const afterLoad = await settledMetrics(target.url)
+  const engineLog = target.engine?.log
+  const reference = engineLog === undefined ? 'streammeter_bytes_sent_total' : 'the access log'
+  const settled = async (): Promise<{ bytesSent: number }> => {
+    if (engineLog === undefined) return await settledMetrics(target.url)
+    await readerCaughtUp(target.url, engineLog)
+    return { bytesSent: engineLog.bytesOf(() => true) }
+  }
+  const afterLoad = await settled()
   const list = verifyRequests(opts)
   const tally = await fetchAll(target.url, list, VERIFY.concurrency)
   if (tally.failures.length > 0) problems.push(`${tally.failures.length} incomplete responses in the exactness pass, e.g. ${tally.failures.slice(0, 3).join('; ')}`)
-  const beforeStop = await settledMetrics(target.url)
+  const beforeStop = await settled()
   const exit = await opts.group.stop(target.proc, 'SIGTERM', 60_000)
   if (exit.code !== 0) problems.push(`streammeter exited with ${String(exit.code ?? exit.signal)} after SIGTERM:\n${logTail(target.proc)}`)
+  engineLog?.update()
+  const logAfterStop = engineLog?.bytesOf(() => true)
 
   const usage = opts.receiver.usage(target.spec.id)
   let reportedLoad = 0
@@ -78,20 +100,29 @@ export async function checkExactness (target: RunningTarget, opts: {
   }
   if (mismatches.length > 0) problems.push(`${mismatches.length} uids of the exactness pass differ: ${mismatches.slice(0, 5).join('; ')}`)
   if (reportedLoad !== afterLoad.bytesSent) {
-    problems.push(`reports of the load's uids say ${int(reportedLoad)} bytes, streammeter_bytes_sent_total said ${int(afterLoad.bytesSent)} after the load`)
+    problems.push(`reports of the load's uids say ${int(reportedLoad)} bytes, ${reference} said ${int(afterLoad.bytesSent)} after the load`)
   }
   if (reportedTotal !== beforeStop.bytesSent) {
-    problems.push(`reports say ${int(reportedTotal)} bytes in all, streammeter_bytes_sent_total said ${int(beforeStop.bytesSent)} before SIGTERM`)
+    problems.push(`reports say ${int(reportedTotal)} bytes in all, ${reference} said ${int(beforeStop.bytesSent)} before SIGTERM`)
   }
   if (beforeStop.bytesSent - afterLoad.bytesSent !== tally.bytes) {
-    problems.push(`streammeter_bytes_sent_total grew by ${int(beforeStop.bytesSent - afterLoad.bytesSent)} in the exactness pass, whose client got ${int(tally.bytes)}`)
+    problems.push(`${reference} grew by ${int(beforeStop.bytesSent - afterLoad.bytesSent)} in the exactness pass, whose client got ${int(tally.bytes)}`)
+  }
+  if (engineLog !== undefined) {
+    // nginx's account of each verified uid agrees with the client's too.
+    const differ = [...tally.perUid].filter(([uid, bytes]) => (engineLog.perUid.get(uid) ?? 0) !== bytes)
+    if (differ.length > 0) problems.push(`${differ.length} uids of the exactness pass have other byte counts in the access log than the client got, e.g. ${differ.slice(0, 3).map(([u, b]) => `${u}: log ${engineLog.perUid.get(u) ?? 0}, client ${b}`).join('; ')}`)
+    if (logAfterStop !== reportedTotal) problems.push(`reports say ${int(reportedTotal)} bytes in all, the access log holds ${int(logAfterStop ?? 0)} once nginx had stopped`)
+    if (engineLog.badLines > 0) problems.push(`${engineLog.badLines} lines of the access log are no access-log lines`)
   }
   return {
     target: target.spec.id,
     ok: problems.length === 0,
     problems,
+    reference,
     metricsAfterLoad: afterLoad.bytesSent,
     metricsBeforeStop: beforeStop.bytesSent,
+    ...(logAfterStop === undefined ? {} : { logAfterStop }),
     reportedLoadBytes: reportedLoad,
     reportedTotalBytes: reportedTotal,
     reports: usage.reports,
@@ -120,6 +151,6 @@ function verifyRequests (opts: { content: Content, secret: string, expires: numb
 export function exactnessLine (e: Exactness): string {
   if (!e.ok) return `FAIL ${e.target}: ${e.problems.join('; ')}`
   return `OK ${e.target}: ${int(e.verifyRequests)} verified responses for ${int(e.verifyUids)} uids match the reports exactly ` +
-    `(${int(e.verifyBytes)} bytes); reports of the load = streammeter_bytes_sent_total = ${int(e.reportedLoadBytes)} bytes; ` +
+    `(${int(e.verifyBytes)} bytes); reports of the load = ${e.reference === 'the access log' ? "nginx's $body_bytes_sent in the access log" : e.reference} = ${int(e.reportedLoadBytes)} bytes; ` +
     `${e.reports} reports${e.duplicateDeliveries > 0 ? `, ${e.duplicateDeliveries} duplicate deliveries ignored` : ''}; clean exit`
 }

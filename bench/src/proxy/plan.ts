@@ -8,8 +8,8 @@
 export type ScenarioId = 's1' | 's2' | 's3'
 
 /** Target ids, in table order. */
-export type TargetId = 'nginx-static' | 'nginx-proxy' | 'sm-http' | 'sm-fs' | 'sm-fs-off' | 'fastify-proxy' | 'http-proxy' |
-  'sm-http-base' | 'sm-fs-base'
+export type TargetId = 'nginx-static' | 'nginx-proxy' | 'sm-http' | 'sm-fs' | 'sm-nginx-http' | 'sm-nginx-fs' | 'sm-fs-off' |
+  'fastify-proxy' | 'http-proxy' | 'sm-http-base' | 'sm-fs-base'
 
 /** One load pattern. */
 export interface Scenario {
@@ -23,7 +23,7 @@ export interface Scenario {
   fileBytes: number
 }
 
-/** One process (or nginx master + worker) under test. */
+/** One process (or nginx master + worker, or streammeter + its nginx) under test. */
 export interface TargetSpec {
   id: TargetId
   label: string
@@ -31,6 +31,12 @@ export interface TargetSpec {
   scenarios: readonly ScenarioId[]
   /** A streammeter whose metering is checked for exactness at the end. */
   metered: boolean
+  /**
+   * streammeter's engine (`serve --engine`): `node` moves the bytes itself;
+   * `nginx` starts an nginx of its own that does, and meters its access log.
+   * Undefined for the peers.
+   */
+  engine?: 'node' | 'nginx'
 }
 
 const MIB = 2 ** 20
@@ -51,10 +57,13 @@ const ALL: readonly ScenarioId[] = ['s1', 's2', 's3']
 export const TARGETS: readonly TargetSpec[] = [
   { id: 'nginx-static', label: 'nginx static', scenarios: ALL, metered: false },
   { id: 'nginx-proxy', label: 'nginx proxy_pass', scenarios: ALL, metered: false },
-  { id: 'sm-http', label: 'streammeter http', scenarios: ALL, metered: true },
-  { id: 'sm-fs', label: 'streammeter fs', scenarios: ALL, metered: true },
+  { id: 'sm-http', label: 'streammeter http', scenarios: ALL, metered: true, engine: 'node' },
+  { id: 'sm-fs', label: 'streammeter fs', scenarios: ALL, metered: true, engine: 'node' },
+  // The nginx engine, set up like the two above (docs/engines.md).
+  { id: 'sm-nginx-http', label: 'streammeter-nginx http', scenarios: ALL, metered: true, engine: 'nginx' },
+  { id: 'sm-nginx-fs', label: 'streammeter-nginx fs', scenarios: ALL, metered: true, engine: 'nginx' },
   // Only S2 (many small responses) shows what metering costs per request.
-  { id: 'sm-fs-off', label: 'sm fs meter off', scenarios: ['s2'], metered: false },
+  { id: 'sm-fs-off', label: 'sm fs meter off', scenarios: ['s2'], metered: false, engine: 'node' },
   { id: 'fastify-proxy', label: '@fastify/http-proxy', scenarios: ALL, metered: false },
   { id: 'http-proxy', label: 'http-proxy', scenarios: ALL, metered: false }
 ]
@@ -65,8 +74,8 @@ export const TARGETS: readonly TargetSpec[] = [
  * and a report path of its own, the same exactness check).
  */
 export const BASE_TARGETS: readonly TargetSpec[] = [
-  { id: 'sm-http-base', label: 'streammeter http (base)', scenarios: ALL, metered: true },
-  { id: 'sm-fs-base', label: 'streammeter fs (base)', scenarios: ALL, metered: true }
+  { id: 'sm-http-base', label: 'streammeter http (base)', scenarios: ALL, metered: true, engine: 'node' },
+  { id: 'sm-fs-base', label: 'streammeter fs (base)', scenarios: ALL, metered: true, engine: 'node' }
 ]
 
 /** What an A/B run compares: each working-tree target with the same target built from the base ref. */
@@ -79,10 +88,12 @@ export const AB_PAIRS: ReadonlyArray<{ label: string, current: TargetId, base: T
  * The targets of a run, in table order: {@link TARGETS}; for an A/B run the
  * two pairs of {@link AB_PAIRS} only (the peers say nothing about current
  * against base, and each adds a column of runs), or with `all` every target
- * plus the base ones, each base target next to its counterpart.
+ * plus the base ones, each base target next to its counterpart. `only`
+ * (`--targets`) keeps those of them it names.
  */
-export function runTargets (opts: { ab: boolean, all: boolean }): TargetSpec[] {
-  if (!opts.ab) return [...TARGETS]
+export function runTargets (opts: { ab: boolean, all: boolean, only?: readonly string[] | undefined }): TargetSpec[] {
+  const named = (t: TargetSpec): boolean => opts.only === undefined || opts.only.includes(t.id)
+  if (!opts.ab) return TARGETS.filter(named)
   const out: TargetSpec[] = []
   for (const t of TARGETS) {
     const pair = AB_PAIRS.find((p) => p.current === t.id)
@@ -91,8 +102,11 @@ export function runTargets (opts: { ab: boolean, all: boolean }): TargetSpec[] {
     const base = BASE_TARGETS.find((b) => b.id === pair?.base)
     if (base !== undefined) out.push(base)
   }
-  return out
+  return out.filter(named)
 }
+
+/** Every target id a run can have (`--targets` takes these). */
+export const TARGET_IDS: readonly TargetId[] = [...TARGETS, ...BASE_TARGETS].map((t) => t.id)
 
 /** How long and how often each (scenario, target) cell is measured. */
 export interface Timing {
@@ -118,16 +132,56 @@ export const VERIFY = { s1Requests: 400, s2Requests: 2_600, uids: 1_000, concurr
 export const TARGET_CORE = 0
 export const LOAD_CORE = 1
 
-/** A ratio of two targets' medians, and the floor (or band) it should meet. */
+/** A ratio of two targets' medians, and the floor, ceiling or band it should meet. */
 export interface RatioSpec {
   label: string
   scenario: ScenarioId
   numerator: TargetId
   denominator: TargetId
-  /** Meets the target when the ratio is at least this… */
-  min: number
-  /** …and, for a band, at most this. */
+  /**
+   * What is divided: throughput (the default), or CPU per unit of work (s/GiB
+   * in S1 and S3, µs per request in S2), where lower is better.
+   */
+  metric?: 'throughput' | 'cpu'
+  /** Meets the target when the ratio is at least this (no floor when undefined)… */
+  min?: number
+  /** …and at most this (no ceiling when undefined). */
   max?: number
+}
+
+/**
+ * The nginx engine against nginx doing the same work alone (proxy_pass to
+ * the same origin, or serving the same files), per origin; the node engine's
+ * target of the same origin is shown beside it, measured in the same run.
+ */
+export const ENGINE_COMPARISONS: ReadonlyArray<{ origin: string, baseline: TargetId, nginxEngine: TargetId, nodeEngine: TargetId }> = [
+  { origin: 'http origin', baseline: 'nginx-proxy', nginxEngine: 'sm-nginx-http', nodeEngine: 'sm-http' },
+  { origin: 'fs origin', baseline: 'nginx-static', nginxEngine: 'sm-nginx-fs', nodeEngine: 'sm-fs' }
+]
+
+/** What the nginx engine is held to, against {@link ENGINE_COMPARISONS}' baselines. */
+export const ENGINE_TARGETS = {
+  /** Throughput ratio floors per scenario. */
+  throughputMin: { s1: 0.9, s2: 0.8, s3: 0.9 } as Readonly<Record<ScenarioId, number>>,
+  /** CPU per GiB (S1, S3) or per request (S2) of nginx and streammeter together, at most this times nginx's. */
+  cpuMax: 1.15,
+  /** streammeter's own process (the log reader) under S2, at most this share of one core. */
+  ownCpuShareS2: 0.10
+} as const
+
+/** The nginx engine's ratios: throughput and CPU, each scenario, each origin. */
+function engineRatios (): RatioSpec[] {
+  const out: RatioSpec[] = []
+  for (const c of ENGINE_COMPARISONS) {
+    const against = c.baseline === 'nginx-proxy' ? 'nginx proxy_pass' : 'nginx static'
+    for (const sc of ['s1', 's2', 's3'] as const) {
+      out.push({ label: `nginx engine, ${c.origin} ${sc.toUpperCase()} vs ${against}`, scenario: sc, numerator: c.nginxEngine, denominator: c.baseline, min: ENGINE_TARGETS.throughputMin[sc] })
+    }
+    for (const sc of ['s1', 's2', 's3'] as const) {
+      out.push({ label: `nginx engine, ${c.origin} ${sc.toUpperCase()} CPU ${sc === 's2' ? 'per request' : 'per GiB'} vs ${against}`, scenario: sc, numerator: c.nginxEngine, denominator: c.baseline, metric: 'cpu', max: ENGINE_TARGETS.cpuMax })
+    }
+  }
+  return out
 }
 
 export const RATIOS: readonly RatioSpec[] = [
@@ -137,10 +191,11 @@ export const RATIOS: readonly RatioSpec[] = [
   { label: 'http origin S2 vs @fastify/http-proxy', scenario: 's2', numerator: 'sm-http', denominator: 'fastify-proxy', min: 1.5 },
   { label: 'fs origin S1 vs nginx static', scenario: 's1', numerator: 'sm-fs', denominator: 'nginx-static', min: 0.6 },
   { label: 'fs origin S2 vs nginx static', scenario: 's2', numerator: 'sm-fs', denominator: 'nginx-static', min: 0.4 },
-  { label: 'S2 metering on vs off (fs origin)', scenario: 's2', numerator: 'sm-fs', denominator: 'sm-fs-off', min: 0.95, max: 1.05 }
+  { label: 'S2 metering on vs off (fs origin)', scenario: 's2', numerator: 'sm-fs', denominator: 'sm-fs-off', min: 0.95, max: 1.05 },
+  ...engineRatios()
 ]
 
-/** Absolute limits for the metered streammeter targets. */
+/** Absolute limits for the metered streammeter targets of the node engine (the nginx engine's: {@link ENGINE_TARGETS}). */
 export const LIMITS = {
   /** CPU seconds per GiB delivered in S1. */
   cpuSecondsPerGiBS1: 1.3,

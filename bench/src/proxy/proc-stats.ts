@@ -38,6 +38,11 @@ export function processTree (pid: number): number[] {
   return pids
 }
 
+/** The parent PID of `pid` (field 4 of its stat). */
+export function parentPid (pid: number): number {
+  return Number(statFields(pid)[1])
+}
+
 /** utime + stime of `pids` (every thread of each), in seconds. */
 export function cpuSeconds (pids: readonly number[]): number {
   let ticks = 0

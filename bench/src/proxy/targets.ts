@@ -1,7 +1,8 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { BundleName } from './bundles.ts'
-import { startNginx } from './nginx.ts'
+import { AccessLogTally, enginePids } from './engine-log.ts'
+import { NGINX, startNginx } from './nginx.ts'
 import { freePort, waitForHttp } from './net.ts'
 import { LOAD_CORE, TARGET_CORE } from './plan.ts'
 import type { TargetSpec } from './plan.ts'
@@ -15,7 +16,7 @@ import type { ReportReceiver } from './report-receiver.ts'
  * (an unknown one with these prefixes would even stop the start).
  */
 const SETTING_PREFIXES = ['TRAFFIC_', 'ORIGIN_', 'STORE_', 'SIGNING_', 'SHUTDOWN_', 'ADMIN_', 'CORS_', 'TRUSTED_']
-const PLAIN_SETTINGS = new Set(['PORT', 'HOST', 'WORKERS', 'LOG_LEVEL'])
+const PLAIN_SETTINGS = new Set(['PORT', 'HOST', 'WORKERS', 'LOG_LEVEL', 'ENGINE', 'ENGINE_DIR', 'NGINX_BIN'])
 
 /** What starting a target needs. */
 export interface TargetContext {
@@ -41,8 +42,15 @@ export interface RunningTarget {
   /** `http://127.0.0.1:<port>` */
   url: string
   proc: Managed
-  /** PIDs whose CPU and memory are the target's: nginx's master and worker, or the one Node process. */
-  pids: readonly number[]
+  /**
+   * PIDs whose CPU and memory are the target's, as of now: the one Node
+   * process; nginx's master and workers; for the nginx engine streammeter,
+   * its nginx master and workers. Looked up afresh for every run, since an
+   * nginx master replaces a worker that died.
+   */
+  pids: () => number[]
+  /** The nginx engine: its directory (`ENGINE_DIR`) and what its access log holds so far. */
+  engine?: { dir: string, log: AccessLogTally }
 }
 
 /** A process on the load core, shared by the HTTP-origin targets. */
@@ -62,6 +70,7 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
   const log = join(dir, 'output.log')
   const core = String(TARGET_CORE)
   let proc: Managed
+  let engineDir: string | undefined
   switch (spec.id) {
     case 'nginx-static':
       proc = startNginx(ctx.group, { name: spec.label, prefix: dir, port, core: TARGET_CORE, site: { kind: 'static', root: ctx.contentRoot } })
@@ -77,27 +86,24 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
       // The base targets differ from their counterparts in the bundle only.
       const bundle = spec.id.endsWith('-base') ? ctx.baseBundle : ctx.bundles.streammeter
       if (bundle === undefined) throw new Error(`${spec.label}: no base bundle (needs --base <ref>)`)
-      const httpOrigin = spec.id === 'sm-http' || spec.id === 'sm-http-base'
       proc = ctx.group.start(spec.label, 'taskset', ['-c', core, process.execPath, bundle, 'serve'], {
         cwd: dir,
         logPath: log,
-        env: {
-          ...inheritedEnv(),
-          ...(httpOrigin ? { ORIGIN_URL: ctx.originUrl } : { ORIGIN_ROOT: ctx.contentRoot }),
-          SIGNING_SECRET: ctx.secret,
-          STORE_URL: `sqlite:${join(dir, 'bench.db')}`,
-          TRAFFIC_COLLECTOR_ENABLED: spec.id === 'sm-fs-off' ? 'false' : 'true',
-          TRAFFIC_MIN_BYTES: '0',
-          TRAFFIC_REPORT_URL: ctx.receiver.urlFor(spec.id),
-          PORT: String(port),
-          HOST: '127.0.0.1',
-          LOG_LEVEL: 'warn',
-          // Bounds how long the final stop may take; the receiver answers at once.
-          SHUTDOWN_GRACE: '20'
-        }
+        env: streammeterEnv(spec, ctx, dir, port)
       })
       break
     }
+    case 'sm-nginx-http':
+    case 'sm-nginx-fs':
+      // The real CLI, as an operator starts it; nginx, its child, inherits the pinning.
+      engineDir = join(dir, 'engine')
+      proc = ctx.group.start(spec.label, 'taskset', ['-c', core, process.execPath, ctx.bundles.streammeter, 'serve', '--engine', 'nginx'], {
+        cwd: dir,
+        logPath: log,
+        // One nginx worker: one core, like every other target.
+        env: { ...streammeterEnv(spec, ctx, dir, port), ENGINE_DIR: engineDir, NGINX_BIN: NGINX, WORKERS: '1' }
+      })
+      break
     case 'fastify-proxy':
     case 'http-proxy':
       proc = ctx.group.start(spec.label, 'taskset', ['-c', core, process.execPath, ctx.bundles[spec.id]], {
@@ -108,10 +114,39 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
       break
   }
   await waitForHttp(`${url}${ctx.probePath}`, proc)
-  const pids = spec.id.startsWith('nginx') ? processTree(proc.pid) : [proc.pid]
-  if (spec.id.startsWith('nginx') && pids.length < 2) throw new Error(`${spec.label}: no worker process found under master ${proc.pid}`)
-  checkPinned(spec.label, pids, core)
-  return { spec, url, proc, pids }
+  const nginxAlone = spec.id.startsWith('nginx')
+  const engine = engineDir === undefined ? undefined : { dir: engineDir, log: new AccessLogTally(join(engineDir, 'access.log')) }
+  const pid = proc.pid
+  const pids = engine !== undefined
+    ? () => enginePids(pid, engine.dir)
+    : nginxAlone ? () => processTree(pid) : () => [pid]
+  const now = pids()
+  if (now.length < (engine !== undefined ? 3 : nginxAlone ? 2 : 1)) throw new Error(`${spec.label}: no nginx worker process found (${now.join(', ')})`)
+  checkPinned(spec.label, now, core)
+  return { spec, url, proc, pids, ...(engine === undefined ? {} : { engine }) }
+}
+
+/**
+ * The settings of a streammeter target: signed URLs, metering on (but for
+ * `sm-fs-off`), every byte reported (no threshold) to the receiver, a
+ * SQLite store of its own; the rest at its defaults.
+ */
+function streammeterEnv (spec: TargetSpec, ctx: TargetContext, dir: string, port: number): NodeJS.ProcessEnv {
+  const httpOrigin = spec.id === 'sm-http' || spec.id === 'sm-http-base' || spec.id === 'sm-nginx-http'
+  return {
+    ...inheritedEnv(),
+    ...(httpOrigin ? { ORIGIN_URL: ctx.originUrl } : { ORIGIN_ROOT: ctx.contentRoot }),
+    SIGNING_SECRET: ctx.secret,
+    STORE_URL: `sqlite:${join(dir, 'bench.db')}`,
+    TRAFFIC_COLLECTOR_ENABLED: spec.id === 'sm-fs-off' ? 'false' : 'true',
+    TRAFFIC_MIN_BYTES: '0',
+    TRAFFIC_REPORT_URL: ctx.receiver.urlFor(spec.id),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    // Bounds how long the final stop may take; the receiver answers at once.
+    SHUTDOWN_GRACE: '20'
+  }
 }
 
 /** Every PID of a target must be allowed on `core` only: the comparison assumes one core each. */
