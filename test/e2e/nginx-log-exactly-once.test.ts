@@ -9,7 +9,7 @@ import type { TestContext } from 'node:test'
 import { policyOf, resolveMeterOptions } from '../../src/meter/index.ts'
 import { openStore } from '../../src/store/index.ts'
 import { REDIS_URL, cleanupPrefix, redisOrSkip, uniquePrefix } from '../helpers/redis.ts'
-import { addReportBytes } from '../helpers/report-bytes.ts'
+import { storeTotals } from '../helpers/report-bytes.ts'
 
 const child = new URL('../fixtures/log-meter-child.ts', import.meta.url).pathname
 
@@ -86,16 +86,7 @@ async function exactlyOnce (t: TestContext, kind: 'sqlite' | 'redis'): Promise<v
   const store = await openStore(url, policyOf(resolveMeterOptions({ minBytes: 0 })), { prefix })
   try {
     // The graceful stop sealed the window: the usage is in reports, plus any records left.
-    const metered = new Map<string, number>()
-    let requests = 0
-    for (const r of await store.records()) {
-      metered.set(r.uid, (metered.get(r.uid) ?? 0) + r.bytes)
-      requests += r.requests
-    }
-    for (const e of await store.outbox()) {
-      addReportBytes(metered, e.body)
-      requests += (JSON.parse(e.body) as { summary: { total_requests: number } }).summary.total_requests
-    }
+    const { bytes: metered, requests } = await storeTotals(store)
     assert.deepEqual(new Map([...metered].sort()), new Map([...expected].sort()))
     assert.equal(requests, written - Math.ceil(written / 11))
   } finally {

@@ -18,7 +18,7 @@ import { NginxSupervisor } from '../../src/server/nginx/nginx-supervisor.ts'
 import { nginxOrSkip, writeTestConfig } from '../helpers/own-nginx.ts'
 import { freePort } from '../helpers/own-redis.ts'
 import { REDIS_URL, cleanupPrefix, redisOrSkip, uniquePrefix } from '../helpers/redis.ts'
-import { addReportBytes } from '../helpers/report-bytes.ts'
+import { storeTotals } from '../helpers/report-bytes.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const SECRET = 'rotation secret'
@@ -178,16 +178,7 @@ async function killedWhileRotating (t: TestContext, kind: 'sqlite' | 'redis'): P
   const store = await openStore(storeUrl, policyOf(resolveMeterOptions({ minBytes: 0 })), { prefix })
   try {
     // The graceful stop sealed the window: the usage is in reports, plus any records left.
-    const metered = new Map<string, number>()
-    let requests = 0
-    for (const r of await store.records()) {
-      metered.set(r.uid, (metered.get(r.uid) ?? 0) + r.bytes)
-      requests += r.requests
-    }
-    for (const e of await store.outbox()) {
-      addReportBytes(metered, e.body)
-      requests += (JSON.parse(e.body) as { summary: { total_requests: number } }).summary.total_requests
-    }
+    const { bytes: metered, requests } = await storeTotals(store)
     assert.deepEqual(new Map([...metered].sort()), new Map([...clients.received].sort()))
     assert.equal(requests, clients.requests())
   } finally {

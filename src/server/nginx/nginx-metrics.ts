@@ -74,64 +74,43 @@ export function watchNginx (registry: Registry, source: {
       this.set({ state: 'waiting' }, s.waiting)
     }
   }))
-  registry.registerMetric(new Gauge({
-    name: 'streammeter_nginx_accepted_connections',
-    help: 'connections nginx accepted since its master started (resets when it restarts)',
-    registers: [],
-    async collect () {
-      const s = await status()
-      if (s !== undefined) this.set(s.accepted)
-    }
-  }))
-  registry.registerMetric(new Gauge({
-    name: 'streammeter_nginx_handled_requests',
-    help: 'requests nginx handled since its master started (resets when it restarts)',
-    registers: [],
-    async collect () {
-      const s = await status()
-      if (s !== undefined) this.set(s.requests)
-    }
-  }))
-  registry.registerMetric(new Gauge({
-    name: 'streammeter_nginx_up',
-    help: '1 while the supervised nginx runs',
-    registers: [],
-    collect () { this.set(source.supervisor.pid === undefined ? 0 : 1) }
-  }))
-  registry.registerMetric(new Gauge({
-    name: 'streammeter_nginx_log_generation',
-    help: 'generation of the access log being read (one more per rotation)',
-    registers: [],
-    collect () {
-      const log = source.log()
-      if (log !== undefined) this.set(log.generation)
-    }
-  }))
-  registry.registerMetric(new Gauge({
-    name: 'streammeter_nginx_log_rotated_files',
-    help: 'rotated access-log files on disk: not read to their end, or not committed yet; growing means a writer holds one or the store is down',
-    registers: [],
-    collect () {
-      const log = source.log()
-      if (log !== undefined) this.set(log.rotatedFiles)
-    }
-  }))
-  registry.registerMetric(new Counter({
-    name: 'streammeter_nginx_log_rotations_total',
-    help: 'access-log rotations made by this process',
-    registers: [],
-    collect () {
-      this.reset()
-      this.inc(source.log()?.rotations ?? 0)
-    }
-  }))
-  registry.registerMetric(new Counter({
-    name: 'streammeter_nginx_restarts_total',
-    help: 'times nginx was started again after it died',
-    registers: [],
-    collect () {
-      this.reset()
-      this.inc(source.supervisor.restarts)
-    }
-  }))
+  // One value each, read at scrape time; undefined leaves the metric empty.
+  const gauges: Array<[string, string, () => number | undefined | Promise<number | undefined>]> = [
+    ['streammeter_nginx_accepted_connections', 'connections nginx accepted since its master started (resets when it restarts)',
+      async () => (await status())?.accepted],
+    ['streammeter_nginx_handled_requests', 'requests nginx handled since its master started (resets when it restarts)',
+      async () => (await status())?.requests],
+    ['streammeter_nginx_up', '1 while the supervised nginx runs', () => source.supervisor.pid === undefined ? 0 : 1],
+    ['streammeter_nginx_log_generation', 'generation of the access log being read (one more per rotation)',
+      () => source.log()?.generation],
+    ['streammeter_nginx_log_rotated_files',
+      'rotated access-log files on disk: not read to their end, or not committed yet; growing means a writer holds one or the store is down',
+      () => source.log()?.rotatedFiles]
+  ]
+  for (const [name, help, value] of gauges) {
+    registry.registerMetric(new Gauge({
+      name,
+      help,
+      registers: [],
+      async collect () {
+        const v = await value()
+        if (v !== undefined) this.set(v)
+      }
+    }))
+  }
+  const counters: Array<[string, string, () => number]> = [
+    ['streammeter_nginx_log_rotations_total', 'access-log rotations made by this process', () => source.log()?.rotations ?? 0],
+    ['streammeter_nginx_restarts_total', 'times nginx was started again after it died', () => source.supervisor.restarts]
+  ]
+  for (const [name, help, value] of counters) {
+    registry.registerMetric(new Counter({
+      name,
+      help,
+      registers: [],
+      collect () {
+        this.reset()
+        this.inc(value())
+      }
+    }))
+  }
 }
