@@ -93,20 +93,24 @@ function inScope (path, scope) {
 }
 
 function hmac (secret, message) {
-  return crypto.createHmac('sha256', secret).update(message).digest('hex')
+  return crypto.createHmac('sha256', secret).update(message).digest()
 }
 
-/** The 32 bytes a token spells, as lowercase hex; undefined when it is no valid spelling. */
+/** The 32 bytes a token spells; undefined when it is no valid spelling. */
 function decodeToken (token) {
-  if (token.length === 64 && HEX_TOKEN.test(token)) return token
-  if (token.length === 43 && BASE64URL_TOKEN.test(token)) return Buffer.from(token, 'base64url').toString('hex')
+  if (token.length === 64 && HEX_TOKEN.test(token)) return Buffer.from(token, 'hex')
+  if (token.length === 43 && BASE64URL_TOKEN.test(token)) return Buffer.from(token, 'base64url')
   return undefined
 }
 
-/** Constant-time comparison of two 64-digit hex strings. */
+/**
+ * Constant-time comparison of two 32-byte digests, a 32-bit word at a time:
+ * eight steps whatever the bytes (a character at a time cost about 4.5 µs
+ * per request of nginx's CPU, docs/performance.md).
+ */
 function same (a, b) {
   let diff = 0
-  for (let i = 0; i < 64; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i)
+  for (let i = 0; i < 32; i += 4) diff |= a.readUInt32BE(i) ^ b.readUInt32BE(i)
   return diff === 0
 }
 
