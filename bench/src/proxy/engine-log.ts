@@ -1,6 +1,7 @@
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { isOurNginx, readPid } from '../../../src/server/nginx/nginx-supervisor.ts'
 import { httpGet } from './net.ts'
 import { parentPid, processTree } from './proc-stats.ts'
 
@@ -149,16 +150,6 @@ export async function readerCaughtUp (baseUrl: string, tally: AccessLogTally, ti
   }
 }
 
-/** The pid in `dir/nginx.pid`, or undefined. */
-function nginxPid (dir: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(join(dir, 'nginx.pid'), 'utf8').trim())
-    return Number.isSafeInteger(pid) && pid > 1 ? pid : undefined
-  } catch {
-    return undefined
-  }
-}
-
 /**
  * The nginx engine's processes now: streammeter (`smPid`), its nginx master
  * (from the pid file in `dir`, which must be streammeter's child) and the
@@ -167,7 +158,7 @@ function nginxPid (dir: string): number | undefined {
  * @throws when the pid file names no child of streammeter
  */
 export function enginePids (smPid: number, dir: string): number[] {
-  const master = nginxPid(dir)
+  const master = readPid(join(dir, 'nginx.pid'))
   if (master === undefined) throw new Error(`no nginx.pid in ${dir}`)
   let parent: number | undefined
   try {
@@ -184,24 +175,15 @@ export function enginePids (smPid: number, dir: string): number[] {
  * streammeter stopped it, as it does on SIGTERM.
  */
 export async function stopLeftoverNginx (dir: string): Promise<void> {
-  const pid = nginxPid(dir)
-  if (pid === undefined || !isEngineNginx(pid, dir)) return
+  const pid = readPid(join(dir, 'nginx.pid'))
+  if (pid === undefined || !isOurNginx(pid, dir)) return
   for (const signal of ['SIGQUIT', 'SIGKILL'] as const) {
     try {
       process.kill(-pid, signal)
     } catch {
       return
     }
-    for (let i = 0; i < 30 && isEngineNginx(pid, dir); i++) await sleep(100)
-    if (!isEngineNginx(pid, dir)) return
-  }
-}
-
-function isEngineNginx (pid: number, dir: string): boolean {
-  try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')
-    return cmdline.startsWith('nginx: master process') && cmdline.includes(` -p ${dir} `)
-  } catch {
-    return false
+    for (let i = 0; i < 30 && isOurNginx(pid, dir); i++) await sleep(100)
+    if (!isOurNginx(pid, dir)) return
   }
 }

@@ -261,7 +261,8 @@ export class NginxSupervisor {
   }
 }
 
-function readPid (file: string): number | undefined {
+/** The pid a pid file names, or undefined (no file, or no pid in it). */
+export function readPid (file: string): number | undefined {
   try {
     const pid = Number(readFileSync(file, 'utf8').trim())
     return Number.isSafeInteger(pid) && pid > 1 ? pid : undefined
@@ -271,7 +272,7 @@ function readPid (file: string): number | undefined {
 }
 
 /** Whether `pid` is an nginx master started with our prefix (not a pid reused by something else, nor another nginx). */
-function isOurNginx (pid: number, dir: string): boolean {
+export function isOurNginx (pid: number, dir: string): boolean {
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')
     return cmdline.startsWith('nginx: master process') && cmdline.includes(` -p ${dir} `)
