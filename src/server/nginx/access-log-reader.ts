@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync } from 'node:fs'
 import { EngineError } from '../../errors.ts'
-import type { TrafficCollector } from '../../meter/index.ts'
+import type { FileType, TrafficCollector } from '../../meter/index.ts'
 import type { ClientIpResolver } from '../access/client-ip.ts'
 import { SESSION_COOKIE, sessionIdOf } from '../access/session-id.ts'
 import type { MeteringInput } from '../metering/metering-input.ts'
@@ -32,8 +32,8 @@ interface LogLine {
 export interface LoggedResponse {
   method: string
   status: number
-  /** The decoded path. */
-  path: string
+  /** The decoded path's file type. */
+  fileType: FileType
   /** Body bytes sent. */
   bytes: number
   /** Seconds nginx took. */
@@ -366,7 +366,8 @@ export class AccessLogReader {
       this.#onBadLine(text)
       return
     }
-    this.#onResponse?.({ method: line.method, status: line.status, path: line.path, bytes: line.bytes, seconds: line.rt ?? 0 })
+    const fileType = fileTypeOf(line.path)
+    this.#onResponse?.({ method: line.method, status: line.status, fileType, bytes: line.bytes, seconds: line.rt ?? 0 })
     if (line.uid === '' || line.method !== 'GET' || (line.status !== 200 && line.status !== 206) || line.bytes <= 0) return
     const headers = {
       'x-forwarded-for': line.xff === '' ? undefined : line.xff,
@@ -379,7 +380,7 @@ export class AccessLogReader {
     // not start cycles in the past that expiry would discard at once.
     this.#metering.finish({
       uid: line.uid,
-      fileType: fileTypeOf(line.path),
+      fileType,
       ip: this.#ips.resolve(line.ip, headers['x-forwarded-for']),
       sessionId: sessionIdOf(headers, line.sid === '' ? undefined : line.sid),
       bytes: line.bytes,

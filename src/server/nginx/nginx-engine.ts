@@ -11,8 +11,6 @@ import { ClientIpResolver } from '../access/client-ip.ts'
 import type { App } from '../app.ts'
 import { addressOf, assembleApp } from '../assemble.ts'
 import { MeteringInput } from '../metering/metering-input.ts'
-import { isPlaylistPath } from '../media/playlist-rewriter.ts'
-import { fileTypeOf } from '../origin/media-types.ts'
 import { AccessLogReader } from './access-log-reader.ts'
 import { renderNginxConfig } from './nginx-config.ts'
 import { watchNginx } from './nginx-metrics.ts'
@@ -123,8 +121,8 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
         onResponse: (response) => {
           bytesSent += response.bytes
           // A playlist was counted by the app that rewrote it.
-          if (!isPlaylistPath(response.path)) {
-            app.metrics.observeRequest(response.method, response.status, fileTypeOf(response.path), response.bytes, response.seconds * 1000)
+          if (response.fileType !== 'm3u8') {
+            app.metrics.observeRequest(response.method, response.status, response.fileType, response.bytes, response.seconds * 1000)
           }
         },
         onBadLine: (line) => logger.warn({ length: line.length }, 'nginx access log: a line that is no access-log line was skipped'),
