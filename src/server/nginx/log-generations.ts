@@ -34,6 +34,20 @@ export interface LogRotationOptions {
   onError?: ((err: unknown) => void) | undefined
 }
 
+/**
+ * Create the access log `path` with `mode` if it is missing, and give it
+ * that mode if nginx created it first: nginx would make it readable by
+ * everyone (0644), and the log holds session ids.
+ */
+export function createLogFile (path: string, mode = 0o600): void {
+  const fd = openSync(path, 'a', mode)
+  try {
+    fchmodSync(fd, mode)
+  } finally {
+    closeSync(fd)
+  }
+}
+
 /** Default of `maxBytes`. */
 const ROTATE_BYTES = 64 * 1024 * 1024
 /** Largest `maxBytes`: a generation must stay far below 4 GiB. */
@@ -188,13 +202,7 @@ export class LogGenerations {
    * readable by everyone (0644), and the log holds session ids.
    */
   #createLive (mode: number): void {
-    const fd = openSync(this.#path, 'a', mode)
-    try {
-      // nginx may have created it first (restarted meanwhile).
-      fchmodSync(fd, mode)
-    } finally {
-      closeSync(fd)
-    }
+    createLogFile(this.#path, mode)
   }
 
   #list (): number[] {

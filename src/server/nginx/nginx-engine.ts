@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -12,6 +12,7 @@ import type { App } from '../app.ts'
 import { addressOf, assembleApp } from '../assemble.ts'
 import { MeteringInput } from '../metering/metering-input.ts'
 import { AccessLogReader } from './access-log-reader.ts'
+import { createLogFile } from './log-generations.ts'
 import { renderNginxConfig } from './nginx-config.ts'
 import { watchNginx } from './nginx-metrics.ts'
 import { NginxSupervisor, checkNginx } from './nginx-supervisor.ts'
@@ -49,7 +50,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
   const dir = config.engineDir
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const accessLog = join(dir, 'access.log')
-  ownerOnly(accessLog)
+  createLogFile(accessLog)
   const port = config.port === 0 ? await freePort(config.host) : config.port
   const peerKey = randomBytes(32).toString('hex')
   let bytesSent = 0
@@ -203,12 +204,6 @@ function logId (dir: string): string {
   const id = randomBytes(16).toString('hex')
   writeFileSync(file, `${id}\n`, { mode: 0o600 })
   return id
-}
-
-/** Create `file` readable by its owner only, before nginx would create it world-readable. */
-function ownerOnly (file: string): void {
-  closeSync(openSync(file, 'a', 0o600))
-  chmodSync(file, 0o600)
 }
 
 /**
