@@ -164,7 +164,14 @@ async function killedWhileRotating (t: TestContext, kind: 'sqlite' | 'redis'): P
     await new Promise((resolve) => setTimeout(resolve, 100)) // written while nobody reads or rotates
     metering = await startChild(t, args)
   }
-  await new Promise((resolve) => setTimeout(resolve, 500))
+  // The load goes on until the committed position is ten generations in
+  // (a busy machine writes fewer lines in a fixed time).
+  const watch = await openStore(storeUrl, policyOf(resolveMeterOptions({ minBytes: 0 })), { prefix })
+  try {
+    await waitFor(async () => generationOf((await watch.logCursor('nginx:rotating-child')).position) >= 10, 30_000, 'ten generations')
+  } finally {
+    await watch.close()
+  }
   await clients.stop()
   const exited = new Promise<number | null>((resolve) => metering.proc.once('exit', resolve))
   metering.proc.kill('SIGTERM')
