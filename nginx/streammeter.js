@@ -6,15 +6,21 @@
 // the same requests and compares every answer.
 //
 // njs gives each request a VM of its own, so module state is per request:
-// the check runs once and every variable reads its result.
-const crypto = require('crypto')
+// the check runs once and every variable reads its result. The module's
+// top level runs again for every request that calls into it, so it holds
+// nothing but imports, numbers and strings: a regular expression is written
+// where it is used, and the secret is decoded when it is. Every operation
+// in here costs nginx CPU on each signed request (docs/performance.md): what
+// nginx can decide itself with a regular expression (a plain path, a query
+// as the signer writes it) is decided in nginx-config.ts, and this module
+// gets the pieces.
+import crypto from 'crypto'
+// Rendered beside nginx.conf (nginx-config.ts `renderNjsSettings`), owner-only:
+// the signing secret, read once when nginx loads its configuration.
+import settings from 'streammeter-settings.js'
 
+const SIGNED = settings.secretHex !== ''
 const MAX_UID_LENGTH = 256
-const DIGITS = /^[0-9]{1,15}$/
-const HEX_TOKEN = /^[0-9a-f]{64}$/
-const BASE64URL_TOKEN = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/
-// C0 controls, DEL and C1 controls: never in a uid or scope.
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/ // eslint-disable-line no-control-regex
 const SCOPED_MARKER = 'streammeter-token-v2'
 
 let result
@@ -23,16 +29,16 @@ let result
 function check (r) {
   if (result !== undefined) return result
   const uid = first(r.args.uid)
-  if (uid !== undefined && utf16Length(uid) > MAX_UID_LENGTH) {
+  // At most four UTF-16 units per character: a short uid cannot be too long.
+  if (uid !== undefined && uid.length > MAX_UID_LENGTH / 4 && utf16Length(uid) > MAX_UID_LENGTH) {
     result = { verdict: 'long-uid', uid: '' }
     return result
   }
-  const secretHex = r.variables.sm_secret_hex
-  if (secretHex === undefined || secretHex === '') {
+  if (!SIGNED) {
     result = { verdict: 'ok', uid: uid === undefined ? '' : uid }
     return result
   }
-  result = { verdict: verdict(Buffer.from(secretHex, 'hex'), uid, r.uri.slice(1), first(r.args.expires), first(r.args.token), first(r.args.scope)), uid: uid === undefined ? '' : uid }
+  result = { verdict: verdict(secret(), uid, r.uri.slice(1), first(r.args.expires), first(r.args.token), first(r.args.scope)), uid: uid === undefined ? '' : uid }
   if (result.verdict !== 'ok') result.uid = ''
   return result
 }
@@ -57,7 +63,7 @@ function first (v) {
 
 function verdict (secret, uid, path, expires, token, scope) {
   if (uid === undefined || token === undefined) return 'bad'
-  if (expires === undefined || !DIGITS.test(expires)) return 'bad'
+  if (expires === undefined || !/^[0-9]{1,15}$/.test(expires)) return 'bad'
   if (!isSignableUid(uid)) return 'bad'
   const presented = decodeToken(token)
   if (presented === undefined) return 'bad'
@@ -75,12 +81,12 @@ function verdict (secret, uid, path, expires, token, scope) {
 }
 
 function isSignableUid (uid) {
-  return uid !== '' && uid.indexOf(':') === -1 && !CONTROL.test(uid)
+  return uid !== '' && uid.indexOf(':') === -1 && !hasControl(uid)
 }
 
 function isScope (scope) {
   if (scope === '/') return true
-  if (scope.length < 3 || scope[0] !== '/' || scope[scope.length - 1] !== '/' || CONTROL.test(scope)) return false
+  if (scope.length < 3 || scope[0] !== '/' || scope[scope.length - 1] !== '/' || hasControl(scope)) return false
   const segments = scope.slice(1, -1).split('/')
   for (let i = 0; i < segments.length; i++) {
     if (segments[i] === '' || segments[i] === '.' || segments[i] === '..') return false
@@ -92,39 +98,70 @@ function inScope (path, scope) {
   return scope === '/' || (path.length > scope.length - 1 && path.startsWith(scope.slice(1)))
 }
 
+/** The signing secret's bytes. */
+function secret () {
+  return Buffer.from(settings.secretHex, 'hex')
+}
+
+/** C0 controls, DEL and C1 controls: never in a uid, a scope or a path. */
+function hasControl (s) {
+  return /[\u0000-\u001f\u007f-\u009f]/.test(s) // eslint-disable-line no-control-regex
+}
+
 function hmac (secret, message) {
   return crypto.createHmac('sha256', secret).update(message).digest()
 }
 
 /** The 32 bytes a token spells; undefined when it is no valid spelling. */
 function decodeToken (token) {
-  if (token.length === 64 && HEX_TOKEN.test(token)) return Buffer.from(token, 'hex')
-  if (token.length === 43 && BASE64URL_TOKEN.test(token)) return Buffer.from(token, 'base64url')
+  if (token.length === 64 && /^[0-9a-f]{64}$/.test(token)) return Buffer.from(token, 'hex')
+  if (token.length === 43 && /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/.test(token)) return Buffer.from(token, 'base64url')
   return undefined
 }
 
 /**
- * Constant-time comparison of two 32-byte digests, a 32-bit word at a time:
- * eight steps whatever the bytes (a character at a time cost about 4.5 µs
- * per request of nginx's CPU, docs/performance.md).
+ * Constant-time comparison of two 32-byte digests, six bytes at a time:
+ * the same steps whatever the bytes (a byte at a time, or a hex character
+ * at a time, costs several times more of nginx's CPU, docs/performance.md).
+ * A six-byte word is an exact integer; `^` would cut it to 32 bits, `!==`
+ * does not.
  */
 function same (a, b) {
-  let diff = 0
-  for (let i = 0; i < 32; i += 4) diff |= a.readUInt32BE(i) ^ b.readUInt32BE(i)
+  let diff = a.readUInt16BE(30) ^ b.readUInt16BE(30)
+  for (let i = 0; i < 30; i += 6) diff |= a.readUIntBE(i, 6) !== b.readUIntBE(i, 6)
   return diff === 0
 }
 
-/** `$sm_access`: `ok`, `bad` (403), `expired` (410) or `long-uid` (400). */
+/**
+ * `$sm_access`: `ok`, `bad` (403), `expired` (410) or `long-uid` (400).
+ * A query exactly as the signer writes a plain token
+ * (`uid=U&expires=E&token=T[&sid=S]`, each value of characters that need no
+ * decoding) comes checked for its form and split by nginx-config.ts: its
+ * message is `$sm_signed_message`, its parts `$sm_q_*`. Any other query
+ * takes the whole check.
+ */
 function access (r) {
+  if (SIGNED) {
+    const message = r.rawVariables.sm_signed_message
+    if (message !== undefined && message.length !== 0) return signedVerdict(r, message)
+  }
   return check(r).verdict
 }
 
-/** `$sm_uid`: the uid the request is metered under; empty when it has none or was refused. */
+/** The verdict on a query of the signer's form: its HMAC, then its expiry, as {@link verdict} checks a plain token. */
+function signedVerdict (r, message) {
+  const token = r.variables.sm_q_token
+  const presented = Buffer.from(token, token.length === 64 ? 'hex' : 'base64url')
+  if (!same(hmac(secret(), message), presented)) return 'bad'
+  return Number(r.variables.sm_q_expires) < Math.floor(Date.now() / 1000) ? 'expired' : 'ok'
+}
+
+/** `$sm_uid_checked`: the uid of a request the whole check allowed (a query not of the signer's form); empty otherwise. */
 function uid (r) {
   return check(r).uid
 }
 
-/** `$sm_sid`: the `sid` query parameter, decoded (the reader applies the session rules). */
+/** `$sm_sid_checked`: the `sid` query parameter, decoded (the reader applies the session rules), for a query that has one not of the signer's form. */
 function sid (r) {
   const v = first(r.args.sid)
   return v === undefined ? '' : v
@@ -137,7 +174,6 @@ function methodError (r) {
 
 // Longest accepted media path in bytes of its decoded UTF-8 form (src/server/media/request-path.ts).
 const MAX_PATH_BYTES = 2048
-const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i
 
 let pathResult
 
@@ -163,7 +199,7 @@ function pathProblem (r) {
 function rawPathOf (target) {
   let t = target
   if (t[0] !== 0x2f) {
-    const m = ABSOLUTE_FORM.exec(t.toString())
+    const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(t.toString())
     if (m !== null) {
       t = t.slice(m[0].length)
       if (t[0] !== 0x2f) t = Buffer.concat([Buffer.from('/'), t])
@@ -210,7 +246,7 @@ function checkPath (raw) {
     // refuses a bad one first, with this message.
     return escaped ? 'malformed URL' : 'the path is not valid UTF-8'
   }
-  if (CONTROL.test(path)) return 'control character in the path'
+  if (hasControl(path)) return 'control character in the path'
   let hidden = false
   const segments = path.split('/')
   for (let i = 0; i < segments.length; i++) {
@@ -227,7 +263,7 @@ function hexDigit (c) {
   return lower >= 0x61 && lower <= 0x66 ? lower - 0x61 + 10 : -1
 }
 
-/** `$sm_path`: `ok`, `hidden` (404) or `bad` (400). */
+/** `$sm_path_checked`: `ok`, `hidden` (404) or `bad` (400), for a path that is not plainly fine (nginx-config.ts `$sm_path`). */
 function pathVerdict (r) {
   const p = pathProblem(r)
   return p === '' ? 'ok' : p === 'hidden' ? 'hidden' : 'bad'
@@ -240,9 +276,6 @@ function pathError (r) {
   return JSON.stringify({ error: { code: 'SM_ERR_BAD_REQUEST', message } })
 }
 
-// Parameters the proxy consumes (src/server/origin/origin-query.ts): never sent on.
-const OWN_PARAMETERS = ['uid', 'expires', 'token', 'sid', 'scope', 'ip']
-
 /**
  * `$sm_origin_uri`: the path and query an HTTP origin gets, as the node
  * engine's http-origin.ts and origin-query.ts build them: the base URL's
@@ -253,7 +286,8 @@ const OWN_PARAMETERS = ['uid', 'expires', 'token', 'sid', 'scope', 'ip']
 function originUri (r) {
   const basePath = Buffer.from(r.variables.sm_origin_path_hex || '', 'hex').toString()
   const baseQuery = Buffer.from(r.variables.sm_origin_query_hex || '', 'hex').toString()
-  const dropped = OWN_PARAMETERS.concat(baseQuery === '' ? [] : baseQuery.split('&').filter((p) => p !== '').map(nameOf))
+  // The parameters the proxy consumes (src/server/origin/origin-query.ts) are never sent on.
+  const dropped = ['uid', 'expires', 'token', 'sid', 'scope', 'ip'].concat(baseQuery === '' ? [] : baseQuery.split('&').filter((p) => p !== '').map(nameOf))
   const client = (r.variables.args || '').split('&').filter((p) => p !== '' && dropped.indexOf(nameOf(p)) === -1).join('&')
   const query = baseQuery === '' ? client : client === '' ? baseQuery : `${baseQuery}&${client}`
   const path = basePath + r.uri.slice(1).split('/').map(encodeURIComponent).join('/')

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { renderNginxConfig } from '../../src/server/nginx/nginx-config.ts'
+import { writeNginxConfig } from '../../src/server/nginx/nginx-config.ts'
 import { nginxOrSkip } from '../helpers/own-nginx.ts'
 
 const NGINX = process.env.NGINX_BIN ?? 'nginx'
@@ -17,8 +17,7 @@ test('the nginx engine configuration with an HTTP origin passes nginx -t', (t) =
   if (!nginxOrSkip(t)) return
   const dir = mkdtempSync(join(tmpdir(), 'sm-nginx-http-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const conf = join(dir, 'nginx.conf')
-  writeFileSync(conf, renderNginxConfig({
+  const conf = writeNginxConfig({
     host: '127.0.0.1',
     port: 1,
     root: dir,
@@ -28,7 +27,7 @@ test('the nginx engine configuration with an HTTP origin passes nginx -t', (t) =
     accessLog: join(dir, 'access.log'),
     njsPath: new URL('../../nginx/streammeter.js', import.meta.url).pathname,
     user: process.getuid?.() === 0 ? 'root' : undefined
-  }), { mode: 0o600 })
+  })
   const run = spawnSync(NGINX, ['-t', '-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { encoding: 'utf8' })
   assert.equal(run.status, 0, run.stderr)
 })

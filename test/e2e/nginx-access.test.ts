@@ -22,6 +22,7 @@ writeFileSync(join(root, 'v/seg.ts'), Buffer.alloc(5000, 1))
 writeFileSync(join(root, 'v/sub/a.m4s'), Buffer.alloc(3000, 2))
 writeFileSync(join(root, 'w/x.ts'), Buffer.alloc(100, 3))
 writeFileSync(join(root, 'v/a.vtt'), 'WEBVTT\n')
+writeFileSync(join(root, 'v/a~b_c-d.ts'), Buffer.alloc(700, 4))
 writeFileSync(join(root, 'v/.env'), 'SECRET=1')
 after(() => rmSync(root, { recursive: true, force: true }))
 
@@ -80,7 +81,25 @@ const TARGETS: string[] = [
   `/v/${'a'.repeat(2100)}.ts?uid=u1`,
   '/v/../.env?uid=u1',
   '/v/%2e%2e/v/.env?uid=u1',
-  `/v/s%65g.ts?${plain('u1', 'v/seg.ts', LATER)}`
+  `/v/s%65g.ts?${plain('u1', 'v/seg.ts', LATER)}`,
+  // Queries in the signer's form, which nginx splits itself (nginx-config.ts
+  // `$sm_signed_message`), and the nearest ones that are not.
+  `/v/a~b_c-d.ts?${plain('u1', 'v/a~b_c-d.ts', LATER)}`,
+  `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}&sid=abc-1`,
+  `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}&sid=a%20b`,
+  `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}&sid=`,
+  `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}&x=1`,
+  `/v/seg.ts?x=1&${plain('u1', 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?UID=u1&expires=${LATER}&token=${signToken(SECRET, 'u1', 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?uid=u1&Expires=${LATER}&token=${signToken(SECRET, 'u1', 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}&token=${'0'.repeat(64)}`,
+  `/v/seg.ts?uid=u1&expires=0${LATER}&token=${hmacHex(`u1:v/seg.ts:0${LATER}`)}`,
+  `/v/seg.ts?uid=u1&expires=${'9'.repeat(15)}&token=${hmacHex(`u1:v/seg.ts:${'9'.repeat(15)}`)}`,
+  `/v/seg.ts?uid=u1&expires=${'9'.repeat(16)}&token=${hmacHex(`u1:v/seg.ts:${'9'.repeat(16)}`)}`,
+  `/v/seg.ts?${plain('x'.repeat(128), 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?${plain('x'.repeat(129), 'v/seg.ts', LATER)}`,
+  `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}&`,
+  `/v/seg.ts?uid=u1&expires=${LATER}&token=${signToken(SECRET, 'u1', 'v/seg.ts', LATER).slice(0, 63)}`
 ]
 
 /** Requests in another method than GET: [method, target]. */
@@ -168,5 +187,30 @@ describe('the nginx engine\'s access check (njs) answers as the node engine does
       ['é-ü', 100, 206, 'GET', 'OK'],
       ['', bad.headers['content-length'] === undefined ? -1 : Number(bad.headers['content-length']), 403, 'GET', 'OK']
     ])
+  })
+
+  it('logs the uid and session that URLSearchParams reads, for queries in the signer\'s form and any other', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const nginx = await startOwnNginx(t, { root, signingSecret: SECRET })
+    const queries = [
+      `${plain('u1', 'v/seg.ts', LATER)}&sid=abc-1`,
+      `${plain('u1', 'v/seg.ts', LATER)}&sid=a%20b+c`,
+      `${plain('u1', 'v/seg.ts', LATER)}&SID=upper`,
+      `sid=first&${plain('u1', 'v/seg.ts', LATER)}&sid=second`,
+      `${plain('a b', 'v/seg.ts', LATER)}&sid=s2`,
+      `${plain('u1', 'v/seg.ts', LATER)}`,
+      `${plain('u1', 'v/seg.ts', EARLIER)}&sid=late`
+    ]
+    for (const q of queries) {
+      const res = await request(`${nginx.url}/v/seg.ts?${q}`, { headers: { 'x-query': q } })
+      await res.body.dump()
+    }
+    await waitFor(() => nginx.lines().filter((l) => l.path === '/v/seg.ts').length >= queries.length, 5000, 'every line')
+    const lines = nginx.lines().filter((l) => l.path === '/v/seg.ts')
+    assert.deepEqual(lines.map((l) => [l.uid, l.sid, l.status]), queries.map((q) => {
+      const p = new URLSearchParams(q)
+      const allowed = !q.includes(`expires=${EARLIER}`)
+      return [allowed ? p.get('uid') : '', p.get('sid') ?? '', allowed ? 200 : 410]
+    }))
   })
 })

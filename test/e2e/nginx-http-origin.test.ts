@@ -61,7 +61,12 @@ const REQUESTS: Array<[string, string, Record<string, string>]> = [
   ['GET', '/sp%20ace.ts?uid=u2', {}],
   ['GET', '/missing.ts?uid=u1', {}],
   ['GET', '/boom.ts?uid=u1', {}],
-  ['GET', '/dir/index.m3u8?uid=u3', {}]
+  ['GET', '/dir/index.m3u8?uid=u3', {}],
+  // Only the proxy's own parameters (nginx writes the origin's URI itself), and the nearest that are not.
+  ['GET', '/a.ts', {}],
+  ['GET', '/a.ts?uid=u1&sid=s1&expires=5&&scope=x&ip', {}],
+  ['GET', '/a.ts?uid=u1&UID=u9', {}],
+  ['GET', '/a.ts?uid=u1&x=base', {}]
 ]
 
 /** What the origin saw of a request, less what differs by nature (the port of the peer). */

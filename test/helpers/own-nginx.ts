@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import { renderNginxConfig } from '../../src/server/nginx/nginx-config.ts'
+import { writeNginxConfig } from '../../src/server/nginx/nginx-config.ts'
 import type { NginxConfigOptions } from '../../src/server/nginx/nginx-config.ts'
 import { checkNginx } from '../../src/server/nginx/nginx-supervisor.ts'
 import { freePort } from './own-redis.ts'
@@ -41,8 +41,7 @@ export interface OwnNginx {
 
 /** Write the nginx engine's configuration for a test into `dir`; returns its path. */
 export function writeTestConfig (dir: string, port: number, options: Pick<NginxConfigOptions, 'root' | 'signingSecret'>): string {
-  const conf = join(dir, 'nginx.conf')
-  writeFileSync(conf, renderNginxConfig({
+  return writeNginxConfig({
     ...options,
     host: '127.0.0.1',
     port,
@@ -51,8 +50,7 @@ export function writeTestConfig (dir: string, port: number, options: Pick<NginxC
     njsPath: new URL('../../nginx/streammeter.js', import.meta.url).pathname,
     // Started as root, nginx would run its workers as nobody, who cannot read the test's temp dirs.
     user: process.getuid?.() === 0 ? 'root' : undefined
-  }), { mode: 0o600 })
-  return conf
+  })
 }
 
 /** Render the configuration into a temp dir, start nginx on a free port, stop it after the test. */

@@ -1,3 +1,5 @@
+import { chmodSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import {
   BadRequestError, BadSignatureError, HeadersTooLargeError, InternalError, NotFoundError, OriginError, OriginTimeoutError,
   RangeNotSatisfiableError, UrlExpiredError, errorBody
@@ -60,6 +62,33 @@ export interface NginxApp {
   ownPaths: { exact: readonly string[], prefixes: readonly string[] }
 }
 
+/** The njs module's settings, beside nginx.conf: the module imports it by this name (`js_path`). */
+export const NJS_SETTINGS_FILE = 'streammeter-settings.js'
+
+/**
+ * The njs module's settings: the signing secret, in hex (any byte of it is
+ * safe there), read once when nginx loads its configuration rather than on
+ * every request.
+ */
+export function renderNjsSettings (o: Pick<NginxConfigOptions, 'signingSecret'>): string {
+  const secretHex = o.signingSecret === undefined ? '' : Buffer.from(o.signingSecret, 'utf8').toString('hex')
+  return `// Rendered by streammeter (the nginx engine); edits are overwritten.\nexport default { secretHex: '${secretHex}' }\n`
+}
+
+/**
+ * Write nginx.conf and the njs settings into `o.dir`, owner-only: they hold
+ * the signing secret and the peer key. Returns nginx.conf's path.
+ */
+export function writeNginxConfig (o: NginxConfigOptions): string {
+  const conf = join(o.dir, 'nginx.conf')
+  for (const [file, text] of [[join(o.dir, NJS_SETTINGS_FILE), renderNjsSettings(o)], [conf, renderNginxConfig(o)]] as const) {
+    writeFileSync(file, text, { mode: 0o600 })
+    // The mode of a file that was already there is not changed by writing it.
+    chmodSync(file, 0o600)
+  }
+  return conf
+}
+
 /**
  * The fields of one access-log line, as nginx writes them (`escape=json`):
  * `t` unix seconds with ms, `uid` the uid the request is metered under (empty
@@ -85,7 +114,6 @@ export const ACCESS_LOG_FORMAT = '{"t":$msec,"uid":"$sm_uid","bytes":$body_bytes
  */
 export function renderNginxConfig (o: NginxConfigOptions): string {
   const workers = o.workers === undefined ? '1' : o.workers === 0 ? 'auto' : String(o.workers)
-  const secret = o.signingSecret === undefined ? '' : Buffer.from(o.signingSecret, 'utf8').toString('hex')
   const lines = [
     '# Rendered by streammeter (the nginx engine); edits are overwritten.',
     `load_module ${quote(o.njsModule ?? NJS_MODULE_PATH)};`,
@@ -122,15 +150,16 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     `  send_timeout ${seconds(o.sendTimeout ?? 60)};`,
     // nginx's temporary files live in its prefix, not in the system's.
     ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${quote(`${o.dir}/${t}_temp`)};`),
+    // streammeter-settings.js (renderNjsSettings) is found there.
+    `  js_path ${quote(o.dir)};`,
     `  js_import sm from ${quote(o.njsPath)};`,
     '  js_set $sm_access sm.access;',
-    '  js_set $sm_uid sm.uid;',
-    '  js_set $sm_sid sm.sid;',
+    '  js_set $sm_uid_checked sm.uid;',
+    '  js_set $sm_sid_checked sm.sid;',
     '  js_set $sm_method_error sm.methodError;',
-    '  js_set $sm_path sm.pathVerdict;',
+    '  js_set $sm_path_checked sm.pathVerdict;',
     '  js_set $sm_path_error sm.pathError;',
-    // Hex: nginx would read a `$` in the secret as a variable.
-    `  js_var $sm_secret_hex ${secret === '' ? '""' : secret};`,
+    ...fastPathMaps(o.signingSecret !== undefined),
     ...corsMaps(o.corsOrigins ?? ['*']),
     `  log_format streammeter escape=json '${ACCESS_LOG_FORMAT}';`,
     `  access_log ${quote(o.accessLog)} streammeter;`,
@@ -191,6 +220,43 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ''
   ]
   return lines.join('\n')
+}
+
+/**
+ * What nginx decides itself, before any njs runs (a regular expression in
+ * nginx costs a fraction of an njs call, docs/performance.md):
+ *
+ * - `$sm_plain_path`: `1` for a path the node engine's rules plainly allow
+ *   (request-path.ts: segments of unreserved characters, none empty or
+ *   starting with `.`, at most 2,048 bytes), which decoding and encoding
+ *   leave as it is; `$sm_path` is `ok` for it, njs's verdict
+ *   (`$sm_path_checked`) for any other.
+ * - `$sm_signed_message`: for a query exactly as the signer writes a plain
+ *   token, `uid=U&expires=E&token=T`, optionally `&sid=S`, each value of
+ *   unreserved characters (nothing to decode, so URLSearchParams reads the
+ *   same values): the message its token signs, `U:P:E` with `P` the decoded
+ *   path; the parts are `$sm_q_uid`, `$sm_q_expires`, `$sm_q_token` and
+ *   `$sm_q_sid`. A uid of at most 128 characters, `E` of at most 15 digits
+ *   and `T` in either spelling pass every rule njs checks before the HMAC.
+ *   Empty for any other query, and without a secret: njs reads those whole.
+ * - `$sm_uid` and `$sm_sid`: the access log's uid (empty unless allowed) and
+ *   session parameter, from those parts or from njs.
+ */
+function fastPathMaps (signed: boolean): string[] {
+  const segment = '[A-Za-z0-9_~-][A-Za-z0-9_.~-]*'
+  const value = '[A-Za-z0-9_.~-]'
+  const token = '[0-9a-f]{64}|[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]'
+  const query = `^uid=(?<sm_q_uid>${value}{1,128})&expires=(?<sm_q_expires>[0-9]{1,15})&token=(?<sm_q_token>${token})(?:&sid=(?<sm_q_sid>${value}*))?$`
+  return [
+    `  map $request_uri $sm_plain_path { "~^(?=/[^?]{1,2048}(?:\\?|$))/${segment}(?:/${segment})*(?:\\?|$)" 1; default ""; }`,
+    '  map $sm_plain_path $sm_path { 1 ok; default $sm_path_checked; }',
+    '  map $uri $sm_relative_path { "~(?s)^/(?<sm_relative>.*)$" $sm_relative; default ""; }',
+    `  map $args $sm_signed_message { "~${query}" ${signed ? '"$sm_q_uid:$sm_relative_path:$sm_q_expires"' : '""'}; default ""; }`,
+    '  map $sm_signed_message $sm_allowed_uid { "" $sm_uid_checked; default $sm_q_uid; }',
+    '  map $sm_access $sm_uid { ok $sm_allowed_uid; default ""; }',
+    '  map $arg_sid $sm_sid_any { "" ""; default $sm_sid_checked; }',
+    '  map $sm_signed_message $sm_sid { "" $sm_sid_any; default $sm_q_sid; }'
+  ]
 }
 
 /** Where nginx's own 400s go (an internal location: a client asking for it gets a 404). */

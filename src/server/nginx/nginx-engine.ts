@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
@@ -13,7 +13,7 @@ import { addressOf, assembleApp } from '../assemble.ts'
 import { MeteringInput } from '../metering/metering-input.ts'
 import { AccessLogReader } from './access-log-reader.ts'
 import { createLogFile } from './log-generations.ts'
-import { renderNginxConfig } from './nginx-config.ts'
+import { writeNginxConfig } from './nginx-config.ts'
 import { watchNginx } from './nginx-metrics.ts'
 import { NginxSupervisor, checkNginx } from './nginx-supervisor.ts'
 
@@ -70,7 +70,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
   try {
     await app.fastify.listen({ port: 0, host: '127.0.0.1' })
     const { port: appPort } = app.fastify.server.address() as AddressInfo
-    const conf = renderNginxConfig({
+    writeNginxConfig({
       host: config.host,
       port,
       root: config.origin.kind === 'http' ? dir : config.origin.root,
@@ -94,9 +94,6 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
       workers: config.workers,
       user: workerUser(dir)
     })
-    // The file holds the signing secret and the peer key.
-    writeFileSync(join(dir, 'nginx.conf'), conf, { mode: 0o600 })
-    chmodSync(join(dir, 'nginx.conf'), 0o600)
     await supervisor.start()
   } catch (err) {
     await app.close()

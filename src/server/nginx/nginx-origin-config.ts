@@ -32,7 +32,8 @@ export function originHttpLines (origin: NginxHttpOrigin): string[] {
     `  upstream sm_origin { server ${url.hostname}:${port}; keepalive ${Math.min(1024, origin.connections)}; keepalive_timeout 60s; }`,
     `  js_var $sm_origin_path_hex ${Buffer.from(basePath).toString('hex')};`,
     `  js_var $sm_origin_query_hex ${url.search.length > 1 ? Buffer.from(url.search.slice(1)).toString('hex') : '""'};`,
-    '  js_set $sm_origin_uri sm.originUri;',
+    '  js_set $sm_origin_uri_checked sm.originUri;',
+    ...originUriMaps(basePath, url.search.length > 1 ? url.search : ''),
     // The origin's Content-Type, else the node engine's by extension; none on a 304.
     '  map $uri $sm_ext_type {',
     `    default ${quote(DEFAULT_CONTENT_TYPE)};`,
@@ -57,6 +58,29 @@ export function originHttpLines (origin: NginxHttpOrigin): string[] {
       ? ['  proxy_ssl_server_name on;', `  proxy_ssl_name ${quote(url.hostname)};`, '  proxy_ssl_verify on;',
           "  proxy_ssl_trusted_certificate '/etc/ssl/certs/ca-certificates.crt';"]
       : [])
+  ]
+}
+
+/** The parameters the proxy consumes (origin-query.ts), never sent on. */
+const OWN_PARAMETERS = ['uid', 'expires', 'token', 'sid', 'scope', 'ip']
+
+/**
+ * `$sm_origin_uri`, the path and query the origin gets (http-origin.ts and
+ * origin-query.ts): for a plain path (`$sm_plain_path`, which encoding
+ * leaves as it is) and a query of the proxy's own parameters only (all
+ * dropped), nginx writes it itself: the base URL's path, the path, the base
+ * URL's query. Any other request gets njs's (`$sm_origin_uri_checked`). A
+ * base URL that cannot be written into nginx's configuration as it is
+ * always takes njs's.
+ */
+function originUriMaps (basePath: string, baseSearch: string): string[] {
+  const own = `(?:${OWN_PARAMETERS.join('|')})(?:=[^&]*)?`
+  // Written into a double-quoted nginx string, next to a variable.
+  if (/[$"'\\\s]/.test(basePath + baseSearch)) return ['  map $sm_plain_path $sm_origin_uri { default $sm_origin_uri_checked; }']
+  const plain = `"${basePath}$sm_relative_path${baseSearch}"`
+  return [
+    `  map $args $sm_own_args_only { "~^(?:${own})?(?:&(?:${own})?)*$" 1; default ""; }`,
+    `  map "$sm_plain_path$sm_own_args_only" $sm_origin_uri { 11 ${plain}; default $sm_origin_uri_checked; }`
   ]
 }
 
