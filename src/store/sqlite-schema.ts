@@ -60,6 +60,9 @@ export interface UsageRow {
   qualified: number
 }
 
+/** A `usage` row as an array, in the table's column order. */
+export type UsageColumns = [uid: string, bytes: number, requests: number, fileTypes: string, ips: string, sessions: string, startMs: number, lastMs: number, qualified: number]
+
 export interface OutboxRow {
   seq: number
   report_id: string
@@ -170,17 +173,18 @@ export function toRecord (row: UsageRow): UsageRecord {
   }
 }
 
-export function toRow (r: UsageRecord): UsageRow {
+/** {@link toRecord} of a row read as {@link UsageColumns}. */
+export function columnsToRecord (c: UsageColumns): UsageRecord {
   return {
-    uid: r.uid,
-    bytes: r.bytes,
-    requests: r.requests,
-    file_types: JSON.stringify(r.fileTypes),
-    ips: JSON.stringify(r.ips),
-    sessions: JSON.stringify(r.sessions),
-    start_ms: r.startTime,
-    last_ms: r.lastActivity,
-    qualified: r.qualified ? 1 : 0
+    uid: c[0],
+    bytes: c[1],
+    requests: c[2],
+    fileTypes: JSON.parse(c[3]) as Record<string, number>,
+    ips: JSON.parse(c[4]) as string[],
+    sessions: JSON.parse(c[5]) as string[],
+    startTime: c[6],
+    lastActivity: c[7],
+    qualified: c[8] === 1
   }
 }
 

@@ -13,7 +13,7 @@ import type { CommittedLogCursor, FailureDetail, LogCursor, OutboxItem } from '.
 import { CallerError, messageOf, runWithBusyRetry } from './sqlite-busy-retry.ts'
 import { SqliteLease } from './sqlite-lease.ts'
 import { SqliteOutbox } from './sqlite-outbox.ts'
-import { migrate, toRecord, toRow } from './sqlite-schema.ts'
+import { columnsToRecord, migrate, toRecord } from './sqlite-schema.ts'
 import { prepareStatements } from './sqlite-statements.ts'
 import type { SqliteStatements } from './sqlite-statements.ts'
 import { Totals, ensureTotals } from './sqlite-totals.ts'
@@ -254,7 +254,7 @@ export class SqliteStore implements UsageStore {
     for (const delta of deltas) {
       // Read inside the loop: a batch may hold the same uid twice.
       const row = this.#sql.getRecord.get(delta.uid)
-      const before = row === undefined ? undefined : toRecord(row)
+      const before = row === undefined ? undefined : columnsToRecord(row)
       const outcome = mergeDelta(before, delta, this.policy)
       if (before !== undefined) totals.remove(before)
       totals.add(outcome.record)
@@ -264,13 +264,27 @@ export class SqliteStore implements UsageStore {
       }
       if (outcome.created) result.created++
       if (outcome.record.qualified && (outcome.created || before?.qualified !== true)) result.qualified++
-      this.#sql.putRecord.run(toRow(outcome.record))
+      this.#put(before, outcome.record)
     }
     this.#add('accumulator_cleanups', result.discarded.length)
     this.#add('bytes_discarded', discardedBytes)
     this.#add('total_recorded_uids', result.created)
     this.#applyTotals(totals)
     return result
+  }
+
+  /** Write `record`, the row that was `before` (undefined: none). */
+  #put (before: UsageRecord | undefined, r: UsageRecord): void {
+    const fileTypes = JSON.stringify(r.fileTypes)
+    const ips = JSON.stringify(r.ips)
+    const sessions = JSON.stringify(r.sessions)
+    if (before === undefined) {
+      this.#sql.insertRecord.run(r.uid, r.bytes, r.requests, fileTypes, ips, sessions, r.startTime, r.lastActivity, r.qualified ? 1 : 0)
+    } else if (before.startTime === r.startTime && before.qualified === r.qualified) {
+      this.#sql.updateUsage.run(r.bytes, r.requests, fileTypes, ips, sessions, r.lastActivity, r.uid)
+    } else {
+      this.#sql.updateRecord.run(r.bytes, r.requests, fileTypes, ips, sessions, r.startTime, r.lastActivity, r.qualified ? 1 : 0, r.uid)
+    }
   }
 
   #expireIn (now: number): ExpireResult {
