@@ -8,6 +8,7 @@ import type { TestContext } from 'node:test'
 import { request } from 'undici'
 import { BadSignatureError, NotFoundError, UrlExpiredError, errorBody } from '../../src/errors.ts'
 import { checkSignedRequest, signToken, signedQuery } from '../../src/server/access/url-signer.ts'
+import { parseLogLine } from '../../src/server/nginx/access-log-line.ts'
 import { runFfmpeg, startCountingRelay } from '../helpers/counting-relay.ts'
 import { ENGINES, nginxMasters, nginxProcesses, startEngineServer } from '../helpers/engine-server.ts'
 import type { Cleanup, Engine, EngineServer } from '../helpers/engine-server.ts'
@@ -175,8 +176,8 @@ function heldDownload (server: EngineServer, uid: string, file: File, go: Promis
  */
 async function stillSending (server: EngineServer, uids: readonly string[]): Promise<boolean> {
   if (server.engine === 'nginx') {
-    const log = readFileSync(join(server.engineDir, 'access.log'), 'utf8')
-    return uids.every((uid) => !log.includes(`"uid":"${uid}"`))
+    const logged = new Set(readFileSync(join(server.engineDir, 'access.log'), 'utf8').split('\n').map((l) => parseLogLine(l)?.uid))
+    return uids.every((uid) => !logged.has(uid))
   }
   const res = await request(`${server.url}/active-transfers`, { reset: true })
   const { transfers } = await res.body.json() as { transfers: Array<{ uid: string }> }

@@ -10,6 +10,7 @@ import { policyOf, resolveMeterOptions } from '../../src/meter/index.ts'
 import { openStore } from '../../src/store/index.ts'
 import { REDIS_URL, cleanupPrefix, redisOrSkip, uniquePrefix } from '../helpers/redis.ts'
 import { storeTotals } from '../helpers/report-bytes.ts'
+import { logLine } from '../helpers/access-log.ts'
 
 const child = new URL('../fixtures/log-meter-child.ts', import.meta.url).pathname
 
@@ -28,7 +29,7 @@ async function start (url: string, log: string, prefix: string): Promise<ChildPr
 }
 
 function line (uid: string, bytes: number, status = 200): string {
-  return JSON.stringify({ t: Date.now() / 1000, uid, bytes, status, method: 'GET', done: 'OK', path: '/v/seg.ts', ip: '10.0.0.1', xff: '', sidh: '', scookie: '', sid: '' }) + '\n'
+  return logLine(uid, bytes, status, Date.now() / 1000)
 }
 
 describe('metering from the access log is exact across kill -9', () => {

@@ -3,8 +3,13 @@ import type { Delivery, MeteringInput } from '../../src/server/metering/metering
 import { AccessLogReader } from '../../src/server/nginx/access-log-reader.ts'
 import type { AccessLogReaderOptions } from '../../src/server/nginx/access-log-reader.ts'
 
-/** One access-log line as nginx writes it (nginx-config.ts), with its line feed; the same text for the same arguments. */
-export function logLine (uid: string, bytes: number, status = 200): string {
+/** One access-log line as nginx writes it (access-log-line.ts), with its line feed; the same text for the same arguments. */
+export function logLine (uid: string, bytes: number, status = 200, t = 1700000000.123): string {
+  return ['2', t.toFixed(3), uid, bytes, status, 'GET', 'OK', '/v/seg.ts', '10.0.0.1', '', '', '', '', '0.000'].join('\t') + '\n'
+}
+
+/** The same line in the JSON object format of earlier versions, which the reader still reads. */
+export function jsonLogLine (uid: string, bytes: number, status = 200): string {
   return JSON.stringify({ t: 1700000000.123, uid, bytes, status, method: 'GET', done: 'OK', path: '/v/seg.ts', ip: '10.0.0.1', xff: '', sidh: '', scookie: '', sid: '' }) + '\n'
 }
 

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
+import { parseLogLine } from '../../src/server/nginx/access-log-line.ts'
 import { writeNginxConfig } from '../../src/server/nginx/nginx-config.ts'
 import type { NginxConfigOptions } from '../../src/server/nginx/nginx-config.ts'
 import { checkNginx } from '../../src/server/nginx/nginx-supervisor.ts'
@@ -77,6 +78,10 @@ export async function startOwnNginx (t: TestContext, options: Pick<NginxConfigOp
     url: `http://127.0.0.1:${port}`,
     port,
     accessLog,
-    lines: () => readFileSync(accessLog, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+    lines: () => readFileSync(accessLog, 'utf8').split('\n').filter((l) => l !== '').map((l) => {
+      const line = parseLogLine(l)
+      if (line === undefined) throw new Error(`not an access-log line: ${l}`)
+      return line as unknown as Record<string, unknown>
+    })
   }
 }

@@ -5,47 +5,30 @@ import type { ClientIpResolver } from '../access/client-ip.ts'
 import { SESSION_COOKIE, sessionIdOf } from '../access/session-id.ts'
 import type { MeteringInput } from '../metering/metering-input.ts'
 import { fileTypeOf } from '../origin/media-types.ts'
+import { parseLogLine } from './access-log-line.ts'
+import type { LogLine } from './access-log-line.ts'
 import { LogGenerations } from './log-generations.ts'
 import type { LogRotationOptions } from './log-generations.ts'
 import { GENERATION_SPAN, encodePosition, generationOf, offsetOf, rotatedFile } from './log-rotation.ts'
 
 export type { LogRotationOptions } from './log-generations.ts'
 
-/** One line of the access log (nginx-config.ts, `ACCESS_LOG_FORMAT`). */
-interface LogLine {
-  t: number
-  uid: string
-  bytes: number
-  status: number
-  method: string
-  path: string
-  ip: string
-  xff: string
-  sidh: string
-  scookie: string
-  sid: string
-  /** Seconds nginx took (`$request_time`); absent from lines of older versions. */
-  rt?: number
-}
-
-/** One response as a log line records it, for figures (not metering). */
-export interface LoggedResponse {
+/**
+ * The responses of one read that share a method, status and file type, for
+ * figures (not metering): counted together, because a figure updated per
+ * line cost a third of the reader's time.
+ */
+export interface LoggedResponses {
   method: string
   status: number
   /** The decoded path's file type. */
   fileType: FileType
-  /** Body bytes sent. */
+  /** Responses. */
+  count: number
+  /** Body bytes sent, summed. */
   bytes: number
-  /** Seconds nginx took. */
-  seconds: number
-}
-
-const STRINGS = ['uid', 'method', 'path', 'ip', 'xff', 'sidh', 'scookie', 'sid'] as const
-
-function isLogLine (v: unknown): v is LogLine {
-  if (typeof v !== 'object' || v === null) return false
-  const o = v as Record<string, unknown>
-  return typeof o.bytes === 'number' && typeof o.status === 'number' && STRINGS.every((k) => typeof o[k] === 'string')
+  /** Seconds nginx took, one per response. */
+  seconds: number[]
 }
 
 /** Options of {@link AccessLogReader}. */
@@ -75,10 +58,11 @@ export interface AccessLogReaderOptions {
   /** Most bytes of log read at one flush; the rest waits for the next. @default 8 MiB */
   maxBytesPerRead?: number | undefined
   /**
-   * Told of every response a line records, metered or not (a 404, a HEAD):
-   * the engine's /metrics and dashboard figures.
+   * Told, once per read that found lines, of every response they record,
+   * metered or not (a 404, a HEAD), grouped: the engine's /metrics and
+   * dashboard figures.
    */
-  onResponse?: ((response: LoggedResponse) => void) | undefined
+  onResponses?: ((responses: Iterable<LoggedResponses>) => void) | undefined
   /**
    * Told of a line that is no access-log line (it is skipped), and of an
    * unfinished last line of a rotated file that no process writes any more.
@@ -106,8 +90,12 @@ export interface AccessLogReaderOptions {
   proc?: string | undefined
 }
 
-/** Bytes read at a time. */
-const CHUNK = 256 * 1024
+/**
+ * Bytes read at a time. At most 64 KiB: V8 puts a longer string in its
+ * large-object space, and decoding 256 KiB at once cost 3.4 ns per byte
+ * against 0.12 (a third of the reader's time per line).
+ */
+const CHUNK = 64 * 1024
 /** Default of `maxBytesPerRead`: about 30,000 lines, a few ms of parsing. */
 const MAX_BYTES_PER_READ = 8 * 1024 * 1024
 /** Offsets a read may reach: the position after a line is at most 2**32 - 1. */
@@ -143,7 +131,9 @@ export class AccessLogReader {
   readonly #metering: MeteringInput
   readonly #ips: ClientIpResolver
   readonly #onBadLine: (line: string) => void
-  readonly #onResponse: ((response: LoggedResponse) => void) | undefined
+  readonly #onResponses: ((responses: Iterable<LoggedResponses>) => void) | undefined
+  /** This read's responses by method, status and file type. */
+  readonly #responses = new Map<string, LoggedResponses>()
   readonly #onMissingFile: (file: string) => void
   readonly #key: string
   readonly #maxBytes: number
@@ -162,7 +152,7 @@ export class AccessLogReader {
     this.#ips = options.ips
     this.#position = options.position ?? 0
     this.#onBadLine = options.onBadLine ?? (() => {})
-    this.#onResponse = options.onResponse
+    this.#onResponses = options.onResponses
     this.#onMissingFile = options.onMissingFile ?? (() => {})
     this.#key = options.key
     this.#maxBytes = options.maxBytesPerRead ?? MAX_BYTES_PER_READ
@@ -246,6 +236,14 @@ export class AccessLogReader {
    * @throws {EngineError} when a generation is longer than 4 GiB
    */
   read (): number {
+    try {
+      return this.#readLines()
+    } finally {
+      this.#reportResponses()
+    }
+  }
+
+  #readLines (): number {
     // First the files a committed position is past (at a restart, those a
     // crash left between the commit and their deletion).
     this.#files.dropBefore(generationOf(this.#committed))
@@ -353,21 +351,38 @@ export class AccessLogReader {
     return 0
   }
 
+  /** Count a line's response in this read's {@link LoggedResponses}. */
+  #tally (line: LogLine, fileType: FileType): void {
+    const key = `${line.method} ${line.status} ${fileType}`
+    let group = this.#responses.get(key)
+    if (group === undefined) {
+      group = { method: line.method, status: line.status, fileType, count: 0, bytes: 0, seconds: [] }
+      this.#responses.set(key, group)
+    }
+    group.count++
+    group.bytes += line.bytes
+    group.seconds.push(line.rt)
+  }
+
+  /** Hand this read's responses over, then forget them. */
+  #reportResponses (): void {
+    if (this.#responses.size === 0) return
+    try {
+      this.#onResponses?.(this.#responses.values())
+    } finally {
+      this.#responses.clear()
+    }
+  }
+
   /** Meter one line. Never throws: a line it cannot read is reported and skipped. */
   #meter (text: string): void {
-    let line: LogLine
-    try {
-      line = JSON.parse(text) as LogLine
-    } catch {
-      this.#onBadLine(text)
-      return
-    }
-    if (!isLogLine(line)) {
+    const line = parseLogLine(text)
+    if (line === undefined) {
       this.#onBadLine(text)
       return
     }
     const fileType = fileTypeOf(line.path)
-    this.#onResponse?.({ method: line.method, status: line.status, fileType, bytes: line.bytes, seconds: line.rt ?? 0 })
+    if (this.#onResponses !== undefined) this.#tally(line, fileType)
     if (line.uid === '' || line.method !== 'GET' || (line.status !== 200 && line.status !== 206) || line.bytes <= 0) return
     const headers = {
       'x-forwarded-for': line.xff === '' ? undefined : line.xff,

@@ -6,6 +6,7 @@ import {
 } from '../../errors.ts'
 import type { StreammeterError } from '../../errors.ts'
 import { DEFAULT_CONTENT_TYPE, cacheControlFor, contentTypes, fileTypeOf } from '../origin/media-types.ts'
+import { ACCESS_LOG_FORMAT } from './access-log-line.ts'
 import { originHttpLines, originProxyLines } from './nginx-origin-config.ts'
 import type { NginxHttpOrigin } from './nginx-origin-config.ts'
 import { quote, seconds } from './nginx-syntax.ts'
@@ -40,7 +41,7 @@ export interface NginxConfigOptions {
   signingSecret: string | undefined
   /** Directory of the pid file and the error log (`ENGINE_DIR`). */
   dir: string
-  /** The access log streammeter reads (one JSON object per finished request). */
+  /** The access log streammeter reads (one line per finished request, access-log-line.ts). */
   accessLog: string
   /** The njs module (nginx/streammeter.js in the package). */
   njsPath: string
@@ -88,23 +89,6 @@ export function writeNginxConfig (o: NginxConfigOptions): string {
   }
   return conf
 }
-
-/**
- * The fields of one access-log line, as nginx writes them (`escape=json`):
- * `t` unix seconds with ms, `uid` the uid the request is metered under (empty
- * when none or refused), `bytes` body bytes sent (`$body_bytes_sent`),
- * `status`, `method`, `done` (`OK` when nginx finished the response, else
- * empty), `path` the decoded path; and what the client IP and the session
- * are made of, resolved by the reader with the node engine's rules: `ip` the
- * socket peer, `xff` `X-Forwarded-For`, `sidh` `X-Session-ID`, `scookie` the
- * session cookie (only that one: the log holds no other cookie), `sid` the
- * decoded `sid` parameter; `rt` the seconds nginx took (`$request_time`,
- * for /metrics).
- */
-export const ACCESS_LOG_FORMAT = '{"t":$msec,"uid":"$sm_uid","bytes":$body_bytes_sent,"status":$status,' +
-  '"method":"$request_method","done":"$request_completion","path":"$uri","ip":"$remote_addr",' +
-  '"xff":"$http_x_forwarded_for","sidh":"$http_x_session_id","scookie":"$cookie_session_id_fileserver","sid":"$sm_sid",' +
-  '"rt":$request_time}'
 
 /**
  * The nginx configuration of the nginx engine (docs/engines.md): nginx serves

@@ -116,11 +116,11 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
         key,
         position: cursor.position,
         replayTo: cursor.replayTo,
-        onResponse: (response) => {
-          bytesSent += response.bytes
-          // A playlist was counted by the app that rewrote it.
-          if (response.fileType !== 'm3u8') {
-            app.metrics.observeRequest(response.method, response.status, response.fileType, response.bytes, response.seconds * 1000)
+        onResponses: (responses) => {
+          for (const r of responses) {
+            bytesSent += r.bytes
+            // A playlist was counted by the app that rewrote it.
+            if (r.fileType !== 'm3u8') app.metrics.observeRequests(r.method, r.status, r.fileType, r.count, r.bytes, r.seconds)
           }
         },
         onBadLine: (line) => logger.warn({ length: line.length }, 'nginx access log: a line that is no access-log line was skipped'),
