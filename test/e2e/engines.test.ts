@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import type { TestContext } from 'node:test'
 import { request } from 'undici'
-import { BadSignatureError, NotFoundError, UrlExpiredError, errorBody } from '../../src/errors.ts'
+import { BadSignatureError, NotFoundError, TooManyTransfersError, UrlExpiredError, errorBody } from '../../src/errors.ts'
 import { checkSignedRequest, signToken, signedQuery } from '../../src/server/access/url-signer.ts'
 import { parseLogLine } from '../../src/server/nginx/access-log-line.ts'
 import { runFfmpeg, startCountingRelay } from '../helpers/counting-relay.ts'
@@ -60,9 +60,8 @@ function settings (receiver: Receiver, store: string): Record<string, string> {
     TRAFFIC_REPORT_INTERVAL: '1',
     TRAFFIC_FLUSH_INTERVAL: '0.2',
     SHUTDOWN_GRACE: '10',
-    // Every client here is 127.0.0.1: the node engine's default of 64
-    // concurrent media requests per IP would refuse the many-clients test
-    // with 429s (the nginx engine has no such limit yet).
+    // Every client here is 127.0.0.1: the default of 64 concurrent media
+    // requests per IP would refuse the many-clients test with 429s.
     MAX_TRANSFERS_PER_IP: '256'
   }
 }
@@ -148,11 +147,11 @@ async function stopCleanly (server: EngineServer): Promise<void> {
  * A download of `file` that takes its first chunk, then waits for `go` before
  * reading the rest at full speed: a response still in flight until then.
  */
-function heldDownload (server: EngineServer, uid: string, file: File, go: Promise<void>): { started: Promise<void>, done: Promise<number> } {
+function heldDownload (server: EngineServer, uid: string, file: File, go: Promise<void>, headers: Record<string, string> = {}): { started: Promise<void>, done: Promise<number> } {
   let started!: () => void
   const first = new Promise<void>((resolve) => { started = resolve })
   const done = (async () => {
-    const res = await request(`${server.url}${signed(uid, file)}`, { reset: true })
+    const res = await request(`${server.url}${signed(uid, file)}`, { reset: true, headers })
     assert.equal(res.statusCode, 200)
     let got = 0
     for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -460,6 +459,36 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
         assert.deepEqual(nginxProcesses(server.engineDir, server.nginxGroups), [], 'nginx processes left')
         assert.deepEqual(pick(receiver.totals(), receiver.totals().keys()), pick(ledger, ledger.keys()))
         assert.equal(receiver.reports.length, 1, 'one final report')
+      })
+
+      it('MAX_TRANSFERS_PER_IP: past it a JSON 429 for the client behind a trusted proxy; others served; counted in /metrics', async (t) => {
+        if (!engineOrSkip(t, engine)) return
+        const receiver = await newReceiver(t)
+        const server = await startEngineServer(t, engine, {
+          ...settings(receiver, 'memory:'), MAX_TRANSFERS_PER_IP: '3', TRUSTED_PROXIES: '127.0.0.1', ADMIN_TOKEN: 'per-ip-admin'
+        })
+        const client = { 'x-forwarded-for': '198.51.100.7' }
+        const { go, open } = gate()
+        t.after(open)
+        const held = [1, 2, 3].map((i) => heldDownload(server, `held-${i}`, 'big.mp4', go, client))
+        await Promise.all(held.map((h) => h.started))
+        const over = await get(server, signed('over', 'seg.ts'), client)
+        assert.equal(over.status, 429)
+        assert.equal(over.headers['content-type'], JSON_TYPE)
+        assert.deepEqual(JSON.parse(over.body.toString()), errorBody(new TooManyTransfersError(3)))
+        // A forged entry to the left of the client changes nothing; another client is served.
+        assert.equal((await get(server, signed('over', 'seg.ts'), { 'x-forwarded-for': '203.0.113.9, 198.51.100.7' })).status, 429)
+        assert.equal((await get(server, signed('other', 'seg.ts'), { 'x-forwarded-for': '198.51.100.8' })).status, 200)
+        open()
+        for (const h of held) assert.equal(await h.done, FILES['big.mp4'])
+        assert.equal((await get(server, signed('again', 'seg.ts'), client)).status, 200)
+        // The nginx engine counts them once streammeter has read nginx's log lines.
+        let metrics = ''
+        await waitFor(async () => {
+          metrics = (await get(server, '/metrics', { authorization: 'Bearer per-ip-admin' })).body.toString()
+          return /^streammeter_limit_hits_total\{limit="max_transfers_per_ip"\} 2$/m.test(metrics)
+        }, 5000, 'two refusals in /metrics')
+        assert.match(metrics, /^streammeter_requests_total\{method="GET",status="429",file_type="ts"\} 2$/m)
       })
 
       it('kill -9 and a restart on the same store and ENGINE_DIR: nothing lost, nothing doubled', async (t) => {

@@ -24,7 +24,7 @@ const LINE = {
 describe('access-log lines', () => {
   it('the format is the version and the fields, separated by tabs, in the order the parser reads them', () => {
     assert.equal(ACCESS_LOG_FORMAT, ['2', '$msec', '$sm_uid', '$body_bytes_sent', '$status', '$request_method', '$request_completion',
-      '$uri', '$remote_addr', '$http_x_forwarded_for', '$http_x_session_id', '$cookie_session_id_fileserver', '$sm_sid',
+      '$uri', '$realip_remote_addr', '$http_x_forwarded_for', '$http_x_session_id', '$cookie_session_id_fileserver', '$sm_sid',
       '$request_time'].join('\t'))
   })
 

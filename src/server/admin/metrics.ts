@@ -167,14 +167,14 @@ export class ServerMetrics {
     return series
   }
 
-  /** Count one request refused or cut by a limit of docs/limits.md. */
-  countLimitHit (limit: LimitName): void {
+  /** Count `n` requests (one unless said) refused or cut by a limit of docs/limits.md. */
+  countLimitHit (limit: LimitName, n = 1): void {
     let series = this.#limitSeries.get(limit)
     if (series === undefined) {
       series = this.#limitHits.labels(limit)
       this.#limitSeries.set(limit, series)
     }
-    series.inc()
+    series.inc(n)
   }
 
   /** Media requests answered since start, per file type (types never seen are absent). */

@@ -44,7 +44,7 @@ const FIELDS: ReadonlyArray<readonly [keyof LogLine, string]> = [
   ['method', '$request_method'],
   ['done', '$request_completion'],
   ['path', '$uri'],
-  ['ip', '$remote_addr'],
+  ['ip', '$realip_remote_addr'],
   ['xff', '$http_x_forwarded_for'],
   ['sidh', '$http_x_session_id'],
   ['scookie', '$cookie_session_id_fileserver'],

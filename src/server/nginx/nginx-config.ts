@@ -2,7 +2,7 @@ import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   BadRequestError, BadSignatureError, HeadersTooLargeError, InternalError, NotFoundError, OriginError, OriginTimeoutError,
-  RangeNotSatisfiableError, UrlExpiredError, errorBody
+  RangeNotSatisfiableError, TooManyTransfersError, UrlExpiredError, errorBody
 } from '../../errors.ts'
 import type { StreammeterError } from '../../errors.ts'
 import { DEFAULT_CONTENT_TYPE, cacheControlFor, contentTypes, fileTypeOf } from '../origin/media-types.ts'
@@ -37,6 +37,10 @@ export interface NginxConfigOptions {
   corsOrigins?: readonly string[] | undefined
   /** `SEND_TIMEOUT`: seconds a client may take no bytes. @default 60 */
   sendTimeout?: number | undefined
+  /** `MAX_TRANSFERS_PER_IP`: media requests in flight per client IP; beyond, 429. @default 64 */
+  maxTransfersPerIp?: number | undefined
+  /** `TRUSTED_PROXIES`: the client IP of a request from one is the one its `X-Forwarded-For` names. @default [] */
+  trustedProxies?: readonly string[] | undefined
   /** `SIGNING_SECRET`; without it the `uid` parameter is trusted, as in the node engine. */
   signingSecret: string | undefined
   /** Directory of the pid file and the error log (`ENGINE_DIR`). */
@@ -145,6 +149,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     '  js_set $sm_path_error sm.pathError;',
     ...fastPathMaps(o.signingSecret !== undefined),
     ...corsMaps(o.corsOrigins ?? ['*']),
+    ...clientIpLines(o.trustedProxies ?? []),
     `  log_format streammeter escape=json '${ACCESS_LOG_FORMAT}';`,
     `  access_log ${quote(o.accessLog)} streammeter;`,
     ...(o.httpOrigin === undefined ? [] : originHttpLines(o.httpOrigin)),
@@ -156,16 +161,17 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     // A segment starting with `.` is a 404, as in the node engine
     // (docs/limits.md); first of the regular expressions, so it wins.
     '    location ~ /\\. { if ($sm_path = bad) { return 400; } return 404; }',
-    ...(o.app === undefined ? [] : appLocations(o.app)),
+    ...(o.app === undefined ? [] : appLocations(o.app, maxPerIp(o))),
     '    location / {',
     ...CORS_HEADERS,
-    ...accessChecks(),
+    ...accessChecks(maxPerIp(o)),
     ...(o.httpOrigin === undefined
       // Files only: a directory is a 404, as in the node engine (no redirect, no listing).
       ? ['      try_files $uri =404;', '      add_header Cache-Control $sm_cache_control;']
       : originProxyLines(o.httpOrigin)),
     '    }',
     ...DENIALS.map(([verdict, code]) => `    error_page ${code} = @sm_${verdict};`),
+    '    error_page 429 = @sm_too_many;',
     '    error_page 404 = @sm_not_found;',
     '    error_page 463 = @sm_method;',
     '    error_page 464 = @sm_preflight;',
@@ -179,6 +185,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     '    error_page 416 = @sm_range;',
     ...DENIALS.map(([verdict,, err]) => errorLocation(`@sm_${verdict}`, err)),
     errorLocation('@sm_not_found', new NotFoundError()),
+    errorLocation('@sm_too_many', new TooManyTransfersError(maxPerIp(o))),
     errorLocation('@sm_origin_error', new OriginError()),
     errorLocation('@sm_origin_timeout', new OriginTimeoutError()),
     // The body names the method, as the node engine's does (njs renders it).
@@ -243,6 +250,32 @@ function fastPathMaps (signed: boolean): string[] {
   ]
 }
 
+function maxPerIp (o: NginxConfigOptions): number {
+  return o.maxTransfersPerIp ?? 64
+}
+
+/**
+ * The client IP, as the node engine resolves it (`TRUSTED_PROXIES`,
+ * client-ip.ts): nginx's realip module makes `$remote_addr` the rightmost
+ * address of `X-Forwarded-For` that is no trusted proxy when the peer is
+ * one; `$realip_remote_addr` stays the socket peer, which the access log
+ * and streammeter get (the reader resolves the client itself, with the
+ * node engine's code). `MAX_TRANSFERS_PER_IP` counts requests in flight per
+ * client IP in a zone of 10 MiB (about 80,000 addresses at once; past it,
+ * a new address gets the 429 too).
+ */
+function clientIpLines (trusted: readonly string[]): string[] {
+  return [
+    ...(trusted.length === 0
+      ? []
+      : [...trusted.map((cidr) => `  set_real_ip_from ${cidr};`), '  real_ip_header X-Forwarded-For;', '  real_ip_recursive on;']),
+    '  limit_conn_zone $binary_remote_addr zone=sm_per_ip:10m;',
+    '  limit_conn_status 429;',
+    // A refusal is a 429 and a line of the access log, not one in the error log too.
+    '  limit_conn_log_level info;'
+  ]
+}
+
 /** Where nginx's own 400s go (an internal location: a client asking for it gets a 404). */
 const BAD_REQUEST_URI = '/_streammeter/bad-request'
 const TOO_LARGE_URI = '/_streammeter/too-large'
@@ -294,14 +327,16 @@ const DENIALS: ReadonlyArray<[string, number, StreammeterError]> = [
 ]
 
 /** The method and signature checks every media location starts with. */
-function accessChecks (): string[] {
+function accessChecks (limit: number): string[] {
   return [
     '      if ($request_method = OPTIONS) { return 464; }',
     '      if ($request_method !~ ^(GET|HEAD)$) { return 463; }',
     // The raw path, by the node engine's rules, before nginx's normalised one is used.
     '      if ($sm_path = bad) { return 400; }',
     '      if ($sm_path = hidden) { return 404; }',
-    ...DENIALS.map(([verdict, code]) => `      if ($sm_access = ${verdict}) { return ${code}; }`)
+    ...DENIALS.map(([verdict, code]) => `      if ($sm_access = ${verdict}) { return ${code}; }`),
+    // Counted once the checks above let the request through (limit_conn runs after them).
+    `      limit_conn sm_per_ip ${limit};`
   ]
 }
 
@@ -311,13 +346,13 @@ function accessChecks (): string[] {
  * to its private listener with the client's address and the key that makes
  * streammeter believe it. Unbuffered, so the dashboard's live feed streams.
  */
-function appLocations (app: NginxApp): string[] {
+function appLocations (app: NginxApp, limit: number): string[] {
   const pass = [
     '      proxy_pass http://sm_app;',
     '      proxy_http_version 1.1;',
     '      proxy_set_header Connection "";',
     '      proxy_set_header Host $http_host;',
-    '      proxy_set_header X-Streammeter-Peer $remote_addr;',
+    '      proxy_set_header X-Streammeter-Peer $realip_remote_addr;',
     `      proxy_set_header X-Streammeter-Peer-Key ${quote(app.peerKey)};`,
     '      proxy_buffering off;',
     '      proxy_read_timeout 1h;'
@@ -333,7 +368,7 @@ function appLocations (app: NginxApp): string[] {
   return [
     ...own,
     '    location ~* \\.m3u8$ {',
-    ...accessChecks(),
+    ...accessChecks(limit),
     ...pass,
     '    }'
   ]

@@ -86,6 +86,8 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
       app: { address: `127.0.0.1:${appPort}`, peerKey, ownPaths: app.ownPaths.routes() },
       statusSocket,
       sendTimeout: config.sendTimeout,
+      maxTransfersPerIp: config.maxTransfersPerIp,
+      trustedProxies: config.trustedProxies,
       corsOrigins: config.corsOrigins,
       signingSecret: config.signingSecret,
       dir,
@@ -121,6 +123,8 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
             bytesSent += r.bytes
             // A playlist was counted by the app that rewrote it.
             if (r.fileType !== 'm3u8') app.metrics.observeRequests(r.method, r.status, r.fileType, r.count, r.bytes, r.seconds)
+            // nginx's limit_conn (MAX_TRANSFERS_PER_IP) is the only source of a 429.
+            if (r.status === 429) app.metrics.countLimitHit('max_transfers_per_ip', r.count)
           }
         },
         onBadLine: (line) => logger.warn({ length: line.length }, 'nginx access log: a line that is no access-log line was skipped'),

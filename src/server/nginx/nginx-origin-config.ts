@@ -46,11 +46,13 @@ export function originHttpLines (origin: NginxHttpOrigin): string[] {
     '  }',
     // A trusted proxy's X-Forwarded-For is passed on with the peer
     // appended; anyone else's is replaced by the peer (forwarding.ts).
-    '  geo $sm_trusted_peer {',
+    '  geo $realip_remote_addr $sm_trusted_peer {',
     '    default 0;',
     ...trusted.map((cidr) => `    ${cidr} 1;`),
     '  }',
-    '  map $sm_trusted_peer $sm_forwarded_for { 1 $proxy_add_x_forwarded_for; default $remote_addr; }',
+    // `$proxy_add_x_forwarded_for` would append realip's client, not the peer.
+    '  map $http_x_forwarded_for $sm_peer_appended { "" $realip_remote_addr; default "$http_x_forwarded_for, $realip_remote_addr"; }',
+    '  map $sm_trusted_peer $sm_forwarded_for { 1 $sm_peer_appended; default $realip_remote_addr; }',
     '  map $sm_trusted_peer $sm_forwarded_proto { 1 $http_x_forwarded_proto; default http; }',
     `  proxy_connect_timeout ${seconds(origin.timeout)};`,
     `  proxy_read_timeout ${seconds(origin.timeout)};`,
