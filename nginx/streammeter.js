@@ -12,7 +12,7 @@
 // where it is used, and the secret is decoded when it is. Every operation
 // in here costs nginx CPU on each signed request (docs/performance.md): what
 // nginx can decide itself with a regular expression (a plain path, a query
-// as the signer writes it) is decided in nginx-config.ts, and this module
+// as the signer writes it) is decided in nginx-request-maps.ts, and this module
 // gets the pieces.
 import crypto from 'crypto'
 // Rendered beside nginx.conf (nginx-config.ts `renderNjsSettings`), owner-only:
@@ -136,7 +136,7 @@ function same (a, b) {
  * `$sm_access`: `ok`, `bad` (403), `expired` (410) or `long-uid` (400).
  * A query exactly as the signer writes a plain token
  * (`uid=U&expires=E&token=T[&sid=S]`, each value of characters that need no
- * decoding) comes checked for its form and split by nginx-config.ts: its
+ * decoding) comes checked for its form and split by nginx-request-maps.ts: its
  * message is `$sm_signed_message`, its parts `$sm_q_*`. Any other query
  * takes the whole check.
  */
@@ -263,7 +263,7 @@ function hexDigit (c) {
   return lower >= 0x61 && lower <= 0x66 ? lower - 0x61 + 10 : -1
 }
 
-/** `$sm_path_checked`: `ok`, `hidden` (404) or `bad` (400), for a path that is not plainly fine (nginx-config.ts `$sm_path`). */
+/** `$sm_path_checked`: `ok`, `hidden` (404) or `bad` (400), for a path that is not plainly fine (nginx-request-maps.ts `$sm_path`). */
 function pathVerdict (r) {
   const p = pathProblem(r)
   return p === '' ? 'ok' : p === 'hidden' ? 'hidden' : 'bad'

@@ -275,9 +275,7 @@ export class SqliteStore implements UsageStore {
 
   /** Write `record`, the row that was `before` (undefined: none). */
   #put (before: UsageRecord | undefined, r: UsageRecord): void {
-    const fileTypes = JSON.stringify(r.fileTypes)
-    const ips = JSON.stringify(r.ips)
-    const sessions = JSON.stringify(r.sessions)
+    const [fileTypes, ips, sessions] = [JSON.stringify(r.fileTypes), JSON.stringify(r.ips), JSON.stringify(r.sessions)]
     if (before === undefined) {
       this.#sql.insertRecord.run(r.uid, r.bytes, r.requests, fileTypes, ips, sessions, r.startTime, r.lastActivity, r.qualified ? 1 : 0)
     } else if (before.startTime === r.startTime && before.qualified === r.qualified) {

@@ -1,35 +1,19 @@
 import { closeSync, openSync, readSync } from 'node:fs'
 import { EngineError } from '../../errors.ts'
-import type { FileType, TrafficCollector } from '../../meter/index.ts'
+import type { TrafficCollector } from '../../meter/index.ts'
 import type { ClientIpResolver } from '../access/client-ip.ts'
 import { SESSION_COOKIE, sessionIdOf } from '../access/session-id.ts'
 import type { MeteringInput } from '../metering/metering-input.ts'
 import { fileTypeOf } from '../origin/media-types.ts'
 import { parseLogLine } from './access-log-line.ts'
-import type { LogLine } from './access-log-line.ts'
+import { ResponseTally } from './logged-responses.ts'
+import type { LoggedResponses } from './logged-responses.ts'
 import { LogGenerations } from './log-generations.ts'
 import type { LogRotationOptions } from './log-generations.ts'
 import { GENERATION_SPAN, encodePosition, generationOf, offsetOf, rotatedFile } from './log-rotation.ts'
 
 export type { LogRotationOptions } from './log-generations.ts'
-
-/**
- * The responses of one read that share a method, status and file type, for
- * figures (not metering): counted together, because a figure updated per
- * line cost a third of the reader's time.
- */
-export interface LoggedResponses {
-  method: string
-  status: number
-  /** The decoded path's file type. */
-  fileType: FileType
-  /** Responses. */
-  count: number
-  /** Body bytes sent, summed. */
-  bytes: number
-  /** Seconds nginx took, one per response. */
-  seconds: number[]
-}
+export type { LoggedResponses } from './logged-responses.ts'
 
 /** Options of {@link AccessLogReader}. */
 export interface AccessLogReaderOptions {
@@ -133,7 +117,7 @@ export class AccessLogReader {
   readonly #onBadLine: (line: string) => void
   readonly #onResponses: ((responses: Iterable<LoggedResponses>) => void) | undefined
   /** This read's responses by method, status and file type. */
-  readonly #responses = new Map<string, LoggedResponses>()
+  readonly #responses = new ResponseTally()
   readonly #onMissingFile: (file: string) => void
   readonly #key: string
   readonly #maxBytes: number
@@ -239,7 +223,7 @@ export class AccessLogReader {
     try {
       return this.#readLines()
     } finally {
-      this.#reportResponses()
+      if (this.#onResponses !== undefined) this.#responses.handOver(this.#onResponses)
     }
   }
 
@@ -351,29 +335,6 @@ export class AccessLogReader {
     return 0
   }
 
-  /** Count a line's response in this read's {@link LoggedResponses}. */
-  #tally (line: LogLine, fileType: FileType): void {
-    const key = `${line.method} ${line.status} ${fileType}`
-    let group = this.#responses.get(key)
-    if (group === undefined) {
-      group = { method: line.method, status: line.status, fileType, count: 0, bytes: 0, seconds: [] }
-      this.#responses.set(key, group)
-    }
-    group.count++
-    group.bytes += line.bytes
-    group.seconds.push(line.rt)
-  }
-
-  /** Hand this read's responses over, then forget them. */
-  #reportResponses (): void {
-    if (this.#responses.size === 0) return
-    try {
-      this.#onResponses?.(this.#responses.values())
-    } finally {
-      this.#responses.clear()
-    }
-  }
-
   /** Meter one line. Never throws: a line it cannot read is reported and skipped. */
   #meter (text: string): void {
     const line = parseLogLine(text)
@@ -382,7 +343,7 @@ export class AccessLogReader {
       return
     }
     const fileType = fileTypeOf(line.path)
-    if (this.#onResponses !== undefined) this.#tally(line, fileType)
+    if (this.#onResponses !== undefined) this.#responses.add(line, fileType)
     if (line.uid === '' || line.method !== 'GET' || (line.status !== 200 && line.status !== 206) || line.bytes <= 0) return
     const headers = {
       'x-forwarded-for': line.xff === '' ? undefined : line.xff,

@@ -8,6 +8,7 @@ import type { StreammeterError } from '../../errors.ts'
 import { DEFAULT_CONTENT_TYPE, cacheControlFor, contentTypes, fileTypeOf } from '../origin/media-types.ts'
 import { ACCESS_LOG_FORMAT } from './access-log-line.ts'
 import { originHttpLines, originProxyLines } from './nginx-origin-config.ts'
+import { clientIpLines, fastPathMaps } from './nginx-request-maps.ts'
 import type { NginxHttpOrigin } from './nginx-origin-config.ts'
 import { quote, seconds } from './nginx-syntax.ts'
 
@@ -213,67 +214,8 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
   return lines.join('\n')
 }
 
-/**
- * What nginx decides itself, before any njs runs (a regular expression in
- * nginx costs a fraction of an njs call, docs/performance.md):
- *
- * - `$sm_plain_path`: `1` for a path the node engine's rules plainly allow
- *   (request-path.ts: segments of unreserved characters, none empty or
- *   starting with `.`, at most 2,048 bytes), which decoding and encoding
- *   leave as it is; `$sm_path` is `ok` for it, njs's verdict
- *   (`$sm_path_checked`) for any other.
- * - `$sm_signed_message`: for a query exactly as the signer writes a plain
- *   token, `uid=U&expires=E&token=T`, optionally `&sid=S`, each value of
- *   unreserved characters (nothing to decode, so URLSearchParams reads the
- *   same values): the message its token signs, `U:P:E` with `P` the decoded
- *   path; the parts are `$sm_q_uid`, `$sm_q_expires`, `$sm_q_token` and
- *   `$sm_q_sid`. A uid of at most 128 characters, `E` of at most 15 digits
- *   and `T` in either spelling pass every rule njs checks before the HMAC.
- *   Empty for any other query, and without a secret: njs reads those whole.
- * - `$sm_uid` and `$sm_sid`: the access log's uid (empty unless allowed) and
- *   session parameter, from those parts or from njs.
- */
-function fastPathMaps (signed: boolean): string[] {
-  const segment = '[A-Za-z0-9_~-][A-Za-z0-9_.~-]*'
-  const value = '[A-Za-z0-9_.~-]'
-  const token = '[0-9a-f]{64}|[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]'
-  const query = `^uid=(?<sm_q_uid>${value}{1,128})&expires=(?<sm_q_expires>[0-9]{1,15})&token=(?<sm_q_token>${token})(?:&sid=(?<sm_q_sid>${value}*))?$`
-  return [
-    `  map $request_uri $sm_plain_path { "~^(?=/[^?]{1,2048}(?:\\?|$))/${segment}(?:/${segment})*(?:\\?|$)" 1; default ""; }`,
-    '  map $sm_plain_path $sm_path { 1 ok; default $sm_path_checked; }',
-    '  map $uri $sm_relative_path { "~(?s)^/(?<sm_relative>.*)$" $sm_relative; default ""; }',
-    `  map $args $sm_signed_message { "~${query}" ${signed ? '"$sm_q_uid:$sm_relative_path:$sm_q_expires"' : '""'}; default ""; }`,
-    '  map $sm_signed_message $sm_allowed_uid { "" $sm_uid_checked; default $sm_q_uid; }',
-    '  map $sm_access $sm_uid { ok $sm_allowed_uid; default ""; }',
-    '  map $arg_sid $sm_sid_any { "" ""; default $sm_sid_checked; }',
-    '  map $sm_signed_message $sm_sid { "" $sm_sid_any; default $sm_q_sid; }'
-  ]
-}
-
 function maxPerIp (o: NginxConfigOptions): number {
   return o.maxTransfersPerIp ?? 64
-}
-
-/**
- * The client IP, as the node engine resolves it (`TRUSTED_PROXIES`,
- * client-ip.ts): nginx's realip module makes `$remote_addr` the rightmost
- * address of `X-Forwarded-For` that is no trusted proxy when the peer is
- * one; `$realip_remote_addr` stays the socket peer, which the access log
- * and streammeter get (the reader resolves the client itself, with the
- * node engine's code). `MAX_TRANSFERS_PER_IP` counts requests in flight per
- * client IP in a zone of 10 MiB (about 80,000 addresses at once; past it,
- * a new address gets the 429 too).
- */
-function clientIpLines (trusted: readonly string[]): string[] {
-  return [
-    ...(trusted.length === 0
-      ? []
-      : [...trusted.map((cidr) => `  set_real_ip_from ${cidr};`), '  real_ip_header X-Forwarded-For;', '  real_ip_recursive on;']),
-    '  limit_conn_zone $binary_remote_addr zone=sm_per_ip:10m;',
-    '  limit_conn_status 429;',
-    // A refusal is a 429 and a line of the access log, not one in the error log too.
-    '  limit_conn_log_level info;'
-  ]
 }
 
 /** Where nginx's own 400s go (an internal location: a client asking for it gets a 404). */
