@@ -62,6 +62,8 @@ export interface UsageRow {
 
 /** A `usage` row as an array, in the table's column order. */
 export type UsageColumns = [uid: string, bytes: number, requests: number, fileTypes: string, ips: string, sessions: string, startMs: number, lastMs: number, qualified: number]
+/** {@link UsageColumns} and the row's rowid, as a flush reads a row to update it. */
+export type StoredUsageColumns = [...UsageColumns, rowid: number]
 
 export interface OutboxRow {
   seq: number
@@ -174,7 +176,7 @@ export function toRecord (row: UsageRow): UsageRecord {
 }
 
 /** {@link toRecord} of a row read as {@link UsageColumns}. */
-export function columnsToRecord (c: UsageColumns): UsageRecord {
+export function columnsToRecord (c: UsageColumns | StoredUsageColumns): UsageRecord {
   return {
     uid: c[0],
     bytes: c[1],

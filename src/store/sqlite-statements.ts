@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3'
-import type { UsageColumns, UsageRow } from './sqlite-schema.ts'
+import type { StoredUsageColumns, UsageColumns, UsageRow } from './sqlite-schema.ts'
 
 type Statement<P extends unknown[], R = unknown> = Database.Statement<P, R>
 
@@ -9,18 +9,18 @@ type Statement<P extends unknown[], R = unknown> = Database.Statement<P, R>
  * Tables: src/store/sqlite-schema.ts.
  */
 export interface SqliteStatements {
-  /** A uid's row as {@link UsageColumns} (an array costs a third less than an object per row). */
-  readonly getRecord: Statement<[string], UsageColumns>
+  /** A uid's row as {@link StoredUsageColumns} (an array costs a third less than an object per row). */
+  readonly getRecord: Statement<[string], StoredUsageColumns>
   /** Positional, in the order of {@link UsageColumns}. */
   readonly insertRecord: Statement<UsageColumns>
-  /** The whole row, the uid last. */
-  readonly updateRecord: Statement<[number, number, string, string, string, number, number, number, string]>
+  /** The whole row, its rowid last (found by rowid: one index lookup less than by uid). */
+  readonly updateRecord: Statement<[number, number, string, string, string, number, number, number, number]>
   /**
    * A row whose cycle start and qualification stay: only the columns a flush
    * adds to, so that SQLite leaves `usage_by_expiry` alone (a fifth less
    * time per uid than writing every column).
    */
-  readonly updateUsage: Statement<[number, number, string, string, string, number, string]>
+  readonly updateUsage: Statement<[number, number, string, string, string, number, number]>
   readonly deleteRecord: Statement<[string]>
   readonly expiryCandidates: Statement<[number], UsageRow>
   readonly qualifiedRecords: Statement<[], UsageRow>
@@ -39,14 +39,14 @@ export interface SqliteStatements {
 /** Prepare the {@link SqliteStatements} of `db`, once at open. */
 export function prepareStatements (db: Database.Database): SqliteStatements {
   return {
-    getRecord: db.prepare<[string], UsageColumns>(
-      'SELECT uid, bytes, requests, file_types, ips, sessions, start_ms, last_ms, qualified FROM usage WHERE uid = ?').raw(),
+    getRecord: db.prepare<[string], StoredUsageColumns>(
+      'SELECT uid, bytes, requests, file_types, ips, sessions, start_ms, last_ms, qualified, rowid FROM usage WHERE uid = ?').raw(),
     insertRecord: db.prepare<UsageColumns>(
       'INSERT INTO usage (uid, bytes, requests, file_types, ips, sessions, start_ms, last_ms, qualified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
-    updateRecord: db.prepare<[number, number, string, string, string, number, number, number, string]>(
-      'UPDATE usage SET bytes = ?, requests = ?, file_types = ?, ips = ?, sessions = ?, start_ms = ?, last_ms = ?, qualified = ? WHERE uid = ?'),
-    updateUsage: db.prepare<[number, number, string, string, string, number, string]>(
-      'UPDATE usage SET bytes = ?, requests = ?, file_types = ?, ips = ?, sessions = ?, last_ms = ? WHERE uid = ?'),
+    updateRecord: db.prepare<[number, number, string, string, string, number, number, number, number]>(
+      'UPDATE usage SET bytes = ?, requests = ?, file_types = ?, ips = ?, sessions = ?, start_ms = ?, last_ms = ?, qualified = ? WHERE rowid = ?'),
+    updateUsage: db.prepare<[number, number, string, string, string, number, number]>(
+      'UPDATE usage SET bytes = ?, requests = ?, file_types = ?, ips = ?, sessions = ?, last_ms = ? WHERE rowid = ?'),
     deleteRecord: db.prepare<[string]>('DELETE FROM usage WHERE uid = ?'),
     // rowid order is creation order: the same order MemoryStore's Map iterates in.
     expiryCandidates: db.prepare<[number], UsageRow>(

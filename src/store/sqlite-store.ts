@@ -255,6 +255,7 @@ export class SqliteStore implements UsageStore {
       // Read inside the loop: a batch may hold the same uid twice.
       const row = this.#sql.getRecord.get(delta.uid)
       const before = row === undefined ? undefined : columnsToRecord(row)
+      const rowid = row?.[9]
       const outcome = mergeDelta(before, delta, this.policy)
       if (before !== undefined) totals.remove(before)
       totals.add(outcome.record)
@@ -264,7 +265,7 @@ export class SqliteStore implements UsageStore {
       }
       if (outcome.created) result.created++
       if (outcome.record.qualified && (outcome.created || before?.qualified !== true)) result.qualified++
-      this.#put(before, outcome.record)
+      this.#put(before, rowid, outcome.record)
     }
     this.#add('accumulator_cleanups', result.discarded.length)
     this.#add('bytes_discarded', discardedBytes)
@@ -273,15 +274,15 @@ export class SqliteStore implements UsageStore {
     return result
   }
 
-  /** Write `record`, the row that was `before` (undefined: none). */
-  #put (before: UsageRecord | undefined, r: UsageRecord): void {
+  /** Write `record`, the row that was `before` at `rowid` (undefined: none). */
+  #put (before: UsageRecord | undefined, rowid: number | undefined, r: UsageRecord): void {
     const [fileTypes, ips, sessions] = [JSON.stringify(r.fileTypes), JSON.stringify(r.ips), JSON.stringify(r.sessions)]
-    if (before === undefined) {
+    if (before === undefined || rowid === undefined) {
       this.#sql.insertRecord.run(r.uid, r.bytes, r.requests, fileTypes, ips, sessions, r.startTime, r.lastActivity, r.qualified ? 1 : 0)
     } else if (before.startTime === r.startTime && before.qualified === r.qualified) {
-      this.#sql.updateUsage.run(r.bytes, r.requests, fileTypes, ips, sessions, r.lastActivity, r.uid)
+      this.#sql.updateUsage.run(r.bytes, r.requests, fileTypes, ips, sessions, r.lastActivity, rowid)
     } else {
-      this.#sql.updateRecord.run(r.bytes, r.requests, fileTypes, ips, sessions, r.startTime, r.lastActivity, r.qualified ? 1 : 0, r.uid)
+      this.#sql.updateRecord.run(r.bytes, r.requests, fileTypes, ips, sessions, r.startTime, r.lastActivity, r.qualified ? 1 : 0, rowid)
     }
   }
 
