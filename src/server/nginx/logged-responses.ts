@@ -22,14 +22,20 @@ export interface LoggedResponses {
 /** One read's {@link LoggedResponses}, by method, status and file type. */
 export class ResponseTally {
   readonly #groups = new Map<string, LoggedResponses>()
+  /** The group of the last line: most lines are in the same one as the line before (a GET, 200, one file type). */
+  #last: LoggedResponses | undefined
 
   /** Count a line's response. */
   add (line: LogLine, fileType: FileType): void {
-    const key = `${line.method} ${line.status} ${fileType}`
-    let group = this.#groups.get(key)
-    if (group === undefined) {
-      group = { method: line.method, status: line.status, fileType, count: 0, bytes: 0, seconds: [] }
-      this.#groups.set(key, group)
+    let group = this.#last
+    if (group === undefined || group.status !== line.status || group.fileType !== fileType || group.method !== line.method) {
+      const key = `${line.method} ${line.status} ${fileType}`
+      group = this.#groups.get(key)
+      if (group === undefined) {
+        group = { method: line.method, status: line.status, fileType, count: 0, bytes: 0, seconds: [] }
+        this.#groups.set(key, group)
+      }
+      this.#last = group
     }
     group.count++
     group.bytes += line.bytes
@@ -43,6 +49,7 @@ export class ResponseTally {
       to(this.#groups.values())
     } finally {
       this.#groups.clear()
+      this.#last = undefined
     }
   }
 }
