@@ -48,7 +48,9 @@ function serve (req: IncomingMessage, res: ServerResponse): void {
     res.end(body.subarray(from, to + 1))
     return
   }
-  res.writeHead(200, { 'content-length': body.length, etag: '"v1"' })
+  // CORS is the proxy's (CORS_ORIGINS), never the origin's.
+  const cors = { 'access-control-allow-origin': 'https://elsewhere.example', 'access-control-allow-credentials': 'true', 'access-control-max-age': '99' }
+  res.writeHead(200, { 'content-length': body.length, etag: '"v1"', ...cors })
   res.end(req.method === 'HEAD' ? undefined : body)
 }
 
@@ -117,7 +119,8 @@ async function run (server: RunningServer): Promise<Array<Record<string, unknown
       method: method as 'GET', headers: { 'user-agent': 'player/1.0', cookie: 'a=b', ...headers }, reset: true
     })
     const body = await res.body.text()
-    out.push({ target, status: res.statusCode, type: res.headers['content-type'], range: res.headers['content-range'], body })
+    const cors = ['allow-origin', 'allow-credentials', 'max-age', 'expose-headers'].map((h) => res.headers[`access-control-${h}`])
+    out.push({ target, status: res.statusCode, type: res.headers['content-type'], range: res.headers['content-range'], cors, body })
   }
   return out
 }

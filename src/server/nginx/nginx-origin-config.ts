@@ -63,6 +63,10 @@ export function originHttpLines (origin: NginxHttpOrigin): string[] {
   ]
 }
 
+/** The CORS response fields of the Fetch standard, which the node engine drops from an origin's answer (origin-response-headers.ts). */
+const ORIGIN_CORS_FIELDS = ['Allow-Origin', 'Allow-Credentials', 'Allow-Methods', 'Allow-Headers', 'Expose-Headers', 'Max-Age', 'Allow-Private-Network']
+  .map((f) => `Access-Control-${f}`)
+
 /** The parameters the proxy consumes (origin-query.ts), never sent on. */
 const OWN_PARAMETERS = ['uid', 'expires', 'token', 'sid', 'scope', 'ip']
 
@@ -122,6 +126,10 @@ export function originProxyLines (origin: NginxHttpOrigin): string[] {
     // Not passed on, as from the node engine (origin-response-headers.ts):
     // the caching fields streammeter decides, and the origin's cookies.
     ...['Cache-Control', 'CDN-Cache-Control', 'Surrogate-Control', 'Set-Cookie'].map((h) => `      proxy_hide_header ${h};`),
+    // CORS is streammeter's (CORS_ORIGINS), never the origin's: an origin's
+    // Access-Control-Allow-Origin would reach a page CORS_ORIGINS refuses.
+    // nginx hides by name, so these are the fields the Fetch standard defines.
+    ...ORIGIN_CORS_FIELDS.map((h) => `      proxy_hide_header ${h};`),
     '      add_header Cache-Control $sm_origin_cache_control;',
     '      proxy_hide_header Content-Type;',
     '      add_header Content-Type $sm_origin_type;',
