@@ -162,20 +162,10 @@ export function migrate (db: Database.Database): void {
 }
 
 export function toRecord (row: UsageRow): UsageRecord {
-  return {
-    uid: row.uid,
-    bytes: row.bytes,
-    requests: row.requests,
-    fileTypes: JSON.parse(row.file_types) as Record<string, number>,
-    ips: JSON.parse(row.ips) as string[],
-    sessions: JSON.parse(row.sessions) as string[],
-    startTime: row.start_ms,
-    lastActivity: row.last_ms,
-    qualified: row.qualified === 1
-  }
+  return columnsToRecord([row.uid, row.bytes, row.requests, row.file_types, row.ips, row.sessions, row.start_ms, row.last_ms, row.qualified])
 }
 
-/** {@link toRecord} of a row read as {@link UsageColumns}. */
+/** A row read as {@link UsageColumns} (the flush's hot path reads rows as arrays). */
 export function columnsToRecord (c: UsageColumns | StoredUsageColumns): UsageRecord {
   return {
     uid: c[0],

@@ -1,4 +1,5 @@
 import { DEFAULT_CONTENT_TYPE, contentTypes } from '../origin/media-types.ts'
+import { OWN_PARAMETERS } from '../origin/origin-query.ts'
 import { quote, seconds } from './nginx-syntax.ts'
 
 /** An HTTP origin as nginx reaches it (`ORIGIN_URL`, docs/engines.md). */
@@ -67,9 +68,6 @@ export function originHttpLines (origin: NginxHttpOrigin): string[] {
 const ORIGIN_CORS_FIELDS = ['Allow-Origin', 'Allow-Credentials', 'Allow-Methods', 'Allow-Headers', 'Expose-Headers', 'Max-Age', 'Allow-Private-Network']
   .map((f) => `Access-Control-${f}`)
 
-/** The parameters the proxy consumes (origin-query.ts), never sent on. */
-const OWN_PARAMETERS = ['uid', 'expires', 'token', 'sid', 'scope', 'ip']
-
 /**
  * `$sm_origin_uri`, the path and query the origin gets (http-origin.ts and
  * origin-query.ts): for a plain path (`$sm_plain_path`, which encoding
@@ -80,7 +78,7 @@ const OWN_PARAMETERS = ['uid', 'expires', 'token', 'sid', 'scope', 'ip']
  * always takes njs's.
  */
 function originUriMaps (basePath: string, baseSearch: string): string[] {
-  const own = `(?:${OWN_PARAMETERS.join('|')})(?:=[^&]*)?`
+  const own = `(?:${[...OWN_PARAMETERS].join('|')})(?:=[^&]*)?`
   // Written into a double-quoted nginx string, next to a variable.
   if (/[$"'\\\s]/.test(basePath + baseSearch)) return ['  map $sm_plain_path $sm_origin_uri { default $sm_origin_uri_checked; }']
   const plain = `"${basePath}$sm_relative_path${baseSearch}"`

@@ -19,7 +19,7 @@
  */
 
 /** Parameters the proxy consumes (url-signer.ts, session-id.ts); never sent on. */
-const OWN_PARAMETERS: ReadonlySet<string> = new Set(['uid', 'expires', 'token', 'sid', 'scope', 'ip'])
+export const OWN_PARAMETERS: ReadonlySet<string> = new Set(['uid', 'expires', 'token', 'sid', 'scope', 'ip'])
 
 /** Builds the query part (`?…` or `''`) of each request to one HTTP origin. */
 export class OriginQuery {
