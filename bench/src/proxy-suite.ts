@@ -382,7 +382,7 @@ async function checkUnmetered (group: ProcessGroup, receiver: ReportReceiver, ta
 /** What the nginx error logs say, per nginx that logged errors (the nginx engine's in its ENGINE_DIR). */
 function nginxLogNotes (tmp: string): string[] {
   const notes: string[] = []
-  for (const name of ['origin', 'nginx-static', 'nginx-proxy', 'sm-nginx-http/engine', 'sm-nginx-fs/engine']) {
+  for (const name of ['origin', 'nginx-static', 'nginx-proxy', 'sm-nginx-http/engine', 'sm-nginx-fs/engine', 'sm-nginx-http-base/engine', 'sm-nginx-fs-base/engine']) {
     const lines = nginxErrors(join(tmp, name))
     if (lines.length > 0) notes.push(`${name} nginx logged ${lines.length} errors, the first: ${(lines[0] as string).slice(0, 300)}`)
   }

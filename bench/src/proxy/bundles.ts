@@ -139,7 +139,7 @@ export function resolveBase (ref: string): { ref: string, commit: string } | str
 }
 
 /**
- * streammeter as it was at `base.commit` ({@link resolveBase}): its `src/`,
+ * streammeter as it was at `base.commit` ({@link resolveBase}): its `src/`, `nginx/`,
  * `package.json` and `web/` are taken with `git archive` into `dir/tree`
  * (the repository and its working tree are only read), next to a
  * `node_modules` link to the repository's packages, and bundled from that
@@ -150,7 +150,7 @@ export async function bundleBase (base: { ref: string, commit: string }, dir: st
   const { ref, commit } = base
   const tree = join(dir, 'tree')
   mkdirSync(tree, { recursive: true })
-  const paths = ['src', 'package.json', 'web'].filter((p) => git(['ls-tree', '--name-only', commit, '--', p], '') !== '')
+  const paths = ['src', 'package.json', 'web', 'nginx'].filter((p) => git(['ls-tree', '--name-only', commit, '--', p], '') !== '')
   const archive = join(dir, 'tree.tar')
   git(['archive', '--format=tar', `--output=${archive}`, commit, '--', ...paths], `git archive of ${commit} failed`)
   const tar = spawnSync('tar', ['-x', '-f', archive, '-C', tree], { encoding: 'utf8' })
@@ -165,7 +165,7 @@ export async function bundleBase (base: { ref: string, commit: string }, dir: st
 export function describeCurrent (): CurrentBuild {
   return {
     commit: git(['rev-parse', '--verify', 'HEAD'], `no HEAD in ${REPO}`),
-    uncommittedChanges: git(['status', '--porcelain', '--', 'src', 'package.json', 'web'], '') !== ''
+    uncommittedChanges: git(['status', '--porcelain', '--', 'src', 'package.json', 'web', 'nginx'], '') !== ''
   }
 }
 

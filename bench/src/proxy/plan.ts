@@ -9,7 +9,7 @@ export type ScenarioId = 's1' | 's2' | 's3'
 
 /** Target ids, in table order. */
 export type TargetId = 'nginx-static' | 'nginx-proxy' | 'sm-http' | 'sm-fs' | 'sm-nginx-http' | 'sm-nginx-fs' | 'sm-fs-off' |
-  'fastify-proxy' | 'http-proxy' | 'sm-http-base' | 'sm-fs-base'
+  'fastify-proxy' | 'http-proxy' | 'sm-http-base' | 'sm-fs-base' | 'sm-nginx-http-base' | 'sm-nginx-fs-base'
 
 /** One load pattern. */
 export interface Scenario {
@@ -75,18 +75,22 @@ export const TARGETS: readonly TargetSpec[] = [
  */
 export const BASE_TARGETS: readonly TargetSpec[] = [
   { id: 'sm-http-base', label: 'streammeter http (base)', scenarios: ALL, metered: true, engine: 'node' },
-  { id: 'sm-fs-base', label: 'streammeter fs (base)', scenarios: ALL, metered: true, engine: 'node' }
+  { id: 'sm-fs-base', label: 'streammeter fs (base)', scenarios: ALL, metered: true, engine: 'node' },
+  { id: 'sm-nginx-http-base', label: 'streammeter-nginx http (base)', scenarios: ALL, metered: true, engine: 'nginx' },
+  { id: 'sm-nginx-fs-base', label: 'streammeter-nginx fs (base)', scenarios: ALL, metered: true, engine: 'nginx' }
 ]
 
 /** What an A/B run compares: each working-tree target with the same target built from the base ref. */
 export const AB_PAIRS: ReadonlyArray<{ label: string, current: TargetId, base: TargetId }> = [
   { label: 'http origin', current: 'sm-http', base: 'sm-http-base' },
-  { label: 'fs origin', current: 'sm-fs', base: 'sm-fs-base' }
+  { label: 'fs origin', current: 'sm-fs', base: 'sm-fs-base' },
+  { label: 'nginx engine, http origin', current: 'sm-nginx-http', base: 'sm-nginx-http-base' },
+  { label: 'nginx engine, fs origin', current: 'sm-nginx-fs', base: 'sm-nginx-fs-base' }
 ]
 
 /**
  * The targets of a run, in table order: {@link TARGETS}; for an A/B run the
- * two pairs of {@link AB_PAIRS} only (the peers say nothing about current
+ * pairs of {@link AB_PAIRS} only (the peers say nothing about current
  * against base, and each adds a column of runs), or with `all` every target
  * plus the base ones, each base target next to its counterpart. `only`
  * (`--targets`) keeps those of them it names.

@@ -95,15 +95,20 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
     }
     case 'sm-nginx-http':
     case 'sm-nginx-fs':
+    case 'sm-nginx-http-base':
+    case 'sm-nginx-fs-base': {
+      const bundle = spec.id.endsWith('-base') ? ctx.baseBundle : ctx.bundles.streammeter
+      if (bundle === undefined) throw new Error(`${spec.label}: no base bundle (needs --base <ref>)`)
       // The real CLI, as an operator starts it; nginx, its child, inherits the pinning.
       engineDir = join(dir, 'engine')
-      proc = ctx.group.start(spec.label, 'taskset', ['-c', core, process.execPath, ctx.bundles.streammeter, 'serve', '--engine', 'nginx'], {
+      proc = ctx.group.start(spec.label, 'taskset', ['-c', core, process.execPath, bundle, 'serve', '--engine', 'nginx'], {
         cwd: dir,
         logPath: log,
         // One nginx worker: one core, like every other target.
         env: { ...streammeterEnv(spec, ctx, dir, port), ENGINE_DIR: engineDir, NGINX_BIN: NGINX, WORKERS: '1' }
       })
       break
+    }
     case 'fastify-proxy':
     case 'http-proxy':
       proc = ctx.group.start(spec.label, 'taskset', ['-c', core, process.execPath, ctx.bundles[spec.id]], {
@@ -132,7 +137,7 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
  * SQLite store of its own; the rest at its defaults.
  */
 function streammeterEnv (spec: TargetSpec, ctx: TargetContext, dir: string, port: number): NodeJS.ProcessEnv {
-  const httpOrigin = spec.id === 'sm-http' || spec.id === 'sm-http-base' || spec.id === 'sm-nginx-http'
+  const httpOrigin = spec.id === 'sm-http' || spec.id === 'sm-http-base' || spec.id === 'sm-nginx-http' || spec.id === 'sm-nginx-http-base'
   return {
     ...inheritedEnv(),
     ...(httpOrigin ? { ORIGIN_URL: ctx.originUrl } : { ORIGIN_ROOT: ctx.contentRoot }),
