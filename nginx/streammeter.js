@@ -34,7 +34,8 @@ function check (r) {
     result = { verdict: 'long-uid', uid: '' }
     return result
   }
-  if (!SIGNED) {
+  // Unsigned mode, or a client of ACCESS_ALLOW_CIDRS (nginx's geo block): the uid parameter is believed.
+  if (!SIGNED || r.variables.sm_allowed_net === '1') {
     result = { verdict: 'ok', uid: uid === undefined ? '' : uid }
     return result
   }
@@ -154,6 +155,11 @@ function signedVerdict (r, message) {
   const presented = Buffer.from(token, token.length === 64 ? 'hex' : 'base64url')
   if (!same(hmac(secret(), message), presented)) return 'bad'
   return Number(r.variables.sm_q_expires) < Math.floor(Date.now() / 1000) ? 'expired' : 'ok'
+}
+
+/** `$sm_access` for a client of an allowed network (`ACCESS_ALLOW_CIDRS`): only the uid's length is checked. */
+function openAccess (r) {
+  return check(r).verdict
 }
 
 /** `$sm_uid_checked`: the uid of a request the whole check allowed (a query not of the signer's form); empty otherwise. */
@@ -305,4 +311,4 @@ function nameOf (piece) {
   }
 }
 
-export default { access, uid, sid, methodError, originUri, pathVerdict, pathError }
+export default { access, openAccess, uid, sid, methodError, originUri, pathVerdict, pathError }

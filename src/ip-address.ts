@@ -1,10 +1,10 @@
-import { isIP } from 'node:net'
+import { BlockList, isIP } from 'node:net'
 
 /**
- * IP addresses and blocks as `TRUSTED_PROXIES`, `X-Forwarded-For` and
- * sockets spell them: one parser for the setting's validation
- * (config/value-parsers.ts) and for the resolver that applies it
- * (server/access/client-ip.ts).
+ * IP addresses and blocks as `TRUSTED_PROXIES`, `ACCESS_ALLOW_CIDRS`,
+ * `X-Forwarded-For` and sockets spell them: one parser for the settings'
+ * validation (config/value-parsers.ts) and for the code that applies them
+ * (server/access/).
  */
 
 /** One `TRUSTED_PROXIES` entry, ready for a `BlockList`. */
@@ -39,6 +39,47 @@ export function parseIpBlock (input: string): IpBlock | undefined {
   // (`::ffff:10.0.0.0/104`) is kept as the IPv4 block it covers.
   if (mapped && prefix >= 96) return { text, address: canonical, prefix: prefix - 96, type: 'ipv4', insideLoopback }
   return { text, address: family === 4 ? canonical : address, prefix, type: family === 4 ? 'ipv4' : 'ipv6', insideLoopback }
+}
+
+/** A set of addresses and CIDR blocks, IPv4 and IPv6 (`TRUSTED_PROXIES`, `ACCESS_ALLOW_CIDRS`). */
+export class IpBlockList {
+  readonly #list = new BlockList()
+  #size = 0
+  /** Some entry lies inside 127.0.0.0/8 (or its IPv4-mapped form). */
+  #insideLoopback = false
+
+  /**
+   * @param entries - addresses and blocks as {@link parseIpBlock} reads them; empty ones are skipped
+   * @param bad - the error for an entry that is neither
+   */
+  constructor (entries: Iterable<string>, bad: (entry: string) => Error) {
+    for (const raw of entries) {
+      const entry = raw.trim()
+      if (entry === '') continue
+      const block = parseIpBlock(entry)
+      if (block === undefined) throw bad(entry)
+      if (block.insideLoopback) this.#insideLoopback = true
+      if (block.prefix === undefined) this.#list.addAddress(block.address, block.type)
+      else this.#list.addSubnet(block.address, block.prefix, block.type)
+      this.#size++
+    }
+  }
+
+  /** Number of addresses and blocks. */
+  get size (): number {
+    return this.#size
+  }
+
+  /** Some entry lies inside 127.0.0.0/8 without necessarily holding 127.0.0.1. */
+  get insideLoopback (): boolean {
+    return this.#insideLoopback
+  }
+
+  /** Whether `ip`, already canonical ({@link normalizeIp}), is in the list. */
+  has (ip: string): boolean {
+    const family = isIP(ip)
+    return family !== 0 && this.#list.check(ip, family === 4 ? 'ipv4' : 'ipv6')
+  }
 }
 
 const PORT = /^:[0-9]{1,5}$/

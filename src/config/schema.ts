@@ -37,6 +37,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   STORE_PREFIX: 'streammeter', // key prefix in a shared (redis) store
   SIGNING_SECRET: undefined, // without it the `uid` parameter is trusted (development only)
   TRUSTED_PROXIES: Object.freeze([]) as readonly string[], // CIDRs or addresses
+  ACCESS_ALLOW_CIDRS: Object.freeze([]) as readonly string[], // client networks let in without a check (CIDRs or addresses)
   CORS_ORIGINS: Object.freeze(['*']) as readonly string[], // any origin, never with credentials
   ADMIN_TOKEN: undefined, // without it admin endpoints answer loopback clients only
   TRAFFIC_COLLECTOR_ENABLED: true,
@@ -101,6 +102,8 @@ const settingsShape = {
     .describe('HMAC secret for signed URLs; when set every media request must be signed'),
   TRUSTED_PROXIES: setting((s) => list(s, proxyEntry)).default(D.TRUSTED_PROXIES as string[])
     .describe('comma-separated CIDRs or addresses whose X-Forwarded-For is believed'),
+  ACCESS_ALLOW_CIDRS: setting((s) => list(s, proxyEntry)).default(D.ACCESS_ALLOW_CIDRS as string[])
+    .describe('comma-separated client networks (CIDRs or addresses) let in without a token; their uid parameter is believed'),
   CORS_ORIGINS: setting((s) => {
     const origins = list(s, corsOrigin)
     if (origins instanceof Invalid) return origins
@@ -240,6 +243,7 @@ export const configSchema = z.strictObject(settingsShape)
     storePrefix: s.STORE_PREFIX,
     signingSecret: s.SIGNING_SECRET,
     trustedProxies: s.TRUSTED_PROXIES as readonly string[],
+    accessAllowCidrs: s.ACCESS_ALLOW_CIDRS as readonly string[],
     corsOrigins: s.CORS_ORIGINS as readonly string[],
     adminToken: s.ADMIN_TOKEN,
     trafficCollectorEnabled: s.TRAFFIC_COLLECTOR_ENABLED,
@@ -319,6 +323,7 @@ export function describeConfig (config: Config): Record<string, unknown> {
     storeUrl: redactStoreUrl(config.storeUrl),
     signingSecret: secretShown(config.signingSecret),
     trustedProxies: [...config.trustedProxies],
+    accessAllowCidrs: [...config.accessAllowCidrs],
     corsOrigins: [...config.corsOrigins],
     publicHosts: [...config.publicHosts],
     adminToken: secretShown(config.adminToken),

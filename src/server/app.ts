@@ -41,6 +41,8 @@ export interface AppOptions {
   signingSecret?: string | undefined
   /** `TRUSTED_PROXIES` as CIDRs or addresses. @default [] */
   trustedProxies?: readonly string[] | undefined
+  /** `ACCESS_ALLOW_CIDRS` (docs/access.md#allowed-networks). @default [] */
+  accessAllowCidrs?: readonly string[] | undefined
   /** `CORS_ORIGINS`. @default ['*'] */
   corsOrigins?: readonly string[] | undefined
   /**
@@ -162,7 +164,7 @@ export function buildApp (options: AppOptions): App {
   metering?.watch(() => transfers.settled())
   const ctx: MediaContext = {
     origin: options.origin,
-    access: new Authorizer({ signingSecret: options.signingSecret, ips, now: Date.now }),
+    access: new Authorizer({ signingSecret: options.signingSecret, allowedNetworks: options.accessAllowCidrs, ips, now: Date.now }),
     metering,
     signingSecret: options.signingSecret,
     ips,

@@ -49,6 +49,7 @@ export async function assembleApp (config: Config, logger: Logger, extra: Partia
       : undefined,
     signingSecret: config.signingSecret,
     trustedProxies: config.trustedProxies,
+    accessAllowCidrs: config.accessAllowCidrs,
     corsOrigins: config.corsOrigins,
     adminToken: config.adminToken,
     shutdownGrace: config.shutdownGrace,

@@ -45,4 +45,43 @@ describe('Authorizer: the one access check both engines use', () => {
     assert.deepEqual(open.authorize(ask('a.ts?uid=dev&expires=123', { 'x-forwarded-for': '203.0.113.7' })),
       { kind: 'allowed', uid: 'dev', expires: 123, scope: undefined, sessionId: undefined, ip: '10.0.0.9' })
   })
+
+  it('an allowed network (ACCESS_ALLOW_CIDRS) comes first: no token looked at, its uid parameter believed', () => {
+    const allowing = new Authorizer({
+      signingSecret: SECRET,
+      allowedNetworks: ['203.0.113.0/24', '2001:db8::/32', '::ffff:198.51.100.7'],
+      ips: new ClientIpResolver(['10.0.0.0/8']),
+      now: () => NOW
+    })
+    const fromNet = (target: string, client: string): ReturnType<Authorizer['authorize']> => allowing.authorize(ask(target, { 'x-forwarded-for': client }))
+    // A bad token, an expired one and none at all: allowed from the network, under the uid parameter.
+    const expired = signedQuery({ secret: SECRET, uid: 'u1', path: 'v/seg.ts', expires: NOW / 1000 - 1 })
+    for (const target of ['v/seg.ts?uid=cdn&expires=1900000000&token=00', `v/seg.ts?${expired}`, 'v/seg.ts?uid=cdn', 'v/seg.ts']) {
+      const who = fromNet(target, '203.0.113.200')
+      assert.equal(who.kind, 'allowed', target)
+      if (who.kind === 'allowed') {
+        assert.equal(who.uid, new URLSearchParams(target.split('?')[1]).get('uid') ?? undefined, target)
+        assert.equal(who.scope, undefined, 'nothing signed: a rewritten playlist signs no child')
+        assert.equal(who.ip, '203.0.113.200')
+      }
+    }
+    assert.equal(fromNet('v/seg.ts?uid=cdn', '2001:db8:1::5').kind, 'allowed')
+    assert.equal(fromNet('v/seg.ts?uid=cdn', '198.51.100.7').kind, 'allowed', 'an IPv4-mapped entry covers its IPv4 address')
+    // Outside the networks, the signed-URL rules as before.
+    for (const client of ['198.51.100.8', '203.0.114.1', '2001:db9::1']) {
+      const who = fromNet('v/seg.ts?uid=cdn', client)
+      assert.equal(who.kind, 'denied', client)
+    }
+    // The socket peer counts only through TRUSTED_PROXIES: a client outside them cannot claim a network.
+    const spoofed = allowing.authorize(ask('v/seg.ts?uid=cdn', { 'x-forwarded-for': '203.0.113.7' }, '192.0.2.50'))
+    assert.equal(spoofed.kind, 'denied')
+    // The uid's length is checked first, whatever the network.
+    const long = fromNet(`v/seg.ts?uid=${'x'.repeat(257)}`, '203.0.113.7')
+    assert.equal(long.kind === 'denied' ? long.error.statusCode : 200, 400)
+  })
+
+  it('an ACCESS_ALLOW_CIDRS entry that is no address or block is a configuration error', () => {
+    assert.throws(() => new Authorizer({ signingSecret: SECRET, allowedNetworks: ['10.0.0.0/33'], ips: new ClientIpResolver(), now: () => NOW }),
+      (err: Error & { code?: string }) => err.code === 'SM_ERR_CONFIG' && err.message.includes('ACCESS_ALLOW_CIDRS'))
+  })
 })

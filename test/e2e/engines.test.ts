@@ -491,6 +491,30 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
         assert.match(metrics, /^streammeter_requests_total\{method="GET",status="429",file_type="ts"\} 2$/m)
       })
 
+      it('ACCESS_ALLOW_CIDRS: its clients pass without a token under their uid parameter, playlists unsigned; others refused', async (t) => {
+        if (!engineOrSkip(t, engine)) return
+        const receiver = await newReceiver(t)
+        const server = await startEngineServer(t, engine, {
+          ...settings(receiver, 'memory:'), TRUSTED_PROXIES: '127.0.0.1', ACCESS_ALLOW_CIDRS: '198.51.100.0/24'
+        })
+        const cdn = { 'x-forwarded-for': '198.51.100.7' }
+        const outside = { 'x-forwarded-for': '203.0.113.9' }
+        const plain = await get(server, '/seg.ts?uid=cdn-1', cdn)
+        assert.equal(plain.status, 200)
+        assert.ok(plain.body.equals(content.get('seg.ts')!))
+        // A bad token from there is not looked at; no uid: served, not metered.
+        assert.equal((await get(server, '/seg.ts?uid=cdn-1&expires=1&token=bad', cdn)).status, 200)
+        assert.equal((await get(server, '/seg.ts', cdn)).status, 200)
+        const playlist = await get(server, '/master.m3u8?uid=cdn-1', cdn)
+        assert.equal(playlist.status, 200)
+        assert.doesNotMatch(playlist.body.toString(), /token=/)
+        // Elsewhere the signed-URL rules hold, X-Forwarded-For without a trusted peer included.
+        assert.equal((await get(server, '/seg.ts?uid=cdn-1', outside)).status, 403)
+        assert.equal((await get(server, '/seg.ts?uid=cdn-1', { 'x-forwarded-for': '198.51.100.7, 203.0.113.9' })).status, 403)
+        assert.equal((await get(server, signed('signed-1', 'seg.ts'), outside)).status, 200)
+        await reportedExactly(receiver, { 'cdn-1': 2 * FILES['seg.ts'] + playlist.body.length, 'signed-1': FILES['seg.ts'] })
+      })
+
       it('kill -9 and a restart on the same store and ENGINE_DIR: nothing lost, nothing doubled', async (t) => {
         if (!engineOrSkip(t, engine)) return
         const receiver = await newReceiver(t)

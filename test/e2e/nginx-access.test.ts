@@ -141,6 +141,46 @@ describe('the nginx engine\'s access check (njs) answers as the node engine does
     assert.deepEqual([...new Set(fromNode.map((a) => a.status))].sort(), [200, 400, 403, 404, 405, 410])
   })
 
+  it('allowed networks (ACCESS_ALLOW_CIDRS): every case answers as in the node engine, and the same uid is logged', async (t) => {
+    if (!nginxOrSkip(t)) return
+    // The test's requests come from 127.0.0.1; through a trusted proxy on
+    // loopback, X-Forwarded-For names the client the networks are checked against.
+    const settings = { root, signingSecret: SECRET, trustedProxies: ['127.0.0.1'], accessAllowCidrs: ['203.0.113.0/24', '2001:db8::/32', '::ffff:198.51.100.7'] }
+    const nginx = await startOwnNginx(t, settings)
+    const node = await startTestServer(settings)
+    t.after(() => node.close())
+    const clients = ['203.0.113.9', '2001:db8::1', '198.51.100.7', '198.51.100.8', '192.0.2.1']
+    const cases = clients.flatMap((ip) => [
+      `/v/seg.ts?uid=u1&expires=${LATER}&token=${'0'.repeat(64)}`,
+      `/v/seg.ts?${plain('u1', 'v/seg.ts', EARLIER)}`,
+      '/v/seg.ts?uid=open%20u',
+      '/v/seg.ts',
+      `/v/seg.ts?uid=${'x'.repeat(257)}`,
+      `/v/seg.ts?${plain('u2', 'v/seg.ts', LATER)}`
+    ].map((target) => [ip, target] as const))
+    const ask = async (base: string, ip: string, target: string): Promise<Answer> => {
+      const res = await request(`${base}${target}`, { headers: { 'x-forwarded-for': ip, 'x-case': `${ip} ${target}` } })
+      const body = await res.body.text()
+      return { status: res.statusCode, type: res.headers['content-type'] as string | undefined, body: res.statusCode === 200 ? `${body.length} bytes` : body }
+    }
+    for (const [ip, target] of cases) {
+      assert.deepEqual(await ask(nginx.url, ip, target), await ask(node.url, ip, target), `${ip} ${target}`)
+    }
+    // The uid nginx logs is the one the node engine meters: the parameter
+    // from an allowed network, the signed one elsewhere, none when refused.
+    const lines = (): Array<Record<string, unknown>> => nginx.lines().filter((l) => l.path === '/v/seg.ts')
+    await waitFor(() => lines().length >= cases.length, 5000, 'every line')
+    const logged = lines().map((l) => [l.xff, l.uid, l.status])
+    const expected = cases.map(([ip, target]) => {
+      const allowed = ip !== '198.51.100.8' && ip !== '192.0.2.1'
+      const uid = new URLSearchParams(target.split('?')[1] ?? '').get('uid') ?? ''
+      if (uid.length > 256) return [ip, '', 400]
+      if (allowed) return [ip, uid, 200]
+      return target.includes('u2') ? [ip, 'u2', 200] : [ip, '', target.includes(`expires=${EARLIER}`) ? 410 : 403]
+    })
+    assert.deepEqual(logged, expected)
+  })
+
   it('a range past the end and an oversized head: the same status, JSON error and Content-Range', async (t) => {
     if (!nginxOrSkip(t)) return
     const nginx = await startOwnNginx(t, { root, signingSecret: SECRET })

@@ -1,6 +1,5 @@
-import { BlockList, isIP } from 'node:net'
 import { ConfigError } from '../../errors.ts'
-import { normalizeIp, parseIpBlock } from '../../ip-address.ts'
+import { IpBlockList, normalizeIp } from '../../ip-address.ts'
 
 /**
  * The client address a request is metered under (docs/access.md#identity): the socket peer,
@@ -18,10 +17,7 @@ import { normalizeIp, parseIpBlock } from '../../ip-address.ts'
 
 /** Resolves the client address of a request; see the module comment. */
 export class ClientIpResolver {
-  #trusted = new BlockList()
-  #count = 0
-  /** Some entry lies inside 127.0.0.0/8 (or its IPv4-mapped form) without holding 127.0.0.1. */
-  #insideLoopback = false
+  readonly #trusted: IpBlockList
 
   /**
    * @param trustedProxies - `TRUSTED_PROXIES`: addresses and CIDR blocks, IPv4 or IPv6, as a
@@ -31,15 +27,12 @@ export class ClientIpResolver {
    */
   constructor (trustedProxies: string | Iterable<string> = []) {
     const entries = typeof trustedProxies === 'string' ? trustedProxies.split(',') : trustedProxies
-    for (const raw of entries) {
-      const entry = raw.trim()
-      if (entry !== '') this.#add(entry)
-    }
+    this.#trusted = new IpBlockList(entries, (entry) => new ConfigError('TRUSTED_PROXIES', `"${entry}" is not an IP address or CIDR block`))
   }
 
   /** Number of addresses and blocks trusted. */
   get size (): number {
-    return this.#count
+    return this.#trusted.size
   }
 
   /**
@@ -50,13 +43,13 @@ export class ClientIpResolver {
    * 127.0.0.0/8 either holds all of it (so 127.0.0.1) or lies inside it.
    */
   get coversLoopback (): boolean {
-    return this.#insideLoopback || this.#check('127.0.0.1') || this.#check('::1')
+    return this.#trusted.insideLoopback || this.#trusted.has('127.0.0.1') || this.#trusted.has('::1')
   }
 
   /** Whether `ip` (any spelling {@link normalizeIp} accepts) is a trusted proxy. */
   isTrusted (ip: string): boolean {
     const n = normalizeIp(ip)
-    return n !== undefined && this.#check(n)
+    return n !== undefined && this.#trusted.has(n)
   }
 
   /**
@@ -67,7 +60,7 @@ export class ClientIpResolver {
    */
   resolve (peer: string, xForwardedFor: string | readonly string[] | undefined): string {
     const p = normalizeIp(peer) ?? peer
-    if (this.#count === 0 || xForwardedFor === undefined || !this.#check(p)) return p
+    if (this.#trusted.size === 0 || xForwardedFor === undefined || !this.#trusted.has(p)) return p
     const entries = (typeof xForwardedFor === 'string' ? xForwardedFor : xForwardedFor.join(',')).split(',')
     let client = p
     for (let i = entries.length - 1; i >= 0; i--) {
@@ -83,22 +76,8 @@ export class ClientIpResolver {
       // trusted hop, as when every entry is trusted.
       if (ip === undefined) break
       client = ip
-      if (!this.#check(ip)) break
+      if (!this.#trusted.has(ip)) break
     }
     return client
-  }
-
-  #check (ip: string): boolean {
-    const family = isIP(ip)
-    return family !== 0 && this.#trusted.check(ip, family === 4 ? 'ipv4' : 'ipv6')
-  }
-
-  #add (entry: string): void {
-    const block = parseIpBlock(entry)
-    if (block === undefined) throw new ConfigError('TRUSTED_PROXIES', `"${entry}" is not an IP address or CIDR block`)
-    if (block.insideLoopback) this.#insideLoopback = true
-    if (block.prefix === undefined) this.#trusted.addAddress(block.address, block.type)
-    else this.#trusted.addSubnet(block.address, block.prefix, block.type)
-    this.#count++
   }
 }

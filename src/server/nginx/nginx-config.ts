@@ -8,7 +8,7 @@ import type { StreammeterError } from '../../errors.ts'
 import { DEFAULT_CONTENT_TYPE, cacheControlFor, contentTypes, fileTypeOf } from '../origin/media-types.ts'
 import { ACCESS_LOG_FORMAT } from './access-log-line.ts'
 import { originHttpLines, originProxyLines } from './nginx-origin-config.ts'
-import { clientIpLines, fastPathMaps } from './nginx-request-maps.ts'
+import { accessLines, clientIpLines, fastPathMaps } from './nginx-request-maps.ts'
 import type { NginxHttpOrigin } from './nginx-origin-config.ts'
 import { quote, seconds } from './nginx-syntax.ts'
 
@@ -42,6 +42,8 @@ export interface NginxConfigOptions {
   maxTransfersPerIp?: number | undefined
   /** `TRUSTED_PROXIES`: the client IP of a request from one is the one its `X-Forwarded-For` names. @default [] */
   trustedProxies?: readonly string[] | undefined
+  /** `ACCESS_ALLOW_CIDRS`: client networks let in without a token, as in the node engine. @default [] */
+  accessAllowCidrs?: readonly string[] | undefined
   /** `SIGNING_SECRET`; without it the `uid` parameter is trusted, as in the node engine. */
   signingSecret: string | undefined
   /** Directory of the pid file and the error log (`ENGINE_DIR`). */
@@ -142,7 +144,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     // streammeter-settings.js (renderNjsSettings) is found there.
     `  js_path ${quote(o.dir)};`,
     `  js_import sm from ${quote(o.njsPath)};`,
-    '  js_set $sm_access sm.access;',
+    ...accessLines(o.signingSecret === undefined ? [] : o.accessAllowCidrs ?? []),
     '  js_set $sm_uid_checked sm.uid;',
     '  js_set $sm_sid_checked sm.sid;',
     '  js_set $sm_method_error sm.methodError;',

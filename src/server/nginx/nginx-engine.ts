@@ -88,6 +88,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
       sendTimeout: config.sendTimeout,
       maxTransfersPerIp: config.maxTransfersPerIp,
       trustedProxies: config.trustedProxies,
+      accessAllowCidrs: config.accessAllowCidrs,
       corsOrigins: config.corsOrigins,
       signingSecret: config.signingSecret,
       dir,

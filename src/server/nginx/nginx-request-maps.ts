@@ -1,3 +1,5 @@
+import { parseIpBlock } from '../../ip-address.ts'
+
 /** The nginx engine's maps and zones that classify a request before any njs runs (nginx-config.ts uses them). */
 
 /**
@@ -56,5 +58,28 @@ export function clientIpLines (trusted: readonly string[]): string[] {
     '  limit_conn_status 429;',
     // A refusal is a 429 and a line of the access log, not one in the error log too.
     '  limit_conn_log_level info;'
+  ]
+}
+
+/**
+ * `$sm_access`, the verdict on a media request (njs, nginx/streammeter.js).
+ * With `ACCESS_ALLOW_CIDRS`, a `geo` block marks a client IP (`$remote_addr`,
+ * which realip made the client's by `TRUSTED_PROXIES`) of an allowed network,
+ * and such a request gets njs's check without a signature (only the uid's
+ * length); any other the signed-URL check, whose fast path then does not
+ * read the mark.
+ */
+export function accessLines (allowedNetworks: readonly string[]): string[] {
+  if (allowedNetworks.length === 0) return ['  js_set $sm_access sm.access;']
+  const blocks = allowedNetworks.map((entry) => {
+    const block = parseIpBlock(entry)
+    if (block === undefined) throw new Error(`ACCESS_ALLOW_CIDRS: "${entry}" is not an IP address or CIDR block`)
+    return block.prefix === undefined ? block.address : `${block.address}/${block.prefix}`
+  })
+  return [
+    `  geo $sm_allowed_net { default 0; ${blocks.map((b) => `${b} 1;`).join(' ')} }`,
+    '  js_set $sm_access_signed sm.access;',
+    '  js_set $sm_access_open sm.openAccess;',
+    '  map $sm_allowed_net $sm_access { 1 $sm_access_open; default $sm_access_signed; }'
   ]
 }
