@@ -20,6 +20,8 @@ import crypto from 'crypto'
 import settings from 'streammeter-settings.js'
 
 const SIGNED = settings.secretHex !== ''
+/** The uid parameter alone grants nothing: a secret, or `ACCESS_API_KEY`, is set (DESIGN §8). */
+const LOCKED = SIGNED || settings.locked === true
 const MAX_UID_LENGTH = 256
 const SCOPED_MARKER = 'streammeter-token-v2'
 
@@ -35,8 +37,12 @@ function check (r) {
     return result
   }
   // Unsigned mode, or a client of ACCESS_ALLOW_CIDRS (nginx's geo block): the uid parameter is believed.
-  if (!SIGNED || r.variables.sm_allowed_net === '1') {
+  if (!LOCKED || r.variables.sm_allowed_net === '1') {
     result = { verdict: 'ok', uid: uid === undefined ? '' : uid }
+    return result
+  }
+  if (!SIGNED) {
+    result = { verdict: 'bad', uid: '' }
     return result
   }
   result = { verdict: verdict(secret(), uid, r.uri.slice(1), first(r.args.expires), first(r.args.token), first(r.args.scope)), uid: uid === undefined ? '' : uid }

@@ -18,6 +18,16 @@ export class BearerToken {
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? '')
     return match?.[1] !== undefined && timingSafeEqual(sha256(match[1]), this.#digest)
   }
+
+  /**
+   * True when `authorization` is `Bearer <the secret>` or the bare secret
+   * (how the Python proxy's clients send its API key).
+   */
+  matchesBearerOrBare (authorization: string | undefined): boolean {
+    if (authorization === undefined) return false
+    const bare = authorization.trim()
+    return this.matches(authorization) || (bare !== '' && timingSafeEqual(sha256(bare), this.#digest))
+  }
 }
 
 function sha256 (s: string): Buffer {

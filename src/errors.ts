@@ -161,8 +161,8 @@ export class MethodNotAllowedError extends StreammeterError<'SM_ERR_METHOD_NOT_A
 
 /** An admin endpoint was called without the right `ADMIN_TOKEN`. 401. */
 export class UnauthorizedError extends StreammeterError<'SM_ERR_UNAUTHORIZED'> {
-  constructor () {
-    super('SM_ERR_UNAUTHORIZED', 'a valid admin bearer token is required', 401)
+  constructor (message = 'a valid admin bearer token is required') {
+    super('SM_ERR_UNAUTHORIZED', message, 401)
   }
 }
 

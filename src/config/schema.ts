@@ -38,6 +38,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   SIGNING_SECRET: undefined, // without it the `uid` parameter is trusted (development only)
   TRUSTED_PROXIES: Object.freeze([]) as readonly string[], // CIDRs or addresses
   ACCESS_ALLOW_CIDRS: Object.freeze([]) as readonly string[], // client networks let in without a check (CIDRs or addresses)
+  ACCESS_API_KEY: undefined, // the access API (file checks) is off without it
   CORS_ORIGINS: Object.freeze(['*']) as readonly string[], // any origin, never with credentials
   ADMIN_TOKEN: undefined, // without it admin endpoints answer loopback clients only
   TRAFFIC_COLLECTOR_ENABLED: true,
@@ -104,6 +105,8 @@ const settingsShape = {
     .describe('comma-separated CIDRs or addresses whose X-Forwarded-For is believed'),
   ACCESS_ALLOW_CIDRS: setting((s) => list(s, proxyEntry)).default(D.ACCESS_ALLOW_CIDRS as string[])
     .describe('comma-separated client networks (CIDRs or addresses) let in without a token; their uid parameter is believed'),
+  ACCESS_API_KEY: secret().optional()
+    .describe('key of the access API (/api/file/check): Authorization: Bearer <key>, or the bare key; when set, an unsigned uid is no longer trusted'),
   CORS_ORIGINS: setting((s) => {
     const origins = list(s, corsOrigin)
     if (origins instanceof Invalid) return origins
@@ -244,6 +247,7 @@ export const configSchema = z.strictObject(settingsShape)
     signingSecret: s.SIGNING_SECRET,
     trustedProxies: s.TRUSTED_PROXIES as readonly string[],
     accessAllowCidrs: s.ACCESS_ALLOW_CIDRS as readonly string[],
+    accessApiKey: s.ACCESS_API_KEY,
     corsOrigins: s.CORS_ORIGINS as readonly string[],
     adminToken: s.ADMIN_TOKEN,
     trafficCollectorEnabled: s.TRAFFIC_COLLECTOR_ENABLED,
@@ -327,6 +331,7 @@ export function describeConfig (config: Config): Record<string, unknown> {
     corsOrigins: [...config.corsOrigins],
     publicHosts: [...config.publicHosts],
     adminToken: secretShown(config.adminToken),
+    accessApiKey: secretShown(config.accessApiKey),
     trafficReportUrl: redactUrl(config.trafficReportUrl),
     trafficApiKey: secretShown(config.trafficApiKey)
   }

@@ -23,6 +23,7 @@ import type { MediaContext } from './media/media-route.ts'
 import { ServerMetrics } from './admin/metrics.ts'
 import type { MonitorEvents } from './monitor/monitor-events.ts'
 import { registerMonitorRoutes } from './monitor/monitor-routes.ts'
+import { registerFileCheckRoutes } from './admin/file-check-routes.ts'
 import { registerOutboxRoutes } from './admin/outbox-routes.ts'
 import type { ThroughputHistory } from './monitor/throughput-history.ts'
 import type { Origin } from './origin/origin.ts'
@@ -43,6 +44,8 @@ export interface AppOptions {
   trustedProxies?: readonly string[] | undefined
   /** `ACCESS_ALLOW_CIDRS` (docs/access.md#allowed-networks). @default [] */
   accessAllowCidrs?: readonly string[] | undefined
+  /** `ACCESS_API_KEY`: the access API's key (docs/access.md#file-checks); without it that API answers 403. */
+  accessApiKey?: string | undefined
   /** `CORS_ORIGINS`. @default ['*'] */
   corsOrigins?: readonly string[] | undefined
   /**
@@ -164,7 +167,9 @@ export function buildApp (options: AppOptions): App {
   metering?.watch(() => transfers.settled())
   const ctx: MediaContext = {
     origin: options.origin,
-    access: new Authorizer({ signingSecret: options.signingSecret, allowedNetworks: options.accessAllowCidrs, ips, now: Date.now }),
+    access: new Authorizer({
+      signingSecret: options.signingSecret, locked: options.accessApiKey !== undefined, allowedNetworks: options.accessAllowCidrs, ips, now: Date.now
+    }),
     metering,
     signingSecret: options.signingSecret,
     ips,
@@ -219,6 +224,7 @@ export function buildApp (options: AppOptions): App {
   }
   registerAdminRoutes(fastify, admin)
   registerOutboxRoutes(fastify, admin)
+  registerFileCheckRoutes(fastify, { apiKey: options.accessApiKey, origin: options.origin })
   const monitor = registerMonitorRoutes(fastify, {
     ...admin, origin: options.origin, signingSecret: options.signingSecret, bytesSent: options.nginx?.bytesSent
   })

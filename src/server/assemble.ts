@@ -50,6 +50,7 @@ export async function assembleApp (config: Config, logger: Logger, extra: Partia
     signingSecret: config.signingSecret,
     trustedProxies: config.trustedProxies,
     accessAllowCidrs: config.accessAllowCidrs,
+    accessApiKey: config.accessApiKey,
     corsOrigins: config.corsOrigins,
     adminToken: config.adminToken,
     shutdownGrace: config.shutdownGrace,

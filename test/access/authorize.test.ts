@@ -80,6 +80,13 @@ describe('Authorizer: the one access check both engines use', () => {
     assert.equal(long.kind === 'denied' ? long.error.statusCode : 200, 400)
   })
 
+  it('with ACCESS_API_KEY and no secret, an unsigned uid grants nothing; an allowed network still passes', () => {
+    const locked = new Authorizer({ signingSecret: undefined, locked: true, allowedNetworks: ['203.0.113.0/24'], ips: new ClientIpResolver(), now: () => NOW })
+    const refused = locked.authorize(ask('v/seg.ts?uid=dev'))
+    assert.equal(refused.kind === 'denied' ? refused.error.code : 'allowed', 'SM_ERR_BAD_SIGNATURE')
+    assert.equal(locked.authorize(ask('v/seg.ts?uid=dev', {}, '203.0.113.1')).kind, 'allowed')
+  })
+
   it('an ACCESS_ALLOW_CIDRS entry that is no address or block is a configuration error', () => {
     assert.throws(() => new Authorizer({ signingSecret: SECRET, allowedNetworks: ['10.0.0.0/33'], ips: new ClientIpResolver(), now: () => NOW }),
       (err: Error & { code?: string }) => err.code === 'SM_ERR_CONFIG' && err.message.includes('ACCESS_ALLOW_CIDRS'))

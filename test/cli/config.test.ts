@@ -100,6 +100,7 @@ const SAMPLES: Record<string, { value: string, check: (c: Config) => void }> = {
   TRUSTED_PROXIES: { value: '10.0.0.0/8, 192.0.2.7,fd00::/8 ,::1', check: (c) => assert.deepEqual(c.trustedProxies, ['10.0.0.0/8', '192.0.2.7', 'fd00::/8', '::1']) },
   ACCESS_ALLOW_CIDRS: { value: '203.0.113.0/24, 192.0.2.7,2001:db8::/32', check: (c) => assert.deepEqual(c.accessAllowCidrs, ['203.0.113.0/24', '192.0.2.7', '2001:db8::/32']) },
   CORS_ORIGINS: { value: 'https://player.example.com, http://LOCALHOST:3000/', check: (c) => assert.deepEqual(c.corsOrigins, ['https://player.example.com', 'http://localhost:3000']) },
+  ACCESS_API_KEY: { value: 'api-key-1', check: (c) => assert.equal(c.accessApiKey, 'api-key-1') },
   ADMIN_TOKEN: { value: 'admin-tok', check: (c) => assert.equal(c.adminToken, 'admin-tok') },
   TRAFFIC_COLLECTOR_ENABLED: { value: 'no', check: (c) => assert.equal(c.trafficCollectorEnabled, false) },
   TRAFFIC_REPORT_URL: { value: 'http://127.0.0.1:9090/usage', check: (c) => assert.equal(c.trafficReportUrl, 'http://127.0.0.1:9090/usage') },

@@ -491,11 +491,11 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
         assert.match(metrics, /^streammeter_requests_total\{method="GET",status="429",file_type="ts"\} 2$/m)
       })
 
-      it('ACCESS_ALLOW_CIDRS: its clients pass without a token under their uid parameter, playlists unsigned; others refused', async (t) => {
+      it('ACCESS_ALLOW_CIDRS: its clients pass without a token under their uid parameter, playlists unsigned; others refused; file checks', async (t) => {
         if (!engineOrSkip(t, engine)) return
         const receiver = await newReceiver(t)
         const server = await startEngineServer(t, engine, {
-          ...settings(receiver, 'memory:'), TRUSTED_PROXIES: '127.0.0.1', ACCESS_ALLOW_CIDRS: '198.51.100.0/24'
+          ...settings(receiver, 'memory:'), TRUSTED_PROXIES: '127.0.0.1', ACCESS_ALLOW_CIDRS: '198.51.100.0/24', ACCESS_API_KEY: 'engines-api-key'
         })
         const cdn = { 'x-forwarded-for': '198.51.100.7' }
         const outside = { 'x-forwarded-for': '203.0.113.9' }
@@ -513,6 +513,11 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
         assert.equal((await get(server, '/seg.ts?uid=cdn-1', { 'x-forwarded-for': '198.51.100.7, 203.0.113.9' })).status, 403)
         assert.equal((await get(server, signed('signed-1', 'seg.ts'), outside)).status, 200)
         await reportedExactly(receiver, { 'cdn-1': 2 * FILES['seg.ts'] + playlist.body.length, 'signed-1': FILES['seg.ts'] })
+        // The access API is streammeter's own path: the nginx engine passes it on.
+        const checked = await request(`${server.url}/api/file/check`, {
+          method: 'POST', headers: { authorization: 'engines-api-key', 'content-type': 'application/json' }, body: JSON.stringify({ path: '/seg.ts' })
+        })
+        assert.deepEqual(await checked.body.json(), { path: '/seg.ts', exists: true, size: FILES['seg.ts'] })
       })
 
       it('kill -9 and a restart on the same store and ENGINE_DIR: nothing lost, nothing doubled', async (t) => {

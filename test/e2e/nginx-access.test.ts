@@ -181,6 +181,29 @@ describe('the nginx engine\'s access check (njs) answers as the node engine does
     assert.deepEqual(logged, expected)
   })
 
+  it('ACCESS_API_KEY without a secret: an unsigned uid grants nothing, in both engines; an allowed network still passes', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const nginx = await startOwnNginx(t, { root, signingSecret: undefined, locked: true, trustedProxies: ['127.0.0.1'], accessAllowCidrs: ['203.0.113.0/24'] })
+    const node = await startTestServer({ root, accessApiKey: 'some-key', trustedProxies: ['127.0.0.1'], accessAllowCidrs: ['203.0.113.0/24'] })
+    t.after(() => node.close())
+    const ask = async (base: string, target: string, ip: string): Promise<Answer> => {
+      const res = await request(`${base}${target}`, { headers: { 'x-forwarded-for': ip } })
+      const body = await res.body.text()
+      return { status: res.statusCode, type: res.headers['content-type'] as string | undefined, body: res.statusCode === 200 ? `${body.length} bytes` : body }
+    }
+    for (const [target, ip, status] of [
+      ['/v/seg.ts?uid=u1', '192.0.2.1', 403],
+      ['/v/seg.ts', '192.0.2.1', 403],
+      [`/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}`, '192.0.2.1', 403],
+      ['/v/seg.ts?uid=u1', '203.0.113.5', 200],
+      [`/v/seg.ts?uid=${'x'.repeat(257)}`, '192.0.2.1', 400]
+    ] as const) {
+      const fromNode = await ask(node.url, target, ip)
+      assert.equal(fromNode.status, status, `${ip} ${target}`)
+      assert.deepEqual(await ask(nginx.url, target, ip), fromNode, `${ip} ${target}`)
+    }
+  })
+
   it('a range past the end and an oversized head: the same status, JSON error and Content-Range', async (t) => {
     if (!nginxOrSkip(t)) return
     const nginx = await startOwnNginx(t, { root, signingSecret: SECRET })

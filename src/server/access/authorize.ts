@@ -49,6 +49,11 @@ export interface AuthorizerOptions {
   /** `SIGNING_SECRET`; without it the `uid` parameter is trusted as-is. */
   signingSecret: string | undefined
   /**
+   * `ACCESS_API_KEY` is set: even without a secret, the `uid` parameter
+   * alone grants nothing (DESIGN §8). @default false
+   */
+  locked?: boolean | undefined
+  /**
    * `ACCESS_ALLOW_CIDRS`: client networks (addresses, CIDR blocks) let in
    * before any other check, under their `uid` parameter. @default []
    */
@@ -67,12 +72,14 @@ export interface AuthorizerOptions {
  */
 export class Authorizer {
   readonly #secret: string | undefined
+  readonly #locked: boolean
   readonly #allowed: IpBlockList
   readonly #ips: ClientIpResolver
   readonly #now: () => number
 
   constructor (options: AuthorizerOptions) {
     this.#secret = options.signingSecret
+    this.#locked = options.locked === true
     this.#allowed = new IpBlockList(options.allowedNetworks ?? [], (entry) => new ConfigError('ACCESS_ALLOW_CIDRS', `"${entry}" is not an IP address or CIDR block`))
     this.#ips = options.ips
     this.#now = options.now
@@ -93,10 +100,12 @@ export class Authorizer {
     // An allowed network is let in before any other mode (its uid parameter,
     // if any, believed): a bad or expired token from there is not looked at.
     const secret = this.#secret
-    const trusted = secret === undefined || this.#allowed.has(ip)
+    const trusted = (secret === undefined && !this.#locked) || this.#allowed.has(ip)
     let expires: number | undefined
     let scope: string | undefined
     if (!trusted) {
+      // ACCESS_API_KEY without SIGNING_SECRET: no URL can be signed, and the uid alone grants nothing.
+      if (secret === undefined) return denied(new BadSignatureError())
       const scoped = nonEmpty(query.get('scope'))
       const verdict = checkSignedRequest({
         secret,

@@ -44,8 +44,10 @@ export interface NginxConfigOptions {
   trustedProxies?: readonly string[] | undefined
   /** `ACCESS_ALLOW_CIDRS`: client networks let in without a token, as in the node engine. @default [] */
   accessAllowCidrs?: readonly string[] | undefined
-  /** `SIGNING_SECRET`; without it the `uid` parameter is trusted, as in the node engine. */
+  /** `SIGNING_SECRET`; without it (and without {@link locked}) the `uid` parameter is trusted, as in the node engine. */
   signingSecret: string | undefined
+  /** `ACCESS_API_KEY` is set: without a secret the `uid` parameter still grants nothing. @default false */
+  locked?: boolean | undefined
   /** Directory of the pid file and the error log (`ENGINE_DIR`). */
   dir: string
   /** The access log streammeter reads (one line per finished request, access-log-line.ts). */
@@ -78,9 +80,9 @@ export const NJS_SETTINGS_FILE = 'streammeter-settings.js'
  * safe there), read once when nginx loads its configuration rather than on
  * every request.
  */
-export function renderNjsSettings (o: Pick<NginxConfigOptions, 'signingSecret'>): string {
+export function renderNjsSettings (o: Pick<NginxConfigOptions, 'signingSecret' | 'locked'>): string {
   const secretHex = o.signingSecret === undefined ? '' : Buffer.from(o.signingSecret, 'utf8').toString('hex')
-  return `// Rendered by streammeter (the nginx engine); edits are overwritten.\nexport default { secretHex: '${secretHex}' }\n`
+  return `// Rendered by streammeter (the nginx engine); edits are overwritten.\nexport default { secretHex: '${secretHex}', locked: ${o.locked === true} }\n`
 }
 
 /**
@@ -144,7 +146,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     // streammeter-settings.js (renderNjsSettings) is found there.
     `  js_path ${quote(o.dir)};`,
     `  js_import sm from ${quote(o.njsPath)};`,
-    ...accessLines(o.signingSecret === undefined ? [] : o.accessAllowCidrs ?? []),
+    ...accessLines(o.signingSecret === undefined && o.locked !== true ? [] : o.accessAllowCidrs ?? []),
     '  js_set $sm_uid_checked sm.uid;',
     '  js_set $sm_sid_checked sm.sid;',
     '  js_set $sm_method_error sm.methodError;',

@@ -91,6 +91,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
       accessAllowCidrs: config.accessAllowCidrs,
       corsOrigins: config.corsOrigins,
       signingSecret: config.signingSecret,
+      locked: config.accessApiKey !== undefined,
       dir,
       accessLog,
       njsPath: NJS_PATH,
