@@ -1,7 +1,8 @@
 import { ConfigError } from '../errors.ts'
 import { readSetting } from '../config/index.ts'
 import type { Env } from '../config/index.ts'
-import { encodeScope, inScope, isScope, signScopedToken, signToken } from '../server/access/url-signer.ts'
+import { normalizeIp } from '../ip-address.ts'
+import { encodeBinding, encodeScope, inScope, ipBinding, isScope, signIpBoundToken, signScopedToken, signToken } from '../server/access/url-signer.ts'
 import { parseFlags, wantsHelp } from './args.ts'
 import type { CliContext } from './context.ts'
 
@@ -18,13 +19,15 @@ export interface SignedPathOptions {
    * under it rather than for `path` alone (docs/access.md).
    */
   scope?: string | undefined
+  /** A client address or CIDR block: the URL then works from there only (docs/access.md). */
+  ip?: string | undefined
 }
 
 /** Seconds a signed URL stays valid unless `--ttl` says otherwise. */
 export const DEFAULT_TTL = 3600 // seconds (1 hour)
 
-export const SIGN_HELP = `Usage: streammeter sign --uid U --path /p [--ttl ${DEFAULT_TTL}] [--secret S]
-       streammeter sign --uid U --scope /dir/ [--path /dir/p] [--ttl ${DEFAULT_TTL}] [--secret S]
+export const SIGN_HELP = `Usage: streammeter sign --uid U --path /p [--ip CIDR] [--ttl ${DEFAULT_TTL}] [--secret S]
+       streammeter sign --uid U --scope /dir/ [--path /dir/p] [--ip CIDR] [--ttl ${DEFAULT_TTL}] [--secret S]
 
 Prints a signed URL path and query for the proxy:
   /p?uid=U&expires=E&token=T
@@ -36,12 +39,17 @@ With --scope, one token opens every path under the directory:
 (the same query works after any path under /dir/; without --path only the
 query is printed). T signs uid, scope and expires: docs/access.md.
 
+With --ip, the URL works only for a client in that address or block:
+  /p?uid=U&expires=E&ip=203.0.113.0/24&token=T
+
 Flags:
   --uid U        user the bytes are billed to (no ":", no control character)
   --path /p      file path as on the origin, NOT URL-encoded ("/a b.mp4");
                  each segment is percent-encoded in the output
   --scope /dir/  a directory (leading and trailing "/"; "/" for everything):
                  sign for every path under it
+  --ip CIDR      an IPv4 or IPv6 address or block (203.0.113.7,
+                 2001:db8::/32): only clients there may use the URL
   --ttl SECONDS  validity, a positive integer [default: ${DEFAULT_TTL}]
   --secret S     signing secret [default: SIGNING_SECRET from the environment
                  or .env]; prefer the variable: flags show in the process list
@@ -54,6 +62,7 @@ const SPEC = {
   uid: { type: 'string' },
   path: { type: 'string' },
   scope: { type: 'string' },
+  ip: { type: 'string' },
   ttl: { type: 'string' },
   secret: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
@@ -70,6 +79,7 @@ const SPEC = {
  */
 export function signedPath (options: SignedPathOptions): string {
   const { secret, uid, expires, scope } = options
+  const ip = options.ip === undefined ? undefined : canonicalBinding(options.ip)
   if (uid.includes(':')) throw new ConfigError('--uid', 'must not contain ":" (it separates the signed fields)')
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f-\u009f]/.test(uid)) throw new ConfigError('--uid', 'must not contain a control character')
@@ -78,7 +88,7 @@ export function signedPath (options: SignedPathOptions): string {
   }
   if (options.path === undefined) {
     if (scope === undefined) throw new ConfigError('--path', 'is required; see streammeter sign --help')
-    return `?${scopedQuery(secret, uid, scope, expires)}`
+    return `?${scopedQuery(secret, uid, scope, expires, ip)}`
   }
   const path = options.path.startsWith('/') ? options.path.slice(1) : options.path
   const segments = path.split('/')
@@ -90,16 +100,31 @@ export function signedPath (options: SignedPathOptions): string {
   const encoded = `/${segments.map(encodeURIComponent).join('/')}`
   if (scope !== undefined) {
     if (!inScope(path, scope)) throw new ConfigError('--path', `must lie under --scope ${scope}`)
-    return `${encoded}?${scopedQuery(secret, uid, scope, expires)}`
+    return `${encoded}?${scopedQuery(secret, uid, scope, expires, ip)}`
+  }
+  if (ip !== undefined) {
+    return `${encoded}?uid=${encodeURIComponent(uid)}&expires=${expires}&ip=${encodeBinding(ip)}&token=${signIpBoundToken(secret, uid, path, ip, expires)}`
   }
   const token = signToken(secret, uid, path, expires)
   return `${encoded}?uid=${encodeURIComponent(uid)}&expires=${expires}&token=${token}`
 }
 
-/** The query of a token valid for every path under `scope`. */
-function scopedQuery (secret: string, uid: string, scope: string, expires: number): string {
-  const token = signScopedToken(secret, uid, scope, expires)
-  return `uid=${encodeURIComponent(uid)}&expires=${expires}&scope=${encodeScope(scope)}&token=${token}`
+/** The query of a token valid for every path under `scope` (from `ip` only, when given). */
+function scopedQuery (secret: string, uid: string, scope: string, expires: number, ip: string | undefined): string {
+  const token = signScopedToken(secret, uid, scope, expires, undefined, ip)
+  const bound = ip === undefined ? '' : `&ip=${encodeBinding(ip)}`
+  return `uid=${encodeURIComponent(uid)}&expires=${expires}&scope=${encodeScope(scope)}${bound}&token=${token}`
+}
+
+/** `--ip` in one spelling: the address as {@link normalizeIp} writes it, and the prefix length when given. */
+function canonicalBinding (text: string): string {
+  const block = ipBinding(text.trim())
+  if (block === undefined) {
+    throw new ConfigError('--ip', 'must be an IPv4 or IPv6 address or CIDR block such as 203.0.113.0/24 or 2001:db8::/32 (not an IPv4-mapped one)')
+  }
+  // Not IPv4-mapped (ipBinding refuses those), so the block keeps the address's family and prefix.
+  const address = normalizeIp(text.trim().split('/')[0] as string) as string
+  return block.prefix === undefined ? address : `${address}/${block.prefix}`
 }
 
 /** `streammeter sign`: prints one signed path. @throws {ConfigError} for bad usage (exit 2) */
@@ -127,6 +152,6 @@ export function runSign (argv: readonly string[], env: Env, ctx: CliContext): nu
     throw new ConfigError(flags.secret !== undefined ? '--secret' : 'SIGNING_SECRET', 'must be a single token, without spaces, other whitespace or control characters')
   }
   const expires = Math.floor(ctx.now() / 1000) + ttl
-  ctx.stdout.write(signedPath({ secret, uid: flags.uid, path: flags.path, expires, scope: flags.scope }) + '\n')
+  ctx.stdout.write(signedPath({ secret, uid: flags.uid, path: flags.path, expires, scope: flags.scope, ip: flags.ip }) + '\n')
   return 0
 }

@@ -20,7 +20,7 @@ describe('Authorizer: the one access check both engines use', () => {
     const expires = NOW / 1000 + 60
     const who = signed.authorize(ask(`v/seg.ts?${signedQuery({ secret: SECRET, uid: 'u1', path: 'v/seg.ts', expires, sid: 's-1' })}`,
       { 'x-forwarded-for': '203.0.113.7' }))
-    assert.deepEqual(who, { kind: 'allowed', uid: 'u1', expires, scope: '/v/', sessionId: 's-1', ip: '203.0.113.7' })
+    assert.deepEqual(who, { kind: 'allowed', uid: 'u1', expires, scope: '/v/', ipBinding: undefined, sessionId: 's-1', ip: '203.0.113.7' })
   })
 
   it('denials are values, never throws: bad token 403, expired 410, uid too long 400', () => {
@@ -43,7 +43,7 @@ describe('Authorizer: the one access check both engines use', () => {
   it('without a secret the uid is trusted and nothing is scoped', () => {
     const open = new Authorizer({ signingSecret: undefined, ips: new ClientIpResolver(), now: () => NOW })
     assert.deepEqual(open.authorize(ask('a.ts?uid=dev&expires=123', { 'x-forwarded-for': '203.0.113.7' })),
-      { kind: 'allowed', uid: 'dev', expires: 123, scope: undefined, sessionId: undefined, ip: '10.0.0.9' })
+      { kind: 'allowed', uid: 'dev', expires: 123, scope: undefined, ipBinding: undefined, sessionId: undefined, ip: '10.0.0.9' })
   })
 
   it('an allowed network (ACCESS_ALLOW_CIDRS) comes first: no token looked at, its uid parameter believed', () => {
@@ -85,6 +85,17 @@ describe('Authorizer: the one access check both engines use', () => {
     const refused = locked.authorize(ask('v/seg.ts?uid=dev'))
     assert.equal(refused.kind === 'denied' ? refused.error.code : 'allowed', 'SM_ERR_BAD_SIGNATURE')
     assert.equal(locked.authorize(ask('v/seg.ts?uid=dev', {}, '203.0.113.1')).kind, 'allowed')
+  })
+
+  it('an IP-bound signed URL: allowed from its block only, and its binding carried for the children', () => {
+    const expires = NOW / 1000 + 60
+    const target = `v/seg.ts?${signedQuery({ secret: SECRET, uid: 'u1', path: 'v/seg.ts', expires, ip: '203.0.113.0/24' })}`
+    const who = signed.authorize(ask(target, { 'x-forwarded-for': '203.0.113.7' }))
+    assert.equal(who.kind === 'allowed' ? who.ipBinding : who.error.code, '203.0.113.0/24')
+    const elsewhere = signed.authorize(ask(target, { 'x-forwarded-for': '198.51.100.7' }))
+    assert.equal(elsewhere.kind === 'denied' ? elsewhere.error.code : 'allowed', 'SM_ERR_BAD_SIGNATURE')
+    // The peer itself is the client when it is no trusted proxy.
+    assert.equal(signed.authorize(ask(target, {}, '203.0.113.9')).kind, 'allowed')
   })
 
   it('an ACCESS_ALLOW_CIDRS entry that is no address or block is a configuration error', () => {

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { syncBuiltinESMExports } from 'node:module'
 import { describe, it, mock } from 'node:test'
 import {
-  checkSignedRequest, directoryOf, inScope, isScope, signScopedToken, signedQuery, signToken, verifyToken
+  checkSignedRequest, directoryOf, inScope, ipBinding, isScope, signIpBoundToken, signScopedToken, signedQuery, signToken, verifyToken
 } from '../../src/server/access/url-signer.ts'
 
 const SECRET = 'demo-secret'
@@ -263,5 +263,62 @@ describe('url signer: scoped tokens', () => {
     const p = new URLSearchParams(q)
     assert.equal(p.get('scope'), '/hls/a b/')
     assert.equal(check({ path, scope: p.get('scope')!, token: p.get('token')! }), 'ok')
+  })
+})
+
+describe('url signer: IP-bound tokens', () => {
+  const v2 = (fields: Array<[string, string]>): string => ['streammeter-token-v2', ...fields.map(([k, v]) => `${k}=${v}`)].join('\n')
+  const check = (o: { path?: string, scope?: string, ip?: string, token: string, client?: string, now?: number }): string =>
+    checkSignedRequest({ secret: SECRET, uid: UID, path: o.path ?? PATH, expires: String(EXPIRES), token: o.token, scope: o.scope, ip: o.ip, clientIp: o.client, now: o.now ?? EXPIRES })
+
+  it('signs the documented messages: an ip line before expires; without a scope, bound to the path', () => {
+    assert.equal(signIpBoundToken(SECRET, UID, PATH, '203.0.113.0/24', EXPIRES),
+      hmac(SECRET, v2([['uid', UID], ['path', PATH], ['ip', '203.0.113.0/24'], ['expires', String(EXPIRES)]])).toString('hex'))
+    assert.equal(signScopedToken(SECRET, UID, '/hls/', EXPIRES, undefined, '2001:db8::/32'),
+      hmac(SECRET, v2([['uid', UID], ['scope', '/hls/'], ['ip', '2001:db8::/32'], ['expires', String(EXPIRES)]])).toString('hex'))
+    assert.equal(signScopedToken(SECRET, UID, '/hls/', EXPIRES, PATH, '203.0.113.7'),
+      hmac(SECRET, v2([['uid', UID], ['scope', '/hls/'], ['path', PATH], ['ip', '203.0.113.7'], ['expires', String(EXPIRES)]])).toString('hex'))
+  })
+
+  it('valid only from a client in the address or block, of the same family; 403 before 410', () => {
+    const token = signIpBoundToken(SECRET, UID, PATH, '203.0.113.0/24', EXPIRES)
+    assert.equal(check({ ip: '203.0.113.0/24', token, client: '203.0.113.200' }), 'ok')
+    assert.equal(check({ ip: '203.0.113.0/24', token, client: '203.0.113.200', now: EXPIRES + 1 }), 'expired')
+    for (const client of ['203.0.114.1', '::ffff:cb00:7101', '2001:db8::1', 'not-an-ip', undefined]) {
+      assert.equal(check({ ip: '203.0.113.0/24', token, client }), 'bad', String(client))
+      assert.equal(check({ ip: '203.0.113.0/24', token, client, now: EXPIRES + 1 }), 'bad', `expired, from ${String(client)}`)
+    }
+    const six = signScopedToken(SECRET, UID, '/hls/', EXPIRES, undefined, '2001:db8::/32')
+    assert.equal(check({ scope: '/hls/', ip: '2001:db8::/32', token: six, client: '2001:db8:ab::1' }), 'ok')
+    assert.equal(check({ path: 'hls/other.ts', scope: '/hls/', ip: '2001:db8::/32', token: six, client: '2001:db8:ab::1' }), 'ok')
+    assert.equal(check({ scope: '/hls/', ip: '2001:db8::/32', token: six, client: '2001:db9::1' }), 'bad')
+    assert.equal(check({ scope: '/hls/', ip: '2001:db8::/32', token: six, client: '1.2.3.4' }), 'bad')
+  })
+
+  it('the binding is signed: dropping, widening or adding an ip breaks the token', () => {
+    const bound = signIpBoundToken(SECRET, UID, PATH, '203.0.113.7', EXPIRES)
+    assert.equal(check({ token: bound, client: '203.0.113.7' }), 'bad', 'ip dropped')
+    assert.equal(check({ ip: '203.0.113.0/24', token: bound, client: '203.0.113.7' }), 'bad', 'ip widened')
+    const plain = signToken(SECRET, UID, PATH, EXPIRES)
+    assert.equal(check({ ip: '203.0.113.7', token: plain, client: '203.0.113.7' }), 'bad', 'ip added to a plain token')
+    const scoped = signScopedToken(SECRET, UID, '/hls/', EXPIRES)
+    assert.equal(check({ scope: '/hls/', ip: '0.0.0.0/0', token: scoped, client: '203.0.113.7' }), 'bad', 'ip added to a scoped token')
+  })
+
+  it('refuses bindings that are no address or block, IPv4-mapped ones, and repeated ones', () => {
+    for (const ip of ['', ' 203.0.113.7', '203.0.113.7/33', '2001:db8::/129', '203.0.113', '::ffff:203.0.113.7', '::ffff:203.0.113.0/120', 'fe80::1%eth0', 'localhost']) {
+      assert.equal(ipBinding(ip), undefined, ip)
+      if (ip !== '') assert.throws(() => signIpBoundToken(SECRET, UID, PATH, ip, EXPIRES), /ip must be/, ip)
+    }
+    const token = signIpBoundToken(SECRET, UID, PATH, '203.0.113.7', EXPIRES)
+    assert.equal(checkSignedRequest({ secret: SECRET, uid: UID, path: PATH, expires: String(EXPIRES), token, ip: ['203.0.113.7', '203.0.113.7'], clientIp: '203.0.113.7', now: EXPIRES }), 'bad')
+  })
+
+  it('signedQuery with ip: the binding readable in the query, and it checks out', () => {
+    const q = new URLSearchParams(signedQuery({ secret: SECRET, uid: UID, path: PATH, expires: EXPIRES, ip: '2001:db8::/32', sid: 's1' }))
+    assert.deepEqual([...q.keys()], ['uid', 'expires', 'ip', 'token', 'sid'])
+    assert.equal(q.get('ip'), '2001:db8::/32')
+    assert.equal(check({ ip: q.get('ip')!, token: q.get('token')!, client: '2001:db8::5' }), 'ok')
+    assert.match(signedQuery({ secret: SECRET, uid: UID, path: PATH, expires: EXPIRES, ip: '2001:db8::/32' }), /&ip=2001:db8::\/32&/)
   })
 })

@@ -168,3 +168,29 @@ describe('streammeter sign --scope', () => {
     }
   })
 })
+
+describe('streammeter sign --ip', () => {
+  it('binds the URL to a client address or block, in one spelling, as the server checks it', async () => {
+    const { code, out, err } = await sign(['--uid', 'u1', '--path', '/videos/a.ts', '--ip', '2001:DB8:0::/32', '--secret', 's3cret'])
+    assert.equal(code, 0, err)
+    const url = new URL(out.trim(), 'http://proxy.test')
+    assert.deepEqual([...url.searchParams.keys()], ['uid', 'expires', 'ip', 'token'])
+    assert.equal(url.searchParams.get('ip'), '2001:db8::/32')
+    const verdict = (clientIp: string): string => checkSignedRequest({
+      secret: 's3cret', uid: 'u1', path: 'videos/a.ts', expires: url.searchParams.get('expires')!, token: url.searchParams.get('token')!, ip: url.searchParams.get('ip')!, clientIp, now: NOW_S
+    })
+    assert.equal(verdict('2001:db8:1::1'), 'ok')
+    assert.equal(verdict('203.0.113.7'), 'bad')
+    const scoped = await sign(['--uid', 'u1', '--scope', '/videos/', '--ip', '203.0.113.7', '--secret', 's3cret'])
+    assert.equal(scoped.code, 0, scoped.err)
+    assert.match(scoped.out, /^\?uid=u1&expires=\d+&scope=\/videos\/&ip=203\.0\.113\.7&token=[0-9a-f]{64}\n$/)
+  })
+
+  it('refuses an --ip that is no address or block, or an IPv4-mapped one (exit 2)', async () => {
+    for (const ip of ['203.0.113', '10.0.0.0/33', '::ffff:10.0.0.1', 'example.com']) {
+      const { code, err } = await sign(['--uid', 'u1', '--path', '/a.ts', '--secret', 's', '--ip', ip])
+      assert.equal(code, 2, ip)
+      assert.match(err, /--ip/)
+    }
+  })
+})

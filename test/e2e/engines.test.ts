@@ -520,6 +520,33 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
         assert.deepEqual(await checked.body.json(), { path: '/seg.ts', exists: true, size: FILES['seg.ts'] })
       })
 
+      it('an IP-bound signed playlist: its children are bound to the same client block; from elsewhere 403', async (t) => {
+        if (!engineOrSkip(t, engine)) return
+        const receiver = await newReceiver(t)
+        const server = await startEngineServer(t, engine, { ...settings(receiver, 'memory:'), TRUSTED_PROXIES: '127.0.0.1' })
+        const client = { 'x-forwarded-for': '198.51.100.7' }
+        const master = `/master.m3u8?${signedQuery({ secret: SECRET, uid: 'ip-user', path: 'master.m3u8', expires: LATER, ip: '198.51.100.0/24' })}`
+        assert.equal((await get(server, master, { 'x-forwarded-for': '203.0.113.9' })).status, 403)
+        const playlist = await get(server, master, client)
+        assert.equal(playlist.status, 200)
+        const children = playlist.body.toString().split('\n').filter((l) => l !== '' && !l.startsWith('#'))
+        assert.ok(children.length > 0)
+        for (const child of children) {
+          assert.match(child, /[?&]ip=198\.51\.100\.0\/24&/, child)
+          const variant = await get(server, `/${child}`, client)
+          assert.equal(variant.status, 200, child)
+          assert.equal((await get(server, `/${child}`, { 'x-forwarded-for': '198.51.101.7' })).status, 403, child)
+          // A level down, the segments (plain tokens' place) are bound too.
+          const segment = variant.body.toString().split('\n').find((l) => /\.(ts|m4s)\?/.test(l))
+          assert.ok(segment !== undefined, child)
+          assert.match(segment, /[?&]ip=198\.51\.100\.0\/24&/)
+          const childPath = child.split('?')[0] as string
+          const base = childPath.slice(0, childPath.lastIndexOf('/') + 1)
+          assert.equal((await get(server, `/${base}${segment}`, client)).status, 200, segment)
+          assert.equal((await get(server, `/${base}${segment}`, { 'x-forwarded-for': '198.51.101.7' })).status, 403, segment)
+        }
+      })
+
       it('kill -9 and a restart on the same store and ENGINE_DIR: nothing lost, nothing doubled', async (t) => {
         if (!engineOrSkip(t, engine)) return
         const receiver = await newReceiver(t)

@@ -181,6 +181,51 @@ describe('the nginx engine\'s access check (njs) answers as the node engine does
     assert.deepEqual(logged, expected)
   })
 
+  it('IP-bound signed URLs: the same answer from clients inside and outside the binding, and for malformed bindings', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const settings = { root, signingSecret: SECRET, trustedProxies: ['127.0.0.1'] }
+    const nginx = await startOwnNginx(t, settings)
+    const node = await startTestServer(settings)
+    t.after(() => node.close())
+    const bound = (path: string, ip: string, scope?: string, expires = LATER): string =>
+      `/${path}?${signedQuery({ secret: SECRET, uid: 'ipu', path, expires, ip, ...(scope === undefined ? {} : { scope }) })}`
+    const v4 = bound('v/seg.ts', '203.0.113.0/24')
+    const targets = [
+      v4,
+      bound('v/seg.ts', '203.0.113.7'),
+      bound('v/seg.ts', '203.0.113.128/25'),
+      bound('v/seg.ts', '2001:db8::/32'),
+      bound('v/seg.ts', '2001:db8::1'),
+      bound('v/seg.ts', '0.0.0.0/0'),
+      bound('v/seg.ts', '::/0'),
+      bound('v/sub/a.m4s', '203.0.113.0/24', '/v/'),
+      bound('v/seg.ts', '203.0.113.0/24', undefined, EARLIER),
+      v4.replace('ip=203.0.113.0/24', 'ip=203.0.113.0/23'),
+      v4.replace('&ip=203.0.113.0/24', ''),
+      v4.replace('ip=203.0.113.0/24', 'ip=203.0.113.0%2F24'),
+      `${v4}&ip=198.51.100.0/24`,
+      `/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}&ip=203.0.113.7`,
+      `/v/seg.ts?uid=ipu&expires=${LATER}&ip=::ffff:203.0.113.7&token=${hmacHex(`streammeter-token-v2\nuid=ipu\npath=v/seg.ts\nip=::ffff:203.0.113.7\nexpires=${LATER}`)}`,
+      ...['203.0.113', '203.0.113.0/33', '01.2.3.4', '1::2::3', '2001:db8::/129', 'fe80::1%25eth0', '%20203.0.113.7', '12345::'].map((ip) =>
+        `/v/seg.ts?uid=ipu&expires=${LATER}&ip=${ip}&token=${hmacHex(`streammeter-token-v2\nuid=ipu\npath=v/seg.ts\nip=${decodeURIComponent(ip)}\nexpires=${LATER}`)}`)
+    ]
+    const clients = ['203.0.113.7', '203.0.113.200', '203.0.112.1', '2001:db8::1', '2001:db8:0:0:0:0:0:1', '2001:db9::1', '::ffff:203.0.113.7']
+    const ask = async (base: string, target: string, ip: string): Promise<Answer> => {
+      const res = await request(`${base}${target}`, { headers: { 'x-forwarded-for': ip } })
+      const body = await res.body.text()
+      return { status: res.statusCode, type: res.headers['content-type'] as string | undefined, body: res.statusCode === 200 ? `${body.length} bytes` : body }
+    }
+    const statuses = new Set<number>()
+    for (const target of targets) {
+      for (const ip of clients) {
+        const fromNode = await ask(node.url, target, ip)
+        statuses.add(fromNode.status)
+        assert.deepEqual(await ask(nginx.url, target, ip), fromNode, `${ip} ${target}`)
+      }
+    }
+    assert.deepEqual([...statuses].sort(), [200, 403, 410])
+  })
+
   it('ACCESS_API_KEY without a secret: an unsigned uid grants nothing, in both engines; an allowed network still passes', async (t) => {
     if (!nginxOrSkip(t)) return
     const nginx = await startOwnNginx(t, { root, signingSecret: undefined, locked: true, trustedProxies: ['127.0.0.1'], accessAllowCidrs: ['203.0.113.0/24'] })

@@ -33,6 +33,12 @@ export interface Identity {
    * of the signed path itself; undefined when nothing is signed.
    */
   scope: string | undefined
+  /**
+   * The client address or block the signed URL was bound to (its `ip`
+   * parameter, verified): tokens minted for this request's playlist
+   * children are bound to it too. Undefined when not bound.
+   */
+  ipBinding: string | undefined
   sessionId: string | undefined
   /** The client's IP (`TRUSTED_PROXIES` applied to `X-Forwarded-For`). */
   ip: string
@@ -103,10 +109,12 @@ export class Authorizer {
     const trusted = (secret === undefined && !this.#locked) || this.#allowed.has(ip)
     let expires: number | undefined
     let scope: string | undefined
+    let ipBinding: string | undefined
     if (!trusted) {
       // ACCESS_API_KEY without SIGNING_SECRET: no URL can be signed, and the uid alone grants nothing.
       if (secret === undefined) return denied(new BadSignatureError())
       const scoped = nonEmpty(query.get('scope'))
+      const bound = nonEmpty(query.get('ip'))
       const verdict = checkSignedRequest({
         secret,
         uid,
@@ -114,12 +122,15 @@ export class Authorizer {
         expires: expiresRaw,
         token: nonEmpty(query.get('token')),
         scope: scoped,
+        ip: bound,
+        clientIp: ip,
         now: Math.floor(this.#now() / 1000)
       })
       if (verdict === 'bad') return denied(new BadSignatureError())
       if (verdict === 'expired') return denied(new UrlExpiredError())
       expires = Number(expiresRaw)
       scope = scoped ?? directoryOf(path)
+      ipBinding = bound
     } else if (expiresRaw !== undefined && /^\d{1,12}$/.test(expiresRaw)) {
       expires = Number(expiresRaw)
     }
@@ -128,6 +139,7 @@ export class Authorizer {
       uid,
       expires,
       scope,
+      ipBinding,
       sessionId: sessionIdOf(request.headers, nonEmpty(query.get('sid'))),
       ip
     }

@@ -1,4 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
+import { BlockList, isIP } from 'node:net'
+import { normalizeIp, parseIpBlock } from '../../ip-address.ts'
+import type { IpBlock } from '../../ip-address.ts'
 
 /**
  * Signed media URLs (docs/access.md#signed-urls). Two token kinds, one secret:
@@ -18,6 +21,15 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
  * rewrites, so that the scope travels down to them, docs/access.md), and
  * absent for a token valid for every path under `S` (`streammeter sign
  * --scope`). Either way the request's path must lie under `S`.
+ *
+ * **IP-bound** (either kind may be): `&ip=C` in the query, `C` an IPv4 or
+ * IPv6 address or CIDR block (not an IPv4-mapped one), and an `ip=C` line
+ * before `expires` in the scoped message; without a scope the message has
+ * no `scope=` line and must have the `path=` line:
+ *
+ *     streammeter-token-v2 LF uid=U [LF scope=S] [LF path=P] [LF ip=C] LF expires=E
+ *
+ * The token then opens nothing for a client outside `C` (403).
  *
  * `T` is lowercase hex or unpadded base64url.
  *
@@ -66,6 +78,10 @@ export interface SignedRequest {
   token: QueryValue
   /** The `scope` query parameter; absent for a plain token. */
   scope?: QueryValue
+  /** The `ip` query parameter: the token is bound to that client address or block. */
+  ip?: QueryValue
+  /** The client's IP ({@link normalizeIp}'s form), checked against `ip`. */
+  clientIp?: string | undefined
   /** Current time, unix seconds (fractions allowed). */
   now: number
 }
@@ -85,6 +101,8 @@ export interface SignedQueryOptions {
    * `path` must lie) instead of a plain one; the query carries `scope`.
    */
   scope?: string | undefined
+  /** Bind the token to this client address or CIDR block ({@link ipBinding}); the query carries `ip`. */
+  ip?: string | undefined
 }
 
 const HEX_TOKEN = /^[0-9a-f]{64}$/
@@ -150,7 +168,7 @@ export function verifyToken (secret: string, uid: string, path: string, expires:
  * scoped one (bound to `path` or to no path) and `path` must lie under it.
  */
 export function checkSignedRequest (req: SignedRequest): SignedRequestCheck {
-  const { uid, token, now, scope } = req
+  const { uid, token, now, scope, ip } = req
   // Repeated parameters (arrays) are refused: which copy a check reads and
   // which one the meter bills must never differ (HTTP parameter pollution).
   // An empty uid or one with `:` is refused by verifyToken.
@@ -158,12 +176,22 @@ export function checkSignedRequest (req: SignedRequest): SignedRequestCheck {
   if (typeof token !== 'string') return 'bad'
   const expires = typeof req.expires === 'number' ? String(req.expires) : req.expires
   if (typeof expires !== 'string' || !DIGITS.test(expires)) return 'bad'
-  if (scope === undefined) {
+  let binding: IpBlock | undefined
+  if (ip !== undefined) {
+    binding = typeof ip === 'string' ? ipBinding(ip) : undefined
+    if (binding === undefined) return 'bad'
+  }
+  const bound = typeof ip === 'string' ? ip : undefined
+  if (scope === undefined && bound === undefined) {
     if (!verifyToken(req.secret, uid, req.path, expires, token)) return 'bad'
+  } else if (scope === undefined) {
+    if (!verifyV2Token(req.secret, uid, undefined, req.path, bound, expires, token)) return 'bad'
   } else {
     if (typeof scope !== 'string' || !isScope(scope) || !inScope(req.path, scope)) return 'bad'
-    if (!verifyScopedToken(req.secret, uid, scope, req.path, expires, token)) return 'bad'
+    if (!verifyV2Token(req.secret, uid, scope, req.path, bound, expires, token)) return 'bad'
   }
+  // After the signature, so that the answer says nothing about an unsigned binding.
+  if (binding !== undefined && !clientIn(binding, req.clientIp)) return 'bad'
   return Number(expires) < now ? 'expired' : 'ok'
 }
 
@@ -174,7 +202,7 @@ export function checkSignedRequest (req: SignedRequest): SignedRequestCheck {
  * @param path - URL-decoded, without its leading slash, under `scope`; omitted: any path under it
  * @throws {TypeError} as {@link signToken}, and for a scope that is no directory or a path outside it
  */
-export function signScopedToken (secret: string, uid: string, scope: string, expires: number, path?: string): string {
+export function signScopedToken (secret: string, uid: string, scope: string, expires: number, path?: string, ip?: string): string {
   if (secret === '') throw new TypeError('signing secret is empty')
   if (!isSignableUid(uid)) throw new TypeError('uid must be non-empty and contain no ":" or control character')
   if (!isScope(scope)) throw new TypeError('scope must be a directory such as /videos/t1/ (leading and trailing "/", no empty, "." or ".." segment, no control character)')
@@ -182,18 +210,67 @@ export function signScopedToken (secret: string, uid: string, scope: string, exp
     throw new TypeError('path must be under the scope, without a leading "/" or a control character')
   }
   if (!Number.isSafeInteger(expires) || expires < 0) throw new TypeError('expires must be a non-negative integer (unix seconds)')
-  return scopedMac(secret, uid, scope, path, String(expires)).toString('hex')
+  checkBinding(ip)
+  return v2Mac(secret, uid, scope, path, ip, String(expires)).toString('hex')
 }
 
-/** Whether `token` is a scoped token for (`uid`, `scope`, `expires`), bound to `path` or to no path. Constant time per candidate. */
-function verifyScopedToken (secret: string, uid: string, scope: string, path: string, expires: string, token: string): boolean {
+/**
+ * An IP-bound token without a scope (see the module comment): valid for
+ * `path` only, from a client in `ip` only, as lowercase hex.
+ * @param ip - an address or CIDR block ({@link ipBinding})
+ * @throws {TypeError} as {@link signToken}, and for an `ip` that is no address or block
+ */
+export function signIpBoundToken (secret: string, uid: string, path: string, ip: string, expires: number): string {
+  signToken(secret, uid, path, expires) // the same checks of uid, path and expires
+  checkBinding(ip)
+  return v2Mac(secret, uid, undefined, path, ip, String(expires)).toString('hex')
+}
+
+/**
+ * The block an `ip` binding names: an IPv4 or IPv6 address or CIDR block,
+ * written without spaces; an IPv4-mapped IPv6 one (`::ffff:…`) is refused
+ * (a client's address is compared in its IPv4 form, docs/access.md).
+ * Undefined for anything else.
+ */
+export function ipBinding (text: string): IpBlock | undefined {
+  if (text !== text.trim()) return undefined
+  const block = parseIpBlock(text)
+  if (block === undefined) return undefined
+  const address = text.split('/')[0] as string
+  if (isIP(address) === 6 && isIP(normalizeIp(address) ?? '') === 4) return undefined
+  return block
+}
+
+function checkBinding (ip: string | undefined): void {
+  if (ip !== undefined && ipBinding(ip) === undefined) {
+    throw new TypeError('ip must be an IPv4 or IPv6 address or CIDR block (not IPv4-mapped), e.g. 203.0.113.0/24 or 2001:db8::/32')
+  }
+}
+
+/** Whether `client` lies in `block`, of the same family (an IPv4 client is never in an IPv6 block). */
+function clientIn (block: IpBlock, client: string | undefined): boolean {
+  const family = client === undefined ? 0 : isIP(client)
+  if (family !== (block.type === 'ipv4' ? 4 : 6)) return false
+  const list = new BlockList()
+  if (block.prefix === undefined) list.addAddress(block.address, block.type)
+  else list.addSubnet(block.address, block.prefix, block.type)
+  return list.check(client as string, block.type)
+}
+
+/**
+ * Whether `token` is a v2 token for (`uid`, `scope`, `ip`, `expires`):
+ * with a scope, bound to `path` or to no path (both candidates always
+ * computed and compared, so the time taken does not tell which kind a
+ * forged token was aimed at); without one, bound to `path`. Constant time
+ * per candidate.
+ */
+function verifyV2Token (secret: string, uid: string, scope: string | undefined, path: string, ip: string | undefined, expires: string, token: string): boolean {
   if (!isSignableUid(uid)) return false
   const presented = decodeToken(token)
   if (presented === undefined) return false
-  // Both candidates are always computed and compared: the time taken does
-  // not tell which kind a forged token was aimed at.
-  const bound = timingSafeEqual(scopedMac(secret, uid, scope, path, expires), presented)
-  const free = timingSafeEqual(scopedMac(secret, uid, scope, undefined, expires), presented)
+  const bound = timingSafeEqual(v2Mac(secret, uid, scope, path, ip, expires), presented)
+  if (scope === undefined) return bound
+  const free = timingSafeEqual(v2Mac(secret, uid, scope, undefined, ip, expires), presented)
   return bound || free
 }
 
@@ -228,16 +305,24 @@ export function directoryOf (path: string): string {
  * @throws {TypeError} as {@link signToken}
  */
 export function signedQuery (opts: SignedQueryOptions): string {
-  const { secret, uid, path, expires, sid, scope } = opts
+  const { secret, uid, path, expires, sid, scope, ip } = opts
+  const bound = ip === undefined ? '' : `&ip=${encodeBinding(ip)}`
   let q: string
-  if (scope === undefined) {
+  if (scope === undefined && ip === undefined) {
     q = `uid=${encodeURIComponent(uid)}&expires=${expires}&token=${signToken(secret, uid, path, expires)}`
+  } else if (scope === undefined) {
+    q = `uid=${encodeURIComponent(uid)}&expires=${expires}${bound}&token=${signIpBoundToken(secret, uid, path, ip as string, expires)}`
   } else {
-    const token = signScopedToken(secret, uid, scope, expires, path)
-    q = `uid=${encodeURIComponent(uid)}&expires=${expires}&scope=${encodeScope(scope)}&token=${token}`
+    const token = signScopedToken(secret, uid, scope, expires, path, ip)
+    q = `uid=${encodeURIComponent(uid)}&expires=${expires}&scope=${encodeScope(scope)}${bound}&token=${token}`
   }
   if (sid !== undefined && sid !== '') q += `&sid=${encodeURIComponent(sid)}`
   return q
+}
+
+/** An `ip` binding for a query string: its `:` and `/` left readable (RFC 3986 §3.4 allows both in a query). */
+export function encodeBinding (ip: string): string {
+  return encodeURIComponent(ip).replaceAll('%3A', ':').replaceAll('%2F', '/')
 }
 
 /** `scope` for a query string: percent-encoded, its slashes left readable (RFC 3986 §3.4 allows `/` in a query). */
@@ -254,10 +339,13 @@ function mac (secret: string, uid: string, path: string, expires: string): Buffe
   return createHmac('sha256', secret).update(`${uid}:${path}:${expires}`, 'utf8').digest()
 }
 
-function scopedMac (secret: string, uid: string, scope: string, path: string | undefined, expires: string): Buffer {
-  const message = path === undefined
-    ? `${SCOPED_MARKER}\nuid=${uid}\nscope=${scope}\nexpires=${expires}`
-    : `${SCOPED_MARKER}\nuid=${uid}\nscope=${scope}\npath=${path}\nexpires=${expires}`
+/** The HMAC of a v2 message: the marker, then each field given on its own line, in a fixed order. */
+function v2Mac (secret: string, uid: string, scope: string | undefined, path: string | undefined, ip: string | undefined, expires: string): Buffer {
+  let message = `${SCOPED_MARKER}\nuid=${uid}`
+  if (scope !== undefined) message += `\nscope=${scope}`
+  if (path !== undefined) message += `\npath=${path}`
+  if (ip !== undefined) message += `\nip=${ip}`
+  message += `\nexpires=${expires}`
   return createHmac('sha256', secret).update(message, 'utf8').digest()
 }
 

@@ -152,6 +152,7 @@ function identify (req: IncomingMessage, ctx: MediaContext): Request {
     uid: who.uid,
     expires: who.expires,
     scope: who.scope,
+    ipBinding: who.ipBinding,
     sessionId: who.sessionId,
     ip: who.ip,
     path,
@@ -182,7 +183,7 @@ async function rewritten (answer: OriginResponse, who: Request, req: IncomingMes
   const playlist = await readPlaylist(answer, ctx)
   const secret = ctx.signingSecret
   const uid = who.uid as string
-  const { expires, scope, sessionId: sid } = who
+  const { expires, scope, ipBinding: ip, sessionId: sid } = who
   let unsigned = 0
   let example = ''
   const result = await rewritePlaylistSliced(playlist, {
@@ -191,11 +192,12 @@ async function rewritten (answer: OriginResponse, who: Request, req: IncomingMes
     // docs/limits.md#playlists: a token minted here never reaches outside the signed
     // entry's directory. A child playlist inside it gets a token bound to
     // its path and to that directory, so the scope travels down with it; a
-    // segment gets a plain token (docs/access.md#signed-urls).
+    // segment gets a plain token (docs/access.md#signed-urls). A binding to
+    // the client's address travels down to both.
     queryFor: (child) => {
       if (secret === undefined || expires === undefined || scope === undefined) return unsignedQuery(uid, expires, sid)
       if (!inScope(child, scope)) return undefined
-      return signedQuery({ secret, uid, path: child, expires, sid, scope: isPlaylistPath(child) ? scope : undefined })
+      return signedQuery({ secret, uid, path: child, expires, sid, scope: isPlaylistPath(child) ? scope : undefined, ip })
     },
     unsigned: (uri) => {
       if (unsigned++ === 0) example = uri
