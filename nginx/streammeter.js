@@ -95,7 +95,7 @@ function verdict (secret, uid, path, expires, token, scope, bound) {
     if (!withPath && !free) return 'bad'
   }
   // After the signature, as url-signer.ts checks it.
-  if (block !== undefined && !inBlock(block, ipBytes(bound.client, false))) return 'bad'
+  if (block !== undefined && !inBlock(block, ipBytes(bound.client, false))) return 'ip-mismatch'
   // Valid through its `expires` second, as url-signer.ts compares whole seconds.
   return Number(expires) < Math.floor(Date.now() / 1000) ? 'expired' : 'ok'
 }
@@ -242,7 +242,7 @@ function same (a, b) {
 }
 
 /**
- * `$sm_access`: `ok`, `bad` (403), `expired` (410) or `long-uid` (400).
+ * `$sm_access`: `ok`, `bad` or `ip-mismatch` (403), `expired` (410) or `long-uid` (400).
  * A query exactly as the signer writes a plain token
  * (`uid=U&expires=E&token=T[&sid=S]`, each value of characters that need no
  * decoding) comes checked for its form and split by nginx-request-maps.ts: its

@@ -225,6 +225,22 @@ function renderStore (s) {
     : s.is_reporter ? 'this instance holds the reporter lease' : 'another instance holds the reporter lease')
 }
 
+/** Refused requests: the counts by reason since start, and the last few (no token or uid is sent). */
+function renderDenials (d) {
+  $('denials').classList.toggle('hidden', d === null)
+  if (d === null) return
+  const total = Object.values(d.counts).reduce((a, b) => a + b, 0)
+  setText('denial-counts', total === 0
+    ? 'none since start'
+    : Object.entries(d.counts).filter(([, n]) => n > 0).map(([reason, n]) => `${reason.replaceAll('_', ' ')} ${count(n)}`).join(', '),
+  total === 0 ? 'dim' : 'warn')
+  fillTable('denial-rows', 'denial-empty', d.recent, (r) => {
+    const tr = document.createElement('tr')
+    tr.append(cell(new Date(r.time).toLocaleTimeString()), cell(r.reason.replaceAll('_', ' ')), cell(String(r.status), 'num'), cell(r.path), cell(r.ip))
+    return tr
+  })
+}
+
 function render (doc) {
   setText('worker', doc.worker_id)
   setText('version', doc.version)
@@ -235,6 +251,7 @@ function render (doc) {
   renderWindow(doc.window)
   renderDelivery(doc.delivery)
   renderStore(doc.store)
+  renderDenials(doc.denials ?? null)
 }
 
 // ---- live feed -----------------------------------------------------------------

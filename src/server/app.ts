@@ -23,6 +23,8 @@ import type { MediaContext } from './media/media-route.ts'
 import { ServerMetrics } from './admin/metrics.ts'
 import type { MonitorEvents } from './monitor/monitor-events.ts'
 import { registerMonitorRoutes } from './monitor/monitor-routes.ts'
+import { DeniedLog } from './access/denials.ts'
+import { registerDeniedRoute } from './admin/denied-route.ts'
 import { registerFileCheckRoutes } from './admin/file-check-routes.ts'
 import { registerOutboxRoutes } from './admin/outbox-routes.ts'
 import type { ThroughputHistory } from './monitor/throughput-history.ts'
@@ -101,6 +103,8 @@ export interface App {
   readonly ownPaths: OwnPaths
   /** The `/monitor` dashboard's throughput sampler and live feed. */
   readonly monitor: { readonly history: ThroughputHistory, readonly events: MonitorEvents }
+  /** Refused media requests (docs/access.md#denials); the nginx engine adds those of its log. */
+  readonly denials: DeniedLog
   /** Who the admin endpoints answer: `closed` when `TRUSTED_PROXIES` covers loopback and no `ADMIN_TOKEN` is set. */
   readonly adminAccess: AdminAccess
   /** `running` until `close()` is called. */
@@ -180,6 +184,7 @@ export function buildApp (options: AppOptions): App {
     publicHosts: new Set((options.publicHosts ?? []).map((h) => h.toLowerCase())),
     unsignedChildren: new UnsignedChildLog(fastify.log),
     metrics,
+    denials: new DeniedLog({ onDenial: (reason) => { metrics.countDenial(reason) } }),
     now: Date.now
   }
 
@@ -225,8 +230,9 @@ export function buildApp (options: AppOptions): App {
   registerAdminRoutes(fastify, admin)
   registerOutboxRoutes(fastify, admin)
   registerFileCheckRoutes(fastify, { apiKey: options.accessApiKey, origin: options.origin })
+  registerDeniedRoute(fastify, { auth: admin.auth, denials: ctx.denials })
   const monitor = registerMonitorRoutes(fastify, {
-    ...admin, origin: options.origin, signingSecret: options.signingSecret, bytesSent: options.nginx?.bytesSent
+    ...admin, origin: options.origin, signingSecret: options.signingSecret, bytesSent: options.nginx?.bytesSent, denials: ctx.denials
   })
 
   // The media route: straight from the server for plain paths, through
@@ -323,6 +329,7 @@ export function buildApp (options: AppOptions): App {
     transfers,
     ownPaths,
     monitor,
+    denials: ctx.denials,
     adminAccess: admin.auth.access,
     get state () { return state },
     idle: allDone,

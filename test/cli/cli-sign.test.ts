@@ -180,7 +180,7 @@ describe('streammeter sign --ip', () => {
       secret: 's3cret', uid: 'u1', path: 'videos/a.ts', expires: url.searchParams.get('expires')!, token: url.searchParams.get('token')!, ip: url.searchParams.get('ip')!, clientIp, now: NOW_S
     })
     assert.equal(verdict('2001:db8:1::1'), 'ok')
-    assert.equal(verdict('203.0.113.7'), 'bad')
+    assert.equal(verdict('203.0.113.7'), 'ip-mismatch')
     const scoped = await sign(['--uid', 'u1', '--scope', '/videos/', '--ip', '203.0.113.7', '--secret', 's3cret'])
     assert.equal(scoped.code, 0, scoped.err)
     assert.match(scoped.out, /^\?uid=u1&expires=\d+&scope=\/videos\/&ip=203\.0\.113\.7&token=[0-9a-f]{64}\n$/)

@@ -547,6 +547,46 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
         }
       })
 
+      it('denials: counted by reason in /metrics and listed, without tokens, in /api/access-log/denied', async (t) => {
+        if (!engineOrSkip(t, engine)) return
+        const receiver = await newReceiver(t)
+        const server = await startEngineServer(t, engine, { ...settings(receiver, 'memory:'), TRUSTED_PROXIES: '127.0.0.1', ADMIN_TOKEN: 'denials-admin' })
+        const past = Math.floor(Date.now() / 1000) - 60
+        const bound = `/seg.ts?${signedQuery({ secret: SECRET, uid: 'ip-user', path: 'seg.ts', expires: LATER, ip: '198.51.100.0/24' })}`
+        const refused: Array<[string, number, string]> = [
+          [signed('d1', 'seg.ts').replace(/token=[0-9a-f]/, 'token=z'), 403, 'bad_signature'],
+          ['/seg.ts?uid=d2', 403, 'bad_signature'],
+          [bound, 403, 'ip_mismatch'],
+          [`/seg.ts?uid=d3&expires=${past}&token=${signToken(SECRET, 'd3', 'seg.ts', past)}`, 410, 'expired'],
+          [`/seg.ts?uid=${'x'.repeat(300)}`, 400, 'uid_too_long']
+        ]
+        for (const [path, status] of refused) assert.equal((await get(server, path, { 'x-forwarded-for': '203.0.113.9' })).status, status, path)
+        // Not denials: a bad path, a missing file, a refused method, an allowed request.
+        assert.equal((await get(server, '/a//b.ts?uid=d4', { 'x-forwarded-for': '203.0.113.9' })).status, 400)
+        assert.equal((await get(server, signed('d5', 'none.ts'))).status, 404)
+        assert.equal((await get(server, bound, { 'x-forwarded-for': '198.51.100.7' })).status, 200)
+        const admin = { authorization: 'Bearer denials-admin' }
+        // The nginx engine learns of them from its log, at the next flush.
+        let listed: { counts: Record<string, number>, denied: Array<Record<string, unknown>> } = { counts: {}, denied: [] }
+        await waitFor(async () => {
+          listed = JSON.parse((await get(server, '/api/access-log/denied', admin)).body.toString())
+          return listed.denied.length >= refused.length
+        }, 5000, 'every denial listed')
+        assert.deepEqual(listed.counts, { bad_signature: 2, ip_mismatch: 1, expired: 1, uid_too_long: 1 })
+        assert.deepEqual(listed.denied.map((d) => [d.reason, d.status, d.path, d.ip]).reverse(),
+          refused.map(([, status, reason]) => [reason, status, '/seg.ts', '203.0.113.9']))
+        const text = JSON.stringify(listed)
+        assert.doesNotMatch(text, /token|uid=|expires/)
+        const metrics = (await get(server, '/metrics', admin)).body.toString()
+        assert.match(metrics, /^streammeter_access_denials_total\{reason="bad_signature"\} 2$/m)
+        assert.match(metrics, /^streammeter_access_denials_total\{reason="ip_mismatch"\} 1$/m)
+        assert.match(metrics, /^streammeter_access_denials_total\{reason="expired"\} 1$/m)
+        assert.match(metrics, /^streammeter_access_denials_total\{reason="uid_too_long"\} 1$/m)
+        assert.equal((await get(server, '/api/access-log/denied')).status, 401)
+        assert.equal((await get(server, '/api/access-log/denied?limit=x', admin)).status, 400)
+        assert.equal(JSON.parse((await get(server, '/api/access-log/denied?limit=2', admin)).body.toString()).denied.length, 2)
+      })
+
       it('kill -9 and a restart on the same store and ENGINE_DIR: nothing lost, nothing doubled', async (t) => {
         if (!engineOrSkip(t, engine)) return
         const receiver = await newReceiver(t)

@@ -28,7 +28,7 @@ const ADMIN = 'xss-admin-token'
 const signed = (path: string): string => `/${encodeURIComponent(path)}?${signedQuery({ secret: SECRET, uid: UID, path, expires: Math.floor(Date.now() / 1000) + 600 })}`
 
 describe('the /monitor page shows what clients sent as text (the stored XSS of the service this replaces)', browserSuite(), () => {
-  it('a uid, a path, an X-Forwarded-For and a session id carrying markup are shown as text and never run', async (t) => {
+  it('a uid, a path, an X-Forwarded-For, a session id and a refused path carrying markup are shown as text and never run', async (t) => {
     // A trusted proxy on loopback closes the admin endpoints to everyone without a token.
     const server = await startTestServer({ root, signingSecret: SECRET, trustedProxies: ['127.0.0.1'], adminToken: ADMIN, startCollector: true, shutdownGrace: 2 })
     t.after(() => server.close())
@@ -43,6 +43,10 @@ describe('the /monitor page shows what clients sent as text (the stored XSS of t
     // Hung up at the end of the test, before the server closes; otherwise close() waits out the grace for it.
     const hangUp = (): void => { (held.body as unknown as Readable).destroy() }
     t.after(hangUp)
+    // A refused request whose path carries markup: listed in the refused-requests panel.
+    const refused = await request(`${server.url}/${encodeURIComponent(payload(5))}.ts?uid=x&expires=1&token=0`, { headers })
+    assert.equal(refused.statusCode, 403)
+    await refused.body.dump()
 
     const w = await openPage(t, { username: 'operator', password: ADMIN })
     await w.page.goto(`${server.url}/monitor`)
@@ -55,8 +59,12 @@ describe('the /monitor page shows what clients sent as text (the stored XSS of t
     assert.deepEqual(transferCells, [UID, `/${FILE}`, '127.0.0.1', SESSION])
     assert.equal(await w.page.textContent('#top-rows tr td'), UID)
     assert.equal(await w.page.getAttribute('#top-rows tr', 'data-uid'), UID)
+    await w.page.waitForSelector('#denial-rows tr', { timeout: 5000 })
+    const denialCells = await w.page.$$eval('#denial-rows tr td', (tds) => tds.slice(1).map((td) => td.textContent))
+    assert.deepEqual(denialCells, ['bad signature', '403', `/${payload(5)}.ts`, '127.0.0.1'])
+    assert.equal(await w.page.textContent('#denial-counts'), 'bad signature 1')
     // Text, not elements: no <img> was created anywhere in the tables …
-    assert.equal(await w.page.locator('#transfer-rows img, #top-rows img, main img').count(), 0)
+    assert.equal(await w.page.locator('#transfer-rows img, #top-rows img, #denial-rows img, main img').count(), 0)
     // … nothing ran, no dialog opened, and the CSP had nothing to block.
     await new Promise((resolve) => setTimeout(resolve, 1200)) // a few more live updates
     assert.equal(await w.page.evaluate(() => typeof (globalThis as any).__xss), 'undefined')

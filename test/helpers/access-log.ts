@@ -5,7 +5,7 @@ import type { AccessLogReaderOptions } from '../../src/server/nginx/access-log-r
 
 /** One access-log line as nginx writes it (access-log-line.ts), with its line feed; the same text for the same arguments. */
 export function logLine (uid: string, bytes: number, status = 200, t = 1700000000.123): string {
-  return ['2', t.toFixed(3), uid, bytes, status, 'GET', 'OK', '/v/seg.ts', '10.0.0.1', '', '', '', '', '0.000'].join('\t') + '\n'
+  return ['3', t.toFixed(3), uid, bytes, status, 'GET', 'OK', '/v/seg.ts', '10.0.0.1', '', '', '', '', '0.000', ''].join('\t') + '\n'
 }
 
 /** The same line in the JSON object format of earlier versions, which the reader still reads. */

@@ -113,8 +113,9 @@ export class AccessLogTally {
 /**
  * The fields the benchmark uses, read on its own rather than with
  * streammeter's reader, which it checks: a line of the tab-separated
- * format (`2`, `$msec`, uid, bytes, status, method, …; the benchmark's uids
- * need no unescaping), or a JSON object (earlier versions).
+ * format (`3`, `$msec`, uid, bytes, status, method, …, or `2` without the
+ * last field; the benchmark's uids need no unescaping), or a JSON object
+ * (earlier versions).
  */
 function parseLine (text: string): LogLine | undefined {
   if (text.startsWith('{')) {
@@ -125,7 +126,7 @@ function parseLine (text: string): LogLine | undefined {
     }
   }
   const f = text.split('\t')
-  if (f[0] !== '2' || f.length !== 14) return undefined
+  if (!(f[0] === '3' && f.length === 15) && !(f[0] === '2' && f.length === 14)) return undefined
   return { uid: f[2] as string, bytes: Number(f[3]), status: Number(f[4]), method: f[5] as string }
 }
 

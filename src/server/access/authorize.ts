@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { BadRequestError, BadSignatureError, ConfigError, UrlExpiredError } from '../../errors.ts'
 import type { StreammeterError } from '../../errors.ts'
 import { IpBlockList } from '../../ip-address.ts'
+import type { DenialReason } from './denials.ts'
 import type { ClientIpResolver } from './client-ip.ts'
 import { sessionIdOf } from './session-id.ts'
 import { checkSignedRequest, directoryOf } from './url-signer.ts'
@@ -44,10 +45,13 @@ export interface Identity {
   ip: string
 }
 
-/** Why a request is refused: the error its client gets. */
+/** Why a request is refused: the error its client gets, and the reason counted (denials.ts). */
 export interface Denial {
   kind: 'denied'
   error: StreammeterError
+  reason: DenialReason
+  /** The client's IP, as {@link Identity.ip}. */
+  ip: string
 }
 
 /** Options of {@link Authorizer}. */
@@ -99,10 +103,10 @@ export class Authorizer {
   /** Check one request: who it is for, or why it is refused. Never throws. */
   authorize (request: AccessRequest): Identity | Denial {
     const { path, query } = request
-    const uid = nonEmpty(query.get('uid'))
-    if (uid !== undefined && uid.length > MAX_UID_LENGTH) return denied(new BadRequestError(`uid longer than ${MAX_UID_LENGTH} characters`))
-    const expiresRaw = nonEmpty(query.get('expires'))
     const ip = this.#ips.resolve(request.peer, request.headers['x-forwarded-for'])
+    const uid = nonEmpty(query.get('uid'))
+    if (uid !== undefined && uid.length > MAX_UID_LENGTH) return denied(new BadRequestError(`uid longer than ${MAX_UID_LENGTH} characters`), 'uid_too_long', ip)
+    const expiresRaw = nonEmpty(query.get('expires'))
     // An allowed network is let in before any other mode (its uid parameter,
     // if any, believed): a bad or expired token from there is not looked at.
     const secret = this.#secret
@@ -112,7 +116,7 @@ export class Authorizer {
     let ipBinding: string | undefined
     if (!trusted) {
       // ACCESS_API_KEY without SIGNING_SECRET: no URL can be signed, and the uid alone grants nothing.
-      if (secret === undefined) return denied(new BadSignatureError())
+      if (secret === undefined) return denied(new BadSignatureError(), 'bad_signature', ip)
       const scoped = nonEmpty(query.get('scope'))
       const bound = nonEmpty(query.get('ip'))
       const verdict = checkSignedRequest({
@@ -126,8 +130,9 @@ export class Authorizer {
         clientIp: ip,
         now: Math.floor(this.#now() / 1000)
       })
-      if (verdict === 'bad') return denied(new BadSignatureError())
-      if (verdict === 'expired') return denied(new UrlExpiredError())
+      if (verdict === 'bad') return denied(new BadSignatureError(), 'bad_signature', ip)
+      if (verdict === 'ip-mismatch') return denied(new BadSignatureError(), 'ip_mismatch', ip)
+      if (verdict === 'expired') return denied(new UrlExpiredError(), 'expired', ip)
       expires = Number(expiresRaw)
       scope = scoped ?? directoryOf(path)
       ipBinding = bound
@@ -146,8 +151,8 @@ export class Authorizer {
   }
 }
 
-function denied (error: StreammeterError): Denial {
-  return { kind: 'denied', error }
+function denied (error: StreammeterError, reason: DenialReason, ip: string): Denial {
+  return { kind: 'denied', error, reason, ip }
 }
 
 function nonEmpty (v: string | null): string | undefined {

@@ -58,8 +58,11 @@ import type { IpBlock } from '../../ip-address.ts'
  * loudly, rather than honoured ambiguously.
  */
 
-/** Outcome of {@link checkSignedRequest}: `'bad'` → 403, `'expired'` → 410. */
-export type SignedRequestCheck = 'ok' | 'bad' | 'expired'
+/**
+ * Outcome of {@link checkSignedRequest}: `'bad'` and `'ip-mismatch'` (a
+ * verified IP-bound token from outside its block) → 403, `'expired'` → 410.
+ */
+export type SignedRequestCheck = 'ok' | 'bad' | 'ip-mismatch' | 'expired'
 
 /** A query parameter as a query-string parser hands it over (repeated → array). */
 export type QueryValue = string | readonly string[] | undefined
@@ -191,7 +194,7 @@ export function checkSignedRequest (req: SignedRequest): SignedRequestCheck {
     if (!verifyV2Token(req.secret, uid, scope, req.path, bound, expires, token)) return 'bad'
   }
   // After the signature, so that the answer says nothing about an unsigned binding.
-  if (binding !== undefined && !clientIn(binding, req.clientIp)) return 'bad'
+  if (binding !== undefined && !clientIn(binding, req.clientIp)) return 'ip-mismatch'
   return Number(expires) < now ? 'expired' : 'ok'
 }
 

@@ -1,5 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { TrafficCollector, TrafficStatus } from '../../meter/index.ts'
+import { DENIAL_REASONS } from '../access/denials.ts'
+import type { DenialReason } from '../access/denials.ts'
 import type { TransferRegistry } from '../media/transfers.ts'
 
 /** The limits counted by `streammeter_limit_hits_total`, named after their settings. */
@@ -29,6 +31,7 @@ export class ServerMetrics {
   readonly #duration: Histogram<'file_type'>
   readonly storeLatency: Histogram<'operation'>
   readonly #limitHits: Counter<'limit'>
+  readonly #denials: Counter<'reason'>
   readonly #limitSeries = new Map<string, ReturnType<Counter<'limit'>['labels']>>()
   readonly #series = new Map<string, RequestSeries>()
 
@@ -70,6 +73,13 @@ export class ServerMetrics {
       labelNames: ['limit'],
       registers
     })
+    this.#denials = new Counter({
+      name: 'streammeter_access_denials_total',
+      help: 'Media requests the access check refused, by reason: bad_signature, ip_mismatch (403), expired (410), uid_too_long (400)',
+      labelNames: ['reason'],
+      registers
+    })
+    for (const reason of DENIAL_REASONS) this.#denials.labels(reason).inc(0)
     this.registry.registerMetric(new Gauge({
       name: 'streammeter_active_transfers',
       help: 'Responses being streamed now',
@@ -165,6 +175,11 @@ export class ServerMetrics {
       this.#series.set(key, series)
     }
     return series
+  }
+
+  /** Count one request the access check refused. */
+  countDenial (reason: DenialReason): void {
+    this.#denials.labels(reason).inc()
   }
 
   /** Count `n` requests (one unless said) refused or cut by a limit of docs/limits.md. */

@@ -7,6 +7,7 @@ import type { FileType } from '../../meter/index.ts'
 import type { ServerMetrics } from '../admin/metrics.ts'
 import type { Authorizer, Identity } from '../access/authorize.ts'
 import type { ClientIpResolver } from '../access/client-ip.ts'
+import type { DeniedLog } from '../access/denials.ts'
 import { peerOf } from '../access/peer.ts'
 import { inScope, signedQuery } from '../access/url-signer.ts'
 import { sendError } from '../error-reply.ts'
@@ -48,6 +49,8 @@ export interface MediaContext {
   /** Where rewriting says, once per playlist, what it left without a token. */
   unsignedChildren: UnsignedChildLog
   metrics: ServerMetrics
+  /** Refused requests (docs/access.md#denials). */
+  denials: DeniedLog
   now: () => number
 }
 
@@ -145,7 +148,10 @@ function identify (req: IncomingMessage, ctx: MediaContext): Request {
   const { rawPath, rawQuery } = splitTarget(req.url ?? '/')
   const path = parseMediaPath(rawPath)
   const who = ctx.access.authorize({ path, query: new URLSearchParams(rawQuery), headers: req.headers, peer: peerOf(req) })
-  if (who.kind === 'denied') throw who.error
+  if (who.kind === 'denied') {
+    ctx.denials.add({ reason: who.reason, status: who.error.statusCode, path: `/${path}`, ip: who.ip, time: ctx.now() })
+    throw who.error
+  }
   // Spelled out rather than spread: one shape, no property-by-property copy.
   return {
     kind: 'allowed',

@@ -10,6 +10,7 @@ import { MONITOR_PAGE, monitorAssets } from './monitor-assets.ts'
 import type { MonitorAsset } from './monitor-assets.ts'
 import { demoLink } from './monitor-demo.ts'
 import { MonitorEvents } from './monitor-events.ts'
+import type { DeniedLog } from '../access/denials.ts'
 import { buildMonitorSnapshot } from './monitor-snapshot.ts'
 import type { Origin } from '../origin/origin.ts'
 import { ThroughputHistory } from './throughput-history.ts'
@@ -33,6 +34,8 @@ export interface MonitorContext {
    * snapshot says so. Undefined: the node engine's own transfers.
    */
   bytesSent?: (() => number) | undefined
+  /** Refused media requests, for the dashboard's panel. */
+  denials?: DeniedLog | undefined
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { TrafficCollector, TrafficStatus, UsageStore } from '../../meter/index.ts'
+import type { DeniedLog, DeniedRequest, DenialReason } from '../access/denials.ts'
 import { probeStore } from '../admin/store-probe.ts'
 import type { ThroughputHistory, ThroughputPoints } from './throughput-history.ts'
 import type { TransferRegistry, TransferView } from '../media/transfers.ts'
@@ -17,7 +18,12 @@ export interface MonitorSources {
   state: () => string
   /** Set by the nginx engine, whose transfers are nginx's, not visible here. */
   bytesSent?: (() => number) | undefined
+  /** Refused media requests (docs/access.md#denials). */
+  denials?: DeniedLog | undefined
 }
+
+/** Recent denials the dashboard lists. */
+const DENIALS_SHOWN = 10
 
 /** Options of {@link buildMonitorSnapshot}. */
 export interface MonitorSnapshotOptions {
@@ -85,6 +91,8 @@ export interface MonitorSnapshot {
     /** This instance holds the reporter lease; null when the collector is disabled. */
     is_reporter: boolean | null
   }
+  /** Refused media requests since start, by reason, and the last ten (no token or uid in them). */
+  denials: { counts: Record<DenialReason, number>, recent: DeniedRequest[] } | null
 }
 
 /**
@@ -116,7 +124,8 @@ export async function buildMonitorSnapshot (src: MonitorSources, options: Monito
       error: probe.error ?? status?.current_state.store_error ?? null,
       latency_ms: probe.latencyMs,
       is_reporter: status?.current_state.is_reporter ?? null
-    }
+    },
+    denials: src.denials === undefined ? null : { counts: src.denials.counts(), recent: src.denials.recent(DENIALS_SHOWN) }
   }
 }
 

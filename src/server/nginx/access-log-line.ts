@@ -29,6 +29,12 @@ export interface LogLine {
   sid: string
   /** Seconds nginx took (`$request_time`); 0 on lines of versions that did not log it. */
   rt: number
+  /**
+   * The access verdict of a refused request (njs's `$sm_access`: `bad`,
+   * `ip-mismatch`, `expired`, `long-uid`) on a 400, 403 or 410; empty
+   * otherwise, and on lines of versions that did not log it.
+   */
+  denial: string
 }
 
 /**
@@ -49,11 +55,12 @@ const FIELDS: ReadonlyArray<readonly [keyof LogLine, string]> = [
   ['sidh', '$http_x_session_id'],
   ['scookie', '$cookie_session_id_fileserver'],
   ['sid', '$sm_sid'],
-  ['rt', '$request_time']
+  ['rt', '$request_time'],
+  ['denial', '$sm_denial']
 ]
 
-/** The first field of a line of this format: its version. */
-const VERSION = '2'
+/** The first field of a line of this format: its version. Lines of version 2 end before `denial`. */
+const VERSION = '3'
 
 /**
  * The access log's `log_format` (written with `escape=json`): the version,
@@ -67,6 +74,8 @@ const VERSION = '2'
 export const ACCESS_LOG_FORMAT = [VERSION, ...FIELDS.map(([, variable]) => variable)].join('\t')
 
 const NUMBERS: ReadonlySet<keyof LogLine> = new Set(['t', 'bytes', 'status', 'rt'])
+/** The fields a line of version 2 has (all but `denial`). */
+const V2_FIELDS = FIELDS.length - 1
 
 /** Where each field is in a line split at its tabs. */
 const AT = Object.fromEntries(FIELDS.map(([name], i) => [name, i + 1])) as Record<keyof LogLine, number>
@@ -82,7 +91,8 @@ export function parseLogLine (text: string): LogLine | undefined {
 }
 
 function fromFields (f: string[]): LogLine | undefined {
-  if (f.length !== FIELDS.length + 1 || f[0] !== VERSION) return undefined
+  const current = f[0] === VERSION && f.length === FIELDS.length + 1
+  if (!current && !(f[0] === '2' && f.length === V2_FIELDS + 1)) return undefined
   const bytes = count(f[AT.bytes])
   const status = count(f[AT.status])
   const t = decimal(f[AT.t])
@@ -101,7 +111,8 @@ function fromFields (f: string[]): LogLine | undefined {
     sidh: value(f[AT.sidh]),
     scookie: value(f[AT.scookie]),
     sid: value(f[AT.sid]),
-    rt
+    rt,
+    denial: current ? value(f[AT.denial]) : ''
   }
 }
 
@@ -130,7 +141,7 @@ function fromJson (text: string): LogLine | undefined {
   const v: unknown = JSON.parse(text)
   if (typeof v !== 'object' || v === null) return undefined
   const o = v as Record<string, unknown>
-  const line = { ...o, t: o.t ?? 0, done: o.done ?? '', rt: o.rt ?? 0 } as Record<string, unknown>
+  const line = { ...o, t: o.t ?? 0, done: o.done ?? '', rt: o.rt ?? 0, denial: '' } as Record<string, unknown>
   const ok = Number.isSafeInteger(line.bytes) && (line.bytes as number) >= 0 && Number.isSafeInteger(line.status) &&
     FIELDS.every(([name]) => NUMBERS.has(name) ? typeof line[name] === 'number' : typeof line[name] === 'string')
   return ok ? line as unknown as LogLine : undefined

@@ -5,7 +5,9 @@ import type { ClientIpResolver } from '../access/client-ip.ts'
 import { SESSION_COOKIE, sessionIdOf } from '../access/session-id.ts'
 import type { MeteringInput } from '../metering/metering-input.ts'
 import { fileTypeOf } from '../origin/media-types.ts'
+import type { DenialReason } from '../access/denials.ts'
 import { parseLogLine } from './access-log-line.ts'
+import type { LogLine } from './access-log-line.ts'
 import { ResponseTally } from './logged-responses.ts'
 import type { LoggedResponses } from './logged-responses.ts'
 import { LogGenerations } from './log-generations.ts'
@@ -47,6 +49,8 @@ export interface AccessLogReaderOptions {
    * dashboard figures.
    */
   onResponses?: ((responses: Iterable<LoggedResponses>) => void) | undefined
+  /** Told of each request the access check refused (a line with a verdict, docs/access.md#denials). */
+  onDenial?: ((denial: { reason: DenialReason, status: number, path: string, ip: string, time: number }) => void) | undefined
   /**
    * Told of a line that is no access-log line (it is skipped), and of an
    * unfinished last line of a rotated file that no process writes any more.
@@ -80,6 +84,14 @@ export interface AccessLogReaderOptions {
  * against 0.12 (a third of the reader's time per line).
  */
 const CHUNK = 64 * 1024
+/** njs's verdicts (`$sm_access`) on refused requests: the reason counted, and the status the client got. */
+const DENIAL_OF_VERDICT: Readonly<Record<string, readonly [DenialReason, number]>> = {
+  bad: ['bad_signature', 403],
+  'ip-mismatch': ['ip_mismatch', 403],
+  expired: ['expired', 410],
+  'long-uid': ['uid_too_long', 400]
+}
+
 /** Default of `maxBytesPerRead`: about 30,000 lines, a few ms of parsing. */
 const MAX_BYTES_PER_READ = 8 * 1024 * 1024
 /** Offsets a read may reach: the position after a line is at most 2**32 - 1. */
@@ -116,6 +128,7 @@ export class AccessLogReader {
   readonly #ips: ClientIpResolver
   readonly #onBadLine: (line: string) => void
   readonly #onResponses: ((responses: Iterable<LoggedResponses>) => void) | undefined
+  readonly #onDenial: AccessLogReaderOptions['onDenial']
   /** This read's responses by method, status and file type. */
   readonly #responses = new ResponseTally()
   readonly #onMissingFile: (file: string) => void
@@ -137,6 +150,7 @@ export class AccessLogReader {
     this.#position = options.position ?? 0
     this.#onBadLine = options.onBadLine ?? (() => {})
     this.#onResponses = options.onResponses
+    this.#onDenial = options.onDenial
     this.#onMissingFile = options.onMissingFile ?? (() => {})
     this.#key = options.key
     this.#maxBytes = options.maxBytesPerRead ?? MAX_BYTES_PER_READ
@@ -335,6 +349,14 @@ export class AccessLogReader {
     return 0
   }
 
+  /** Report a refused request: njs's verdict, when the status is the one it gives. */
+  #denied (line: LogLine): void {
+    const reason = DENIAL_OF_VERDICT[line.denial]
+    if (reason === undefined || reason[1] !== line.status) return
+    const xff = line.xff === '' ? undefined : line.xff
+    this.#onDenial?.({ reason: reason[0], status: line.status, path: line.path, ip: this.#ips.resolve(line.ip, xff), time: Math.round(line.t * 1000) })
+  }
+
   /** Meter one line. Never throws: a line it cannot read is reported and skipped. */
   #meter (text: string): void {
     const line = parseLogLine(text)
@@ -344,6 +366,7 @@ export class AccessLogReader {
     }
     const fileType = fileTypeOf(line.path)
     if (this.#onResponses !== undefined) this.#responses.add(line, fileType)
+    if (line.denial !== '' && this.#onDenial !== undefined) this.#denied(line)
     if (line.uid === '' || line.method !== 'GET' || (line.status !== 200 && line.status !== 206) || line.bytes <= 0) return
     const headers = {
       'x-forwarded-for': line.xff === '' ? undefined : line.xff,

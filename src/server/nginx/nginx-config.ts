@@ -155,6 +155,10 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ...fastPathMaps(o.signingSecret !== undefined),
     ...corsMaps(o.corsOrigins ?? ['*']),
     ...clientIpLines(o.trustedProxies ?? []),
+    // The verdict of a request the access check refused, for the denial figures: read only
+    // for those statuses, and only when the path passed its rules (a bad path is no denial).
+    '  map $status $sm_denial { 400 $sm_denial_checked; 403 $sm_denial_checked; 410 $sm_denial_checked; default ""; }',
+    '  map $sm_path $sm_denial_checked { ok $sm_access; default ""; }',
     `  log_format streammeter escape=json '${ACCESS_LOG_FORMAT}';`,
     `  access_log ${quote(o.accessLog)} streammeter;`,
     ...(o.httpOrigin === undefined ? [] : originHttpLines(o.httpOrigin)),
@@ -269,7 +273,9 @@ function corsPattern (origin: string): string {
 const DENIALS: ReadonlyArray<[string, number, StreammeterError]> = [
   ['bad', 460, new BadSignatureError()],
   ['expired', 461, new UrlExpiredError()],
-  ['long-uid', 462, new BadRequestError('uid longer than 256 characters')]
+  ['long-uid', 462, new BadRequestError('uid longer than 256 characters')],
+  // The client gets the 403 of a bad signature; the log keeps the reason.
+  ['ip-mismatch', 465, new BadSignatureError()]
 ]
 
 /** The method and signature checks every media location starts with. */

@@ -120,6 +120,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
         key,
         position: cursor.position,
         replayTo: cursor.replayTo,
+        onDenial: (denial) => { app.denials.add(denial) },
         onResponses: (responses) => {
           for (const r of responses) {
             bytesSent += r.bytes
