@@ -22,6 +22,8 @@ import settings from 'streammeter-settings.js'
 const SIGNED = settings.secretHex !== ''
 /** The uid parameter alone grants nothing: a secret, or `ACCESS_API_KEY`, is set (DESIGN §8). */
 const LOCKED = SIGNED || settings.locked === true
+/** ACCESS_OPEN_EXTENSIONS is set: nginx's `$sm_open_ext` marks such a path. */
+const OPEN = settings.openExtensions === true
 const MAX_UID_LENGTH = 256
 const SCOPED_MARKER = 'streammeter-token-v2'
 
@@ -250,11 +252,16 @@ function same (a, b) {
  * takes the whole check.
  */
 function access (r) {
+  let v
   if (SIGNED) {
     const message = r.rawVariables.sm_signed_message
-    if (message !== undefined && message.length !== 0) return signedVerdict(r, message)
+    if (message !== undefined && message.length !== 0) v = signedVerdict(r, message)
   }
-  return check(r).verdict
+  if (v === undefined) v = check(r).verdict
+  // The last mode: a file of an open extension that nothing else let in is served, unmetered
+  // (`open`: $sm_uid stays empty). A uid too long is a 400 first, as in authorize.ts.
+  if (OPEN && v !== 'ok' && v !== 'long-uid' && r.variables.sm_open_ext === '1') return 'open'
+  return v
 }
 
 /** The verdict on a query of the signer's form: its HMAC, then its expiry, as {@link verdict} checks a plain token. */

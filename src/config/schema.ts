@@ -7,7 +7,7 @@ import {
 import type { MeterOptions } from '../meter/index.ts'
 import { redactRedisUrl } from '../store/index.ts'
 import {
-  Invalid, boolean, corsOrigin, hostHeader, httpUrl, integer, list, proxyEntry, publicHost, seconds, secret, setting, storeUrl
+  Invalid, boolean, corsOrigin, fileExtension, hostHeader, httpUrl, integer, list, proxyEntry, publicHost, seconds, secret, setting, storeUrl
 } from './value-parsers.ts'
 
 /**
@@ -39,6 +39,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   TRUSTED_PROXIES: Object.freeze([]) as readonly string[], // CIDRs or addresses
   ACCESS_ALLOW_CIDRS: Object.freeze([]) as readonly string[], // client networks let in without a check (CIDRs or addresses)
   ACCESS_API_KEY: undefined, // the access API (file checks) is off without it
+  ACCESS_OPEN_EXTENSIONS: Object.freeze([]) as readonly string[], // file extensions served without a check (e.g. ts,m4s)
   CORS_ORIGINS: Object.freeze(['*']) as readonly string[], // any origin, never with credentials
   ADMIN_TOKEN: undefined, // without it admin endpoints answer loopback clients only
   TRAFFIC_COLLECTOR_ENABLED: true,
@@ -105,6 +106,8 @@ const settingsShape = {
     .describe('comma-separated CIDRs or addresses whose X-Forwarded-For is believed'),
   ACCESS_ALLOW_CIDRS: setting((s) => list(s, proxyEntry)).default(D.ACCESS_ALLOW_CIDRS as string[])
     .describe('comma-separated client networks (CIDRs or addresses) let in without a token; their uid parameter is believed'),
+  ACCESS_OPEN_EXTENSIONS: setting((s) => list(s, fileExtension)).default(D.ACCESS_OPEN_EXTENSIONS as string[])
+    .describe('comma-separated file extensions (.ts,.m4s) served without a token when no other access mode applies; not metered then'),
   ACCESS_API_KEY: secret().optional()
     .describe('key of the access API (/api/file/check): Authorization: Bearer <key>, or the bare key; when set, an unsigned uid is no longer trusted'),
   CORS_ORIGINS: setting((s) => {
@@ -248,6 +251,7 @@ export const configSchema = z.strictObject(settingsShape)
     trustedProxies: s.TRUSTED_PROXIES as readonly string[],
     accessAllowCidrs: s.ACCESS_ALLOW_CIDRS as readonly string[],
     accessApiKey: s.ACCESS_API_KEY,
+    accessOpenExtensions: s.ACCESS_OPEN_EXTENSIONS as readonly string[],
     corsOrigins: s.CORS_ORIGINS as readonly string[],
     adminToken: s.ADMIN_TOKEN,
     trafficCollectorEnabled: s.TRAFFIC_COLLECTOR_ENABLED,
@@ -332,6 +336,7 @@ export function describeConfig (config: Config): Record<string, unknown> {
     publicHosts: [...config.publicHosts],
     adminToken: secretShown(config.adminToken),
     accessApiKey: secretShown(config.accessApiKey),
+    accessOpenExtensions: [...config.accessOpenExtensions],
     trafficReportUrl: redactUrl(config.trafficReportUrl),
     trafficApiKey: secretShown(config.trafficApiKey)
   }

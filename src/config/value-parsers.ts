@@ -170,6 +170,11 @@ export function list<T> (s: string, item: (s: string) => T | Invalid): T[] | Inv
   return out
 }
 
+/** A file extension as `ACCESS_OPEN_EXTENSIONS` lists it (`.ts` or `ts`): lower-case, without the dot. */
+export function fileExtension (s: string): string | Invalid {
+  return /^\.?[A-Za-z0-9]{1,16}$/.test(s) ? s.replace(/^\./, '').toLowerCase() : new Invalid(`"${s}" is not a file extension such as .ts or .m4s`, true)
+}
+
 /** A CORS origin: `*`, or `scheme://host[:port]` (normalised by URL). */
 export function corsOrigin (s: string): string | Invalid {
   if (s === '*') return s

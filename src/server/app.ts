@@ -46,6 +46,8 @@ export interface AppOptions {
   trustedProxies?: readonly string[] | undefined
   /** `ACCESS_ALLOW_CIDRS` (docs/access.md#allowed-networks). @default [] */
   accessAllowCidrs?: readonly string[] | undefined
+  /** `ACCESS_OPEN_EXTENSIONS`, lower-case without the dot (docs/access.md#open-extensions). @default [] */
+  accessOpenExtensions?: readonly string[] | undefined
   /** `ACCESS_API_KEY`: the access API's key (docs/access.md#file-checks); without it that API answers 403. */
   accessApiKey?: string | undefined
   /** `CORS_ORIGINS`. @default ['*'] */
@@ -172,7 +174,12 @@ export function buildApp (options: AppOptions): App {
   const ctx: MediaContext = {
     origin: options.origin,
     access: new Authorizer({
-      signingSecret: options.signingSecret, locked: options.accessApiKey !== undefined, allowedNetworks: options.accessAllowCidrs, ips, now: Date.now
+      signingSecret: options.signingSecret,
+      locked: options.accessApiKey !== undefined,
+      allowedNetworks: options.accessAllowCidrs,
+      openExtensions: options.accessOpenExtensions,
+      ips,
+      now: Date.now
     }),
     metering,
     signingSecret: options.signingSecret,

@@ -51,6 +51,7 @@ export async function assembleApp (config: Config, logger: Logger, extra: Partia
     trustedProxies: config.trustedProxies,
     accessAllowCidrs: config.accessAllowCidrs,
     accessApiKey: config.accessApiKey,
+    accessOpenExtensions: config.accessOpenExtensions,
     corsOrigins: config.corsOrigins,
     adminToken: config.adminToken,
     shutdownGrace: config.shutdownGrace,

@@ -98,6 +98,21 @@ describe('Authorizer: the one access check both engines use', () => {
     assert.equal(signed.authorize(ask(target, {}, '203.0.113.9')).kind, 'allowed')
   })
 
+  it('an open extension (ACCESS_OPEN_EXTENSIONS) comes last: served unmetered when nothing else lets the request in', () => {
+    const opening = new Authorizer({ signingSecret: SECRET, openExtensions: ['ts'], ips: new ClientIpResolver(), now: () => NOW })
+    const expires = NOW / 1000 + 60
+    const signedSeg = opening.authorize(ask(`v/seg.ts?${signedQuery({ secret: SECRET, uid: 'u1', path: 'v/seg.ts', expires })}`))
+    assert.equal(signedSeg.kind === 'allowed' ? signedSeg.uid : 'denied', 'u1', 'a valid signature still bills its uid')
+    for (const target of ['v/seg.ts', 'v/SEG.TS?uid=claimed', 'v/a.b.ts?uid=u1&expires=1900000000&token=00']) {
+      const who = opening.authorize(ask(target))
+      assert.equal(who.kind, 'allowed', target)
+      assert.equal(who.kind === 'allowed' ? who.uid : 'x', undefined, `${target}: not metered, the uid parameter not believed`)
+    }
+    for (const target of ['v/seg.m4s', 'v/ts', 'v/seg.ts.m3u8', 'v.ts/index.m3u8']) assert.equal(opening.authorize(ask(target)).kind, 'denied', target)
+    const long = opening.authorize(ask(`v/seg.ts?uid=${'x'.repeat(257)}`))
+    assert.equal(long.kind === 'denied' ? long.error.statusCode : 200, 400)
+  })
+
   it('an ACCESS_ALLOW_CIDRS entry that is no address or block is a configuration error', () => {
     assert.throws(() => new Authorizer({ signingSecret: SECRET, allowedNetworks: ['10.0.0.0/33'], ips: new ClientIpResolver(), now: () => NOW }),
       (err: Error & { code?: string }) => err.code === 'SM_ERR_CONFIG' && err.message.includes('ACCESS_ALLOW_CIDRS'))

@@ -495,7 +495,7 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
         if (!engineOrSkip(t, engine)) return
         const receiver = await newReceiver(t)
         const server = await startEngineServer(t, engine, {
-          ...settings(receiver, 'memory:'), TRUSTED_PROXIES: '127.0.0.1', ACCESS_ALLOW_CIDRS: '198.51.100.0/24', ACCESS_API_KEY: 'engines-api-key'
+          ...settings(receiver, 'memory:'), TRUSTED_PROXIES: '127.0.0.1', ACCESS_ALLOW_CIDRS: '198.51.100.0/24', ACCESS_API_KEY: 'engines-api-key', ACCESS_OPEN_EXTENSIONS: '.mp4'
         })
         const cdn = { 'x-forwarded-for': '198.51.100.7' }
         const outside = { 'x-forwarded-for': '203.0.113.9' }
@@ -512,6 +512,8 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
         assert.equal((await get(server, '/seg.ts?uid=cdn-1', outside)).status, 403)
         assert.equal((await get(server, '/seg.ts?uid=cdn-1', { 'x-forwarded-for': '198.51.100.7, 203.0.113.9' })).status, 403)
         assert.equal((await get(server, signed('signed-1', 'seg.ts'), outside)).status, 200)
+        // An open extension: served to anyone, metered to nobody (the uid parameter is not believed).
+        assert.equal((await get(server, '/clip.mp4?uid=claimed', outside)).status, 200)
         await reportedExactly(receiver, { 'cdn-1': 2 * FILES['seg.ts'] + playlist.body.length, 'signed-1': FILES['seg.ts'] })
         // The access API is streammeter's own path: the nginx engine passes it on.
         const checked = await request(`${server.url}/api/file/check`, {

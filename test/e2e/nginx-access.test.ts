@@ -226,6 +226,37 @@ describe('the nginx engine\'s access check (njs) answers as the node engine does
     assert.deepEqual([...statuses].sort(), [200, 403, 410])
   })
 
+  it('open extensions (ACCESS_OPEN_EXTENSIONS): the same answers, and nothing metered unless a signature let the request in', async (t) => {
+    if (!nginxOrSkip(t)) return
+    const settings = { root, signingSecret: SECRET, openExtensions: ['ts', 'm4s'] }
+    const nginx = await startOwnNginx(t, settings)
+    const node = await startTestServer({ root, signingSecret: SECRET, accessOpenExtensions: ['ts', 'm4s'] })
+    t.after(() => node.close())
+    const cases: Array<[string, number, string]> = [
+      ['/v/seg.ts', 200, ''],
+      ['/v/seg.ts?uid=claimed', 200, ''],
+      [`/v/seg.ts?uid=u1&expires=${LATER}&token=${'0'.repeat(64)}`, 200, ''],
+      [`/v/seg.ts?${plain('u1', 'v/seg.ts', EARLIER)}`, 200, ''],
+      [`/v/seg.ts?${plain('u1', 'v/seg.ts', LATER)}`, 200, 'u1'],
+      [`/v/sub/a.m4s?uid=u3&expires=${LATER}&scope=/v/&token=${signScopedToken(SECRET, 'u3', '/v/', LATER)}`, 200, 'u3'],
+      [`/v/seg.ts?uid=${'x'.repeat(257)}`, 400, ''],
+      ['/v/a.vtt?uid=claimed', 403, ''],
+      ['/v/missing.ts', 404, ''],
+      ['/v/.env', 404, '']
+    ]
+    for (const [target, status] of cases) {
+      const fromNode = await request(`${node.url}${target}`)
+      const fromNginx = await request(`${nginx.url}${target}`)
+      const [a, b] = [await fromNode.body.text(), await fromNginx.body.text()]
+      assert.equal(fromNode.statusCode, status, target)
+      assert.deepEqual([fromNginx.statusCode, fromNginx.headers['content-type'], b.length], [fromNode.statusCode, fromNode.headers['content-type'], a.length], target)
+    }
+    const served = cases.filter(([, status]) => status === 200)
+    const lines = (): Array<Record<string, unknown>> => nginx.lines().filter((l) => l.status === 200)
+    await waitFor(() => lines().length >= served.length, 5000, 'every line')
+    assert.deepEqual(lines().map((l) => l.uid), served.map(([,, uid]) => uid))
+  })
+
   it('ACCESS_API_KEY without a secret: an unsigned uid grants nothing, in both engines; an allowed network still passes', async (t) => {
     if (!nginxOrSkip(t)) return
     const nginx = await startOwnNginx(t, { root, signingSecret: undefined, locked: true, trustedProxies: ['127.0.0.1'], accessAllowCidrs: ['203.0.113.0/24'] })

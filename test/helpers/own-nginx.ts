@@ -41,7 +41,7 @@ export interface OwnNginx {
 }
 
 /** Write the nginx engine's configuration for a test into `dir`; returns its path. */
-export function writeTestConfig (dir: string, port: number, options: Pick<NginxConfigOptions, 'root' | 'signingSecret' | 'accessAllowCidrs' | 'trustedProxies' | 'locked'>): string {
+export function writeTestConfig (dir: string, port: number, options: Pick<NginxConfigOptions, 'root' | 'signingSecret' | 'accessAllowCidrs' | 'trustedProxies' | 'locked' | 'openExtensions'>): string {
   return writeNginxConfig({
     ...options,
     host: '127.0.0.1',
@@ -55,7 +55,7 @@ export function writeTestConfig (dir: string, port: number, options: Pick<NginxC
 }
 
 /** Render the configuration into a temp dir, start nginx on a free port, stop it after the test. */
-export async function startOwnNginx (t: TestContext, options: Pick<NginxConfigOptions, 'root' | 'signingSecret' | 'accessAllowCidrs' | 'trustedProxies' | 'locked'>): Promise<OwnNginx> {
+export async function startOwnNginx (t: TestContext, options: Pick<NginxConfigOptions, 'root' | 'signingSecret' | 'accessAllowCidrs' | 'trustedProxies' | 'locked' | 'openExtensions'>): Promise<OwnNginx> {
   const dir = mkdtempSync(join(tmpdir(), 'sm-nginx-'))
   const port = await freePort()
   const accessLog = join(dir, 'access.log')

@@ -68,6 +68,11 @@ export interface AuthorizerOptions {
    * before any other check, under their `uid` parameter. @default []
    */
   allowedNetworks?: Iterable<string> | undefined
+  /**
+   * `ACCESS_OPEN_EXTENSIONS`, lower-case without the dot: a request for such
+   * a file that no other mode lets in is served, not metered. @default []
+   */
+  openExtensions?: Iterable<string> | undefined
   ips: ClientIpResolver
   /** ms since the epoch. */
   now: () => number
@@ -84,6 +89,7 @@ export class Authorizer {
   readonly #secret: string | undefined
   readonly #locked: boolean
   readonly #allowed: IpBlockList
+  readonly #open: ReadonlySet<string>
   readonly #ips: ClientIpResolver
   readonly #now: () => number
 
@@ -91,6 +97,7 @@ export class Authorizer {
     this.#secret = options.signingSecret
     this.#locked = options.locked === true
     this.#allowed = new IpBlockList(options.allowedNetworks ?? [], (entry) => new ConfigError('ACCESS_ALLOW_CIDRS', `"${entry}" is not an IP address or CIDR block`))
+    this.#open = new Set(options.openExtensions ?? [])
     this.#ips = options.ips
     this.#now = options.now
   }
@@ -116,7 +123,7 @@ export class Authorizer {
     let ipBinding: string | undefined
     if (!trusted) {
       // ACCESS_API_KEY without SIGNING_SECRET: no URL can be signed, and the uid alone grants nothing.
-      if (secret === undefined) return denied(new BadSignatureError(), 'bad_signature', ip)
+      if (secret === undefined) return this.#open.size > 0 && this.#isOpen(path) ? open(request, ip) : denied(new BadSignatureError(), 'bad_signature', ip)
       const scoped = nonEmpty(query.get('scope'))
       const bound = nonEmpty(query.get('ip'))
       const verdict = checkSignedRequest({
@@ -130,6 +137,8 @@ export class Authorizer {
         clientIp: ip,
         now: Math.floor(this.#now() / 1000)
       })
+      // The last mode: an open extension is served whatever the token said, unmetered.
+      if (verdict !== 'ok' && this.#open.size > 0 && this.#isOpen(path)) return open(request, ip)
       if (verdict === 'bad') return denied(new BadSignatureError(), 'bad_signature', ip)
       if (verdict === 'ip-mismatch') return denied(new BadSignatureError(), 'ip_mismatch', ip)
       if (verdict === 'expired') return denied(new UrlExpiredError(), 'expired', ip)
@@ -149,6 +158,18 @@ export class Authorizer {
       ip
     }
   }
+
+  /** Whether `path`'s extension (of its last segment, any case) is an open one. */
+  #isOpen (path: string): boolean {
+    const name = path.slice(path.lastIndexOf('/') + 1)
+    const dot = name.lastIndexOf('.')
+    return dot !== -1 && this.#open.has(name.slice(dot + 1).toLowerCase())
+  }
+}
+
+/** A request let in by its open extension: no uid (not metered), nothing signed for it. */
+function open (request: AccessRequest, ip: string): Identity {
+  return { kind: 'allowed', uid: undefined, expires: undefined, scope: undefined, ipBinding: undefined, sessionId: sessionIdOf(request.headers, nonEmpty(request.query.get('sid'))), ip }
 }
 
 function denied (error: StreammeterError, reason: DenialReason, ip: string): Denial {

@@ -8,7 +8,7 @@ import type { StreammeterError } from '../../errors.ts'
 import { DEFAULT_CONTENT_TYPE, cacheControlFor, contentTypes, fileTypeOf } from '../origin/media-types.ts'
 import { ACCESS_LOG_FORMAT } from './access-log-line.ts'
 import { originHttpLines, originProxyLines } from './nginx-origin-config.ts'
-import { accessLines, clientIpLines, fastPathMaps } from './nginx-request-maps.ts'
+import { accessLines, clientIpLines, fastPathMaps, openExtensionLines } from './nginx-request-maps.ts'
 import type { NginxHttpOrigin } from './nginx-origin-config.ts'
 import { quote, seconds } from './nginx-syntax.ts'
 
@@ -48,6 +48,8 @@ export interface NginxConfigOptions {
   signingSecret: string | undefined
   /** `ACCESS_API_KEY` is set: without a secret the `uid` parameter still grants nothing. @default false */
   locked?: boolean | undefined
+  /** `ACCESS_OPEN_EXTENSIONS` (lower-case, no dot): served without a check when nothing else lets a request in. @default [] */
+  openExtensions?: readonly string[] | undefined
   /** Directory of the pid file and the error log (`ENGINE_DIR`). */
   dir: string
   /** The access log streammeter reads (one line per finished request, access-log-line.ts). */
@@ -80,9 +82,10 @@ export const NJS_SETTINGS_FILE = 'streammeter-settings.js'
  * safe there), read once when nginx loads its configuration rather than on
  * every request.
  */
-export function renderNjsSettings (o: Pick<NginxConfigOptions, 'signingSecret' | 'locked'>): string {
+export function renderNjsSettings (o: Pick<NginxConfigOptions, 'signingSecret' | 'locked' | 'openExtensions'>): string {
   const secretHex = o.signingSecret === undefined ? '' : Buffer.from(o.signingSecret, 'utf8').toString('hex')
-  return `// Rendered by streammeter (the nginx engine); edits are overwritten.\nexport default { secretHex: '${secretHex}', locked: ${o.locked === true} }\n`
+  const open = (o.openExtensions ?? []).length > 0
+  return `// Rendered by streammeter (the nginx engine); edits are overwritten.\nexport default { secretHex: '${secretHex}', locked: ${o.locked === true}, openExtensions: ${open} }\n`
 }
 
 /**
@@ -147,6 +150,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     `  js_path ${quote(o.dir)};`,
     `  js_import sm from ${quote(o.njsPath)};`,
     ...accessLines(o.signingSecret === undefined && o.locked !== true ? [] : o.accessAllowCidrs ?? []),
+    ...openExtensionLines(o.openExtensions ?? []),
     '  js_set $sm_uid_checked sm.uid;',
     '  js_set $sm_sid_checked sm.sid;',
     '  js_set $sm_method_error sm.methodError;',

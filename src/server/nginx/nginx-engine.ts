@@ -92,6 +92,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
       corsOrigins: config.corsOrigins,
       signingSecret: config.signingSecret,
       locked: config.accessApiKey !== undefined,
+      openExtensions: config.accessOpenExtensions,
       dir,
       accessLog,
       njsPath: NJS_PATH,

@@ -83,3 +83,14 @@ export function accessLines (allowedNetworks: readonly string[]): string[] {
     '  map $sm_allowed_net $sm_access { 1 $sm_access_open; default $sm_access_signed; }'
   ]
 }
+
+/**
+ * `$sm_open_ext`: `1` for a path (`$uri`, decoded) whose extension is one of
+ * `ACCESS_OPEN_EXTENSIONS` (any case). njs reads it only for a request no
+ * other mode let in; without the setting it is not defined at all.
+ */
+export function openExtensionLines (extensions: readonly string[]): string[] {
+  if (extensions.length === 0) return []
+  for (const e of extensions) if (!/^[a-z0-9]{1,16}$/.test(e)) throw new Error(`ACCESS_OPEN_EXTENSIONS: "${e}" is not a file extension`)
+  return [`  map $uri $sm_open_ext { "~*\\.(?:${extensions.join('|')})$" 1; default ""; }`]
+}
