@@ -77,13 +77,23 @@ function first (v) {
  * the client's address (`$remote_addr`, realip applied).
  */
 function verdict (secret, uid, path, expires, token, scope, bound) {
+  /** A v2 token's message: the marker, then each field given on its own line, in a fixed order (url-signer.ts). */
+  function v2Message (uid, scope, path, ip, expires) {
+    let m = `${SCOPED_MARKER}\nuid=${uid}`
+    if (scope !== undefined) m += `\nscope=${scope}`
+    if (path !== undefined) m += `\npath=${path}`
+    if (ip !== undefined) m += `\nip=${ip}`
+    return `${m}\nexpires=${expires}`
+  }
+
   if (uid === undefined || token === undefined) return 'bad'
   if (expires === undefined || !/^[0-9]{1,15}$/.test(expires)) return 'bad'
   if (!isSignableUid(uid)) return 'bad'
   const presented = decodeToken(token)
   if (presented === undefined) return 'bad'
   const ip = bound.ip
-  const block = ip === undefined ? undefined : ipBlock(ip)
+  const tools = ip === undefined ? undefined : ipTools()
+  const block = tools === undefined ? undefined : tools.ipBlock(ip)
   if (ip !== undefined && block === undefined) return 'bad'
   if (scope === undefined && ip === undefined) {
     if (!same(hmac(secret, `${uid}:${path}:${expires}`), presented)) return 'bad'
@@ -97,98 +107,98 @@ function verdict (secret, uid, path, expires, token, scope, bound) {
     if (!withPath && !free) return 'bad'
   }
   // After the signature, as url-signer.ts checks it.
-  if (block !== undefined && !inBlock(block, ipBytes(bound.client, false))) return 'ip-mismatch'
+  if (block !== undefined && !tools.inBlock(block, tools.ipBytes(bound.client, false))) return 'ip-mismatch'
   // Valid through its `expires` second, as url-signer.ts compares whole seconds.
   return Number(expires) < Math.floor(Date.now() / 1000) ? 'expired' : 'ok'
 }
 
-/** A v2 token's message: the marker, then each field given on its own line, in a fixed order (url-signer.ts). */
-function v2Message (uid, scope, path, ip, expires) {
-  let m = `${SCOPED_MARKER}\nuid=${uid}`
-  if (scope !== undefined) m += `\nscope=${scope}`
-  if (path !== undefined) m += `\npath=${path}`
-  if (ip !== undefined) m += `\nip=${ip}`
-  return `${m}\nexpires=${expires}`
-}
-
 /**
- * An `ip` binding as url-signer.ts `ipBinding` reads it: `{ bytes, prefix }`
- * for an IPv4 or IPv6 address or CIDR block that is not IPv4-mapped, else
- * undefined.
+ * The IP-binding helpers, made on first use: njs 0.7 runs a module's top
+ * level again for every request, and each function declared there costs
+ * every request (docs/performance.md); these serve only IP-bound tokens.
  */
-function ipBlock (text) {
-  const m = /^([0-9A-Fa-f:.]+)(?:\/([0-9]{1,3}))?$/.exec(text)
-  if (m === null) return undefined
-  const bytes = ipBytes(m[1], true)
-  if (bytes === undefined) return undefined
-  const prefix = m[2] === undefined ? bytes.length * 8 : Number(m[2])
-  if (prefix > bytes.length * 8) return undefined
-  return { bytes, prefix }
-}
-
-/**
- * The bytes of a textual IP address: 4 for IPv4, 16 for IPv6; an
- * IPv4-mapped IPv6 address gives its IPv4 bytes, or undefined when
- * `refuseMapped`. Undefined for anything that is no address, as Node's
- * `isIP` decides (no leading zeros in IPv4, one to four hex digits a group,
- * at most one `::`, a dotted IPv4 part only at the end).
- */
-function ipBytes (text, refuseMapped) {
-  if (typeof text !== 'string' || text === '') return undefined
-  if (text.indexOf(':') === -1) return ipv4Bytes(text)
-  let s = text
-  let tail = []
-  if (s.indexOf('.') !== -1) {
-    const at = s.lastIndexOf(':') + 1
-    const v4 = ipv4Bytes(s.slice(at))
-    if (v4 === undefined) return undefined
-    tail = [(v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]]
-    // `…::1.2.3.4` keeps its `::`; `…:1.2.3.4` loses its last `:`.
-    s = s.slice(0, at).endsWith('::') ? s.slice(0, at) : s.slice(0, at - 1)
+function ipTools () {
+  /**
+   * An `ip` binding as url-signer.ts `ipBinding` reads it: `{ bytes, prefix }`
+   * for an IPv4 or IPv6 address or CIDR block that is not IPv4-mapped, else
+   * undefined.
+   */
+  function ipBlock (text) {
+    const m = /^([0-9A-Fa-f:.]+)(?:\/([0-9]{1,3}))?$/.exec(text)
+    if (m === null) return undefined
+    const bytes = ipBytes(m[1], true)
+    if (bytes === undefined) return undefined
+    const prefix = m[2] === undefined ? bytes.length * 8 : Number(m[2])
+    if (prefix > bytes.length * 8) return undefined
+    return { bytes, prefix }
   }
-  const halves = s.split('::')
-  if (halves.length > 2) return undefined
-  const groups = (p) => p === '' ? [] : p.split(':')
-  const head = groups(halves[0])
-  const rest = halves.length === 2 ? groups(halves[1]) : []
-  const all = head.concat(rest)
-  for (let i = 0; i < all.length; i++) if (!/^[0-9A-Fa-f]{1,4}$/.test(all[i])) return undefined
-  const count = all.length + tail.length
-  if (halves.length === 1 ? count !== 8 : count > 7) return undefined
-  const words = head.map((h) => parseInt(h, 16))
-  for (let i = count; i < 8; i++) words.push(0)
-  for (let i = 0; i < rest.length; i++) words.push(parseInt(rest[i], 16))
-  for (let i = 0; i < tail.length; i++) words.push(tail[i])
-  let mapped = words[5] === 0xffff
-  for (let i = 0; i < 5; i++) if (words[i] !== 0) mapped = false
-  if (mapped) return refuseMapped ? undefined : [words[6] >> 8, words[6] & 0xff, words[7] >> 8, words[7] & 0xff]
-  const bytes = []
-  for (let i = 0; i < 8; i++) bytes.push(words[i] >> 8, words[i] & 0xff)
-  return bytes
-}
 
-function ipv4Bytes (text) {
-  const parts = text.split('.')
-  if (parts.length !== 4) return undefined
-  const bytes = []
-  for (let i = 0; i < 4; i++) {
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(parts[i])) return undefined
-    const n = Number(parts[i])
-    if (n > 255) return undefined
-    bytes.push(n)
+  /**
+   * The bytes of a textual IP address: 4 for IPv4, 16 for IPv6; an
+   * IPv4-mapped IPv6 address gives its IPv4 bytes, or undefined when
+   * `refuseMapped`. Undefined for anything that is no address, as Node's
+   * `isIP` decides (no leading zeros in IPv4, one to four hex digits a group,
+   * at most one `::`, a dotted IPv4 part only at the end).
+   */
+  function ipBytes (text, refuseMapped) {
+    if (typeof text !== 'string' || text === '') return undefined
+    if (text.indexOf(':') === -1) return ipv4Bytes(text)
+    let s = text
+    let tail = []
+    if (s.indexOf('.') !== -1) {
+      const at = s.lastIndexOf(':') + 1
+      const v4 = ipv4Bytes(s.slice(at))
+      if (v4 === undefined) return undefined
+      tail = [(v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]]
+      // `…::1.2.3.4` keeps its `::`; `…:1.2.3.4` loses its last `:`.
+      s = s.slice(0, at).endsWith('::') ? s.slice(0, at) : s.slice(0, at - 1)
+    }
+    const halves = s.split('::')
+    if (halves.length > 2) return undefined
+    const groups = (p) => p === '' ? [] : p.split(':')
+    const head = groups(halves[0])
+    const rest = halves.length === 2 ? groups(halves[1]) : []
+    const all = head.concat(rest)
+    for (let i = 0; i < all.length; i++) if (!/^[0-9A-Fa-f]{1,4}$/.test(all[i])) return undefined
+    const count = all.length + tail.length
+    if (halves.length === 1 ? count !== 8 : count > 7) return undefined
+    const words = head.map((h) => parseInt(h, 16))
+    for (let i = count; i < 8; i++) words.push(0)
+    for (let i = 0; i < rest.length; i++) words.push(parseInt(rest[i], 16))
+    for (let i = 0; i < tail.length; i++) words.push(tail[i])
+    let mapped = words[5] === 0xffff
+    for (let i = 0; i < 5; i++) if (words[i] !== 0) mapped = false
+    if (mapped) return refuseMapped ? undefined : [words[6] >> 8, words[6] & 0xff, words[7] >> 8, words[7] & 0xff]
+    const bytes = []
+    for (let i = 0; i < 8; i++) bytes.push(words[i] >> 8, words[i] & 0xff)
+    return bytes
   }
-  return bytes
-}
 
-/** Whether the address `bytes` lies in `block` (the same family only). */
-function inBlock (block, bytes) {
-  if (bytes === undefined || bytes.length !== block.bytes.length) return false
-  let bits = block.prefix
-  for (let i = 0; bits > 0; i++, bits -= 8) {
-    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff
-    if ((bytes[i] & mask) !== (block.bytes[i] & mask)) return false
+  function ipv4Bytes (text) {
+    const parts = text.split('.')
+    if (parts.length !== 4) return undefined
+    const bytes = []
+    for (let i = 0; i < 4; i++) {
+      if (!/^(0|[1-9][0-9]{0,2})$/.test(parts[i])) return undefined
+      const n = Number(parts[i])
+      if (n > 255) return undefined
+      bytes.push(n)
+    }
+    return bytes
   }
-  return true
+
+  /** Whether the address `bytes` lies in `block` (the same family only). */
+  function inBlock (block, bytes) {
+    if (bytes === undefined || bytes.length !== block.bytes.length) return false
+    let bits = block.prefix
+    for (let i = 0; bits > 0; i++, bits -= 8) {
+      const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff
+      if ((bytes[i] & mask) !== (block.bytes[i] & mask)) return false
+    }
+    return true
+  }
+
+  return { ipBlock, ipBytes, inBlock }
 }
 
 function isSignableUid (uid) {

@@ -84,8 +84,9 @@ export const NJS_SETTINGS_FILE = 'streammeter-settings.js'
  */
 export function renderNjsSettings (o: Pick<NginxConfigOptions, 'signingSecret' | 'locked' | 'openExtensions'>): string {
   const secretHex = o.signingSecret === undefined ? '' : Buffer.from(o.signingSecret, 'utf8').toString('hex')
-  const open = (o.openExtensions ?? []).length > 0
-  return `// Rendered by streammeter (the nginx engine); edits are overwritten.\nexport default { secretHex: '${secretHex}', locked: ${o.locked === true}, openExtensions: ${open} }\n`
+  // A flag only when it is on: njs evaluates this object on every request.
+  const flags = [...(o.locked === true ? [', locked: true'] : []), ...((o.openExtensions ?? []).length > 0 ? [', openExtensions: true'] : [])].join('')
+  return `// Rendered by streammeter (the nginx engine); edits are overwritten.\nexport default { secretHex: '${secretHex}'${flags} }\n`
 }
 
 /**
@@ -159,10 +160,9 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ...fastPathMaps(o.signingSecret !== undefined),
     ...corsMaps(o.corsOrigins ?? ['*']),
     ...clientIpLines(o.trustedProxies ?? []),
-    // The verdict of a request the access check refused, for the denial figures: read only
-    // for those statuses, and only when the path passed its rules (a bad path is no denial).
-    '  map $status $sm_denial { 400 $sm_denial_checked; 403 $sm_denial_checked; 410 $sm_denial_checked; default ""; }',
-    '  map $sm_path $sm_denial_checked { ok $sm_access; default ""; }',
+    // `$sm_denial` (the log's verdict on a refused request) is set only where a
+    // denial is answered; any other request logs it empty, without a warning.
+    '  uninitialized_variable_warn off;',
     `  log_format streammeter escape=json '${ACCESS_LOG_FORMAT}';`,
     `  access_log ${quote(o.accessLog)} streammeter;`,
     ...(o.httpOrigin === undefined ? [] : originHttpLines(o.httpOrigin)),
@@ -196,7 +196,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     `    error_page 414 494 =431 ${TOO_LARGE_URI};`,
     `    error_page 500 ${INTERNAL_URI};`,
     '    error_page 416 = @sm_range;',
-    ...DENIALS.map(([verdict,, err]) => errorLocation(`@sm_${verdict}`, err)),
+    ...DENIALS.map(([verdict,, err]) => errorLocation(`@sm_${verdict}`, err, false, [`set $sm_denial ${verdict};`])),
     errorLocation('@sm_not_found', new NotFoundError()),
     errorLocation('@sm_too_many', new TooManyTransfersError(maxPerIp(o))),
     errorLocation('@sm_origin_error', new OriginError()),
@@ -331,15 +331,19 @@ function appLocations (app: NginxApp, limit: number): string[] {
 }
 
 /** A location answering `err` in the JSON shape of docs/errors.md. */
-function errorLocation (name: string, err: StreammeterError, internal = false): string {
-  return jsonLocation(name, err.statusCode, quote(JSON.stringify(errorBody(err))), [], internal)
+function errorLocation (name: string, err: StreammeterError, internal = false, first: readonly string[] = []): string {
+  return jsonLocation(name, err.statusCode, quote(JSON.stringify(errorBody(err))), [], internal, first)
 }
 
-/** A named location answering `status` with the JSON `body` (an nginx string or variable) and `headers`. */
-function jsonLocation (name: string, status: number, body: string, headers: readonly string[] = [], internal = false): string {
+/**
+ * A named location answering `status` with the JSON `body` (an nginx string
+ * or variable) and `headers`; `first`: directives run before the answer.
+ */
+function jsonLocation (name: string, status: number, body: string, headers: readonly string[] = [], internal = false, first: readonly string[] = []): string {
   return [
     `    location ${name} {`,
     ...(internal ? ['      internal;'] : []),
+    ...first.map((d) => `      ${d}`),
     // No types here: the body is JSON whatever the path's extension says.
     '      types { }',
     '      default_type "application/json; charset=utf-8";',
