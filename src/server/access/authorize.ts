@@ -81,8 +81,9 @@ export interface AuthorizerOptions {
 /**
  * The one access check of a media request (docs/access.md), whichever
  * engine moves its bytes: the modes of DESIGN §8 in their order (allowed
- * networks, then the signed URL), the uid, the session and the client IP.
- * Grants, sessions and IP-bound tokens will be further steps here.
+ * networks, the signed URL with its scope and IP binding, open extensions),
+ * the uid, the session and the client IP. Sessions and grants will be
+ * further steps here, between the signed URL and open extensions.
  * @throws {ConfigError} naming `ACCESS_ALLOW_CIDRS` for an entry that is no address or block
  */
 export class Authorizer {
