@@ -41,9 +41,16 @@ export function parseIpBlock (input: string): IpBlock | undefined {
   return { text, address: family === 4 ? canonical : address, prefix, type: family === 4 ? 'ipv4' : 'ipv6', insideLoopback }
 }
 
-/** A set of addresses and CIDR blocks, IPv4 and IPv6 (`TRUSTED_PROXIES`, `ACCESS_ALLOW_CIDRS`). */
+/**
+ * A set of addresses and CIDR blocks, IPv4 and IPv6 (`TRUSTED_PROXIES`,
+ * `ACCESS_ALLOW_CIDRS`). An address is matched against the blocks of its
+ * own family only, as nginx's realip and geo modules match: Node's
+ * `BlockList` alone would put every IPv4 address in `::/0` (it compares an
+ * IPv4 address as its IPv4-mapped form), and the engines would disagree.
+ */
 export class IpBlockList {
-  readonly #list = new BlockList()
+  readonly #v4 = new BlockList()
+  readonly #v6 = new BlockList()
   #size = 0
   /** Some entry lies inside 127.0.0.0/8 (or its IPv4-mapped form). */
   #insideLoopback = false
@@ -59,8 +66,9 @@ export class IpBlockList {
       const block = parseIpBlock(entry)
       if (block === undefined) throw bad(entry)
       if (block.insideLoopback) this.#insideLoopback = true
-      if (block.prefix === undefined) this.#list.addAddress(block.address, block.type)
-      else this.#list.addSubnet(block.address, block.prefix, block.type)
+      const list = block.type === 'ipv4' ? this.#v4 : this.#v6
+      if (block.prefix === undefined) list.addAddress(block.address, block.type)
+      else list.addSubnet(block.address, block.prefix, block.type)
       this.#size++
     }
   }
@@ -75,10 +83,11 @@ export class IpBlockList {
     return this.#insideLoopback
   }
 
-  /** Whether `ip`, already canonical ({@link normalizeIp}), is in the list. */
+  /** Whether `ip`, already canonical ({@link normalizeIp}: an IPv4-mapped address as IPv4), is in the list. */
   has (ip: string): boolean {
     const family = isIP(ip)
-    return family !== 0 && this.#list.check(ip, family === 4 ? 'ipv4' : 'ipv6')
+    if (family === 4) return this.#v4.check(ip, 'ipv4')
+    return family === 6 && this.#v6.check(ip, 'ipv6')
   }
 }
 

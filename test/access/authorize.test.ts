@@ -113,6 +113,17 @@ describe('Authorizer: the one access check both engines use', () => {
     assert.equal(long.kind === 'denied' ? long.error.statusCode : 200, 400)
   })
 
+  it('a network matches clients of its own family only, as nginx\'s geo and realip do', () => {
+    const only6 = new Authorizer({ signingSecret: SECRET, allowedNetworks: ['::/0'], ips: new ClientIpResolver(), now: () => NOW })
+    const only4 = new Authorizer({ signingSecret: SECRET, allowedNetworks: ['0.0.0.0/0'], ips: new ClientIpResolver(), now: () => NOW })
+    assert.equal(only6.authorize(ask('v/seg.ts?uid=a', {}, '2001:db8::1')).kind, 'allowed')
+    assert.equal(only6.authorize(ask('v/seg.ts?uid=a', {}, '203.0.113.1')).kind, 'denied', 'Node\'s BlockList alone would match')
+    assert.equal(only6.authorize(ask('v/seg.ts?uid=a', {}, '::ffff:203.0.113.1')).kind, 'denied', 'an IPv4-mapped peer is IPv4')
+    assert.equal(only4.authorize(ask('v/seg.ts?uid=a', {}, '::ffff:203.0.113.1')).kind, 'allowed')
+    assert.equal(only4.authorize(ask('v/seg.ts?uid=a', {}, '2001:db8::1')).kind, 'denied')
+    assert.equal(new ClientIpResolver(['::/0']).isTrusted('203.0.113.1'), false)
+  })
+
   it('an ACCESS_ALLOW_CIDRS entry that is no address or block is a configuration error', () => {
     assert.throws(() => new Authorizer({ signingSecret: SECRET, allowedNetworks: ['10.0.0.0/33'], ips: new ClientIpResolver(), now: () => NOW }),
       (err: Error & { code?: string }) => err.code === 'SM_ERR_CONFIG' && err.message.includes('ACCESS_ALLOW_CIDRS'))
