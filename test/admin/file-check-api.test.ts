@@ -19,7 +19,7 @@ writeFileSync(join(base, 'outside.ts'), 'x')
 symlinkSync(join(base, 'outside.ts'), join(root, 'v/escape.ts'))
 after(() => rmSync(base, { recursive: true, force: true }))
 
-interface Answer { status: number, body: any }
+interface Answer { status: number, body: any, challenge: string | undefined }
 
 /** POST `body` as JSON (or `raw`); `authorization` null sends no such header. */
 async function post (server: TestServer, path: string, body: unknown, authorization: string | null = `Bearer ${KEY}`, raw?: string): Promise<Answer> {
@@ -30,7 +30,7 @@ async function post (server: TestServer, path: string, body: unknown, authorizat
   })
   const text = await res.body.text()
   assert.equal(res.headers['content-type'], 'application/json; charset=utf-8', text)
-  return { status: res.statusCode, body: JSON.parse(text) }
+  return { status: res.statusCode, body: JSON.parse(text), challenge: res.headers['www-authenticate'] as string | undefined }
 }
 
 describe('the file-check API (POST /api/file/check, /api/file/check/batch)', () => {
@@ -86,6 +86,7 @@ describe('the file-check API (POST /api/file/check, /api/file/check/batch)', () 
       const answer = await post(server, '/api/file/check', { path: '/v/seg.ts' }, auth)
       assert.equal(answer.status, 401, String(auth))
       assert.equal(answer.body.error.code, 'SM_ERR_UNAUTHORIZED')
+      assert.equal(answer.challenge, 'Bearer')
       assert.doesNotMatch(JSON.stringify(answer.body), new RegExp(KEY))
     }
     const closed = await post(off, '/api/file/check', { path: '/v/seg.ts' }, `Bearer ${KEY}`)

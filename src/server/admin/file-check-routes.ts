@@ -55,6 +55,7 @@ export function registerFileCheckRoutes (app: FastifyInstance, ctx: FileCheckCon
       handler: async (req, reply) => {
         reply.header('cache-control', 'no-store')
         const refused = guard(req)
+        if (refused instanceof UnauthorizedError) reply.header('www-authenticate', 'Bearer')
         if (refused !== undefined) return await send(reply, refused)
         const body = typeof req.body === 'object' && req.body !== null && !Array.isArray(req.body) ? req.body as Record<string, unknown> : {}
         const result = answer(body)
