@@ -20,7 +20,7 @@ import crypto from 'crypto'
 import settings from 'streammeter-settings.js'
 
 const SIGNED = settings.secretHex !== ''
-/** The uid parameter alone grants nothing: a secret, or `ACCESS_API_KEY`, is set (DESIGN §8). */
+/** The uid parameter alone grants nothing: a secret, or `ACCESS_API_KEY`, is set (docs/access.md). */
 const LOCKED = SIGNED || settings.locked === true
 /** ACCESS_OPEN_EXTENSIONS is set: nginx's `$sm_open_ext` marks such a path. */
 const OPEN = settings.openExtensions === true

@@ -65,12 +65,15 @@ export class IpBlockList {
       if (entry === '') continue
       const block = parseIpBlock(entry)
       if (block === undefined) throw bad(entry)
-      if (block.insideLoopback) this.#insideLoopback = true
-      const list = block.type === 'ipv4' ? this.#v4 : this.#v6
-      if (block.prefix === undefined) list.addAddress(block.address, block.type)
-      else list.addSubnet(block.address, block.prefix, block.type)
-      this.#size++
+      this.#add(block)
     }
+  }
+
+  /** A list of blocks already parsed. */
+  static of (blocks: Iterable<IpBlock>): IpBlockList {
+    const list = new IpBlockList([], () => new TypeError('no entries'))
+    for (const block of blocks) list.#add(block)
+    return list
   }
 
   /** Number of addresses and blocks. */
@@ -88,6 +91,14 @@ export class IpBlockList {
     const family = isIP(ip)
     if (family === 4) return this.#v4.check(ip, 'ipv4')
     return family === 6 && this.#v6.check(ip, 'ipv6')
+  }
+
+  #add (block: IpBlock): void {
+    if (block.insideLoopback) this.#insideLoopback = true
+    const list = block.type === 'ipv4' ? this.#v4 : this.#v6
+    if (block.prefix === undefined) list.addAddress(block.address, block.type)
+    else list.addSubnet(block.address, block.prefix, block.type)
+    this.#size++
   }
 }
 

@@ -2,7 +2,7 @@ import { ConfigError } from '../errors.ts'
 import { readSetting } from '../config/index.ts'
 import type { Env } from '../config/index.ts'
 import { normalizeIp } from '../ip-address.ts'
-import { encodeBinding, encodeScope, inScope, ipBinding, isScope, signIpBoundToken, signScopedToken, signToken } from '../server/access/url-signer.ts'
+import { encodeBinding, encodeScope, inScope, ipBinding, isScope, signScopedToken, signedQuery } from '../server/access/url-signer.ts'
 import { parseFlags, wantsHelp } from './args.ts'
 import type { CliContext } from './context.ts'
 
@@ -102,11 +102,7 @@ export function signedPath (options: SignedPathOptions): string {
     if (!inScope(path, scope)) throw new ConfigError('--path', `must lie under --scope ${scope}`)
     return `${encoded}?${scopedQuery(secret, uid, scope, expires, ip)}`
   }
-  if (ip !== undefined) {
-    return `${encoded}?uid=${encodeURIComponent(uid)}&expires=${expires}&ip=${encodeBinding(ip)}&token=${signIpBoundToken(secret, uid, path, ip, expires)}`
-  }
-  const token = signToken(secret, uid, path, expires)
-  return `${encoded}?uid=${encodeURIComponent(uid)}&expires=${expires}&token=${token}`
+  return `${encoded}?${signedQuery({ secret, uid, path, expires, ip })}`
 }
 
 /** The query of a token valid for every path under `scope` (from `ip` only, when given). */
@@ -118,12 +114,13 @@ function scopedQuery (secret: string, uid: string, scope: string, expires: numbe
 
 /** `--ip` in one spelling: the address as {@link normalizeIp} writes it, and the prefix length when given. */
 function canonicalBinding (text: string): string {
-  const block = ipBinding(text.trim())
+  const trimmed = text.trim()
+  const block = ipBinding(trimmed)
   if (block === undefined) {
     throw new ConfigError('--ip', 'must be an IPv4 or IPv6 address or CIDR block such as 203.0.113.0/24 or 2001:db8::/32 (not an IPv4-mapped one)')
   }
   // Not IPv4-mapped (ipBinding refuses those), so the block keeps the address's family and prefix.
-  const address = normalizeIp(text.trim().split('/')[0] as string) as string
+  const address = normalizeIp(trimmed.split('/')[0] as string) as string
   return block.prefix === undefined ? address : `${address}/${block.prefix}`
 }
 

@@ -60,7 +60,7 @@ export interface AuthorizerOptions {
   signingSecret: string | undefined
   /**
    * `ACCESS_API_KEY` is set: even without a secret, the `uid` parameter
-   * alone grants nothing (DESIGN §8). @default false
+   * alone grants nothing (docs/access.md#who-gets-in-the-access-modes). @default false
    */
   locked?: boolean | undefined
   /**
@@ -80,7 +80,7 @@ export interface AuthorizerOptions {
 
 /**
  * The one access check of a media request (docs/access.md), whichever
- * engine moves its bytes: the modes of DESIGN §8 in their order (allowed
+ * engine moves its bytes: the access modes in their order (allowed
  * networks, the signed URL with its scope and IP binding, open extensions),
  * the uid, the session and the client IP. Sessions and grants will be
  * further steps here, between the signed URL and open extensions.

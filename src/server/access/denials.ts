@@ -30,6 +30,15 @@ export interface DeniedRequest {
   ip: string
 }
 
+/** One denial as an engine reports it: `path` decoded with its leading `/`, `time` in ms since the epoch. */
+export interface DenialEvent {
+  reason: DenialReason
+  status: number
+  path: string
+  ip: string
+  time: number
+}
+
 /** Entries kept unless said otherwise. */
 export const DENIED_LOG_SIZE = 200
 /** Longest path an entry keeps (the rest is cut, with `…`). */
@@ -49,8 +58,8 @@ export class DeniedLog {
     this.#onDenial = options.onDenial
   }
 
-  /** Keep one denial. `time` in ms since the epoch. */
-  add (d: { reason: DenialReason, status: number, path: string, ip: string, time: number }): void {
+  /** Keep one denial. */
+  add (d: DenialEvent): void {
     const path = d.path.length > MAX_PATH ? `${d.path.slice(0, MAX_PATH)}…` : d.path
     const entry: DeniedRequest = { time: new Date(d.time).toISOString(), reason: d.reason, status: d.status, path, ip: d.ip }
     if (this.#entries.length < this.#size) this.#entries.push(entry)

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { BlockList, isIP } from 'node:net'
-import { normalizeIp, parseIpBlock } from '../../ip-address.ts'
+import { isIP } from 'node:net'
+import { IpBlockList, normalizeIp, parseIpBlock } from '../../ip-address.ts'
 import type { IpBlock } from '../../ip-address.ts'
 
 /**
@@ -131,6 +131,12 @@ const SCOPED_MARKER = 'streammeter-token-v2'
  *   or an `expires` that is not a non-negative safe integer: such a token could never verify
  */
 export function signToken (secret: string, uid: string, path: string, expires: number): string {
+  checkSignable(secret, uid, path, expires)
+  return mac(secret, uid, path, String(expires)).toString('hex')
+}
+
+/** {@link signToken}'s checks of its arguments. */
+function checkSignable (secret: string, uid: string, path: string, expires: number): void {
   if (secret === '') throw new TypeError('signing secret is empty')
   if (!isSignableUid(uid)) throw new TypeError('uid must be non-empty and contain no ":" or control character')
   if (CONTROL.test(path)) throw new TypeError('path must not contain a control character')
@@ -138,7 +144,6 @@ export function signToken (secret: string, uid: string, path: string, expires: n
   // server signs paths without it, so such a token would only ever get 403.
   if (path.startsWith('/')) throw new TypeError('path must not start with "/"')
   if (!Number.isSafeInteger(expires) || expires < 0) throw new TypeError('expires must be a non-negative integer (unix seconds)')
-  return mac(secret, uid, path, String(expires)).toString('hex')
 }
 
 /**
@@ -179,12 +184,9 @@ export function checkSignedRequest (req: SignedRequest): SignedRequestCheck {
   if (typeof token !== 'string') return 'bad'
   const expires = typeof req.expires === 'number' ? String(req.expires) : req.expires
   if (typeof expires !== 'string' || !DIGITS.test(expires)) return 'bad'
-  let binding: IpBlock | undefined
-  if (ip !== undefined) {
-    binding = typeof ip === 'string' ? ipBinding(ip) : undefined
-    if (binding === undefined) return 'bad'
-  }
-  const bound = typeof ip === 'string' ? ip : undefined
+  const binding = typeof ip === 'string' ? ipBinding(ip) : undefined
+  if (ip !== undefined && binding === undefined) return 'bad'
+  const bound = ip as string | undefined
   if (scope === undefined && bound === undefined) {
     if (!verifyToken(req.secret, uid, req.path, expires, token)) return 'bad'
   } else if (scope === undefined) {
@@ -194,7 +196,7 @@ export function checkSignedRequest (req: SignedRequest): SignedRequestCheck {
     if (!verifyV2Token(req.secret, uid, scope, req.path, bound, expires, token)) return 'bad'
   }
   // After the signature, so that the answer says nothing about an unsigned binding.
-  if (binding !== undefined && !clientIn(binding, req.clientIp)) return 'ip-mismatch'
+  if (binding !== undefined && (req.clientIp === undefined || !IpBlockList.of([binding]).has(req.clientIp))) return 'ip-mismatch'
   return Number(expires) < now ? 'expired' : 'ok'
 }
 
@@ -224,7 +226,7 @@ export function signScopedToken (secret: string, uid: string, scope: string, exp
  * @throws {TypeError} as {@link signToken}, and for an `ip` that is no address or block
  */
 export function signIpBoundToken (secret: string, uid: string, path: string, ip: string, expires: number): string {
-  signToken(secret, uid, path, expires) // the same checks of uid, path and expires
+  checkSignable(secret, uid, path, expires)
   checkBinding(ip)
   return v2Mac(secret, uid, undefined, path, ip, String(expires)).toString('hex')
 }
@@ -248,16 +250,6 @@ function checkBinding (ip: string | undefined): void {
   if (ip !== undefined && ipBinding(ip) === undefined) {
     throw new TypeError('ip must be an IPv4 or IPv6 address or CIDR block (not IPv4-mapped), e.g. 203.0.113.0/24 or 2001:db8::/32')
   }
-}
-
-/** Whether `client` lies in `block`, of the same family (an IPv4 client is never in an IPv6 block). */
-function clientIn (block: IpBlock, client: string | undefined): boolean {
-  const family = client === undefined ? 0 : isIP(client)
-  if (family !== (block.type === 'ipv4' ? 4 : 6)) return false
-  const list = new BlockList()
-  if (block.prefix === undefined) list.addAddress(block.address, block.type)
-  else list.addSubnet(block.address, block.prefix, block.type)
-  return list.check(client as string, block.type)
 }
 
 /**

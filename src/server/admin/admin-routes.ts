@@ -38,6 +38,11 @@ export interface AdminGuardOptions {
  * others get 401 (with a `WWW-Authenticate` challenge) or 403 in the JSON
  * error shape. Answers are never cached.
  */
+/** Answer `err` in the JSON error shape with its status. */
+export async function refuse (reply: FastifyReply, err: StreammeterError): Promise<unknown> {
+  return await reply.code(err.statusCode).send(errorBody(err))
+}
+
 export function adminGuard (auth: AdminAuth, options: AdminGuardOptions = {}): (handler: AdminHandler) => AdminHandler {
   const challenge = options.basic === true ? 'Basic realm="streammeter", charset="UTF-8"' : 'Bearer'
   return (handler) => async (req, reply) => {
@@ -47,7 +52,7 @@ export function adminGuard (auth: AdminAuth, options: AdminGuardOptions = {}): (
     } catch (err) {
       const e = err as StreammeterError
       if (e.statusCode === 401) reply.header('www-authenticate', challenge)
-      return await reply.code(e.statusCode).send(errorBody(e))
+      return await refuse(reply, e)
     }
     return await handler(req, reply)
   }

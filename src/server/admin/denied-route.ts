@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
-import { BadRequestError, errorBody } from '../../errors.ts'
+import { BadRequestError } from '../../errors.ts'
 import type { DeniedLog } from '../access/denials.ts'
 import type { AdminAuth } from './admin-auth.ts'
-import { adminGuard } from './admin-routes.ts'
+import { adminGuard, refuse } from './admin-routes.ts'
 
 /**
  * `GET /api/access-log/denied[?limit=N]` (docs/access.md#denials), behind
@@ -17,7 +17,7 @@ export function registerDeniedRoute (app: FastifyInstance, ctx: { auth: AdminAut
       const raw = (req.query as Record<string, unknown>).limit
       const limit = raw === undefined ? ctx.denials.capacity : typeof raw === 'string' && /^[0-9]{1,6}$/.test(raw) ? Number(raw) : NaN
       if (!Number.isSafeInteger(limit)) {
-        return await reply.code(400).send(errorBody(new BadRequestError(`limit must be a whole number from 0 to ${ctx.denials.capacity}`)))
+        return await refuse(reply, new BadRequestError(`limit must be a whole number from 0 to ${ctx.denials.capacity}`))
       }
       return { capacity: ctx.denials.capacity, counts: ctx.denials.counts(), denied: ctx.denials.recent(Math.min(limit, ctx.denials.capacity)) }
     })

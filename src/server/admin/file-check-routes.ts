@@ -1,8 +1,9 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { BearerToken } from '../../bearer-token.ts'
-import { BadRequestError, ForbiddenError, NotFoundError, StreammeterError, UnauthorizedError, errorBody } from '../../errors.ts'
+import { BadRequestError, ForbiddenError, NotFoundError, StreammeterError, UnauthorizedError } from '../../errors.ts'
 import { parseMediaPath } from '../media/request-path.ts'
 import type { Origin } from '../origin/origin.ts'
+import { refuse } from './admin-routes.ts'
 
 /** What the file-check endpoints use. */
 export interface FileCheckContext {
@@ -56,10 +57,10 @@ export function registerFileCheckRoutes (app: FastifyInstance, ctx: FileCheckCon
         reply.header('cache-control', 'no-store')
         const refused = guard(req)
         if (refused instanceof UnauthorizedError) reply.header('www-authenticate', 'Bearer')
-        if (refused !== undefined) return await send(reply, refused)
+        if (refused !== undefined) return await refuse(reply, refused)
         const body = typeof req.body === 'object' && req.body !== null && !Array.isArray(req.body) ? req.body as Record<string, unknown> : {}
         const result = answer(body)
-        return result instanceof StreammeterError ? await send(reply, result) : await result
+        return result instanceof StreammeterError ? await refuse(reply, result) : await result
       }
     })
   }
@@ -126,8 +127,4 @@ async function check (origin: Origin, path: string, originPathOrHidden: string |
     if (err instanceof NotFoundError) return { path, exists: false }
     return { path, exists: false, error: err instanceof StreammeterError ? err.message : 'the origin could not be asked' }
   }
-}
-
-async function send (reply: FastifyReply, err: StreammeterError): Promise<FastifyReply> {
-  return await reply.code(err.statusCode).type('application/json; charset=utf-8').send(errorBody(err))
 }

@@ -1,10 +1,9 @@
-import type { FastifyInstance, FastifyReply } from 'fastify'
-import { BadRequestError, NotFoundError, ReportNotParkedError, errorBody } from '../../errors.ts'
-import type { StreammeterError } from '../../errors.ts'
+import type { FastifyInstance } from 'fastify'
+import { BadRequestError, NotFoundError, ReportNotParkedError } from '../../errors.ts'
 import { outboxView } from '../../meter/index.ts'
 import type { UsageStore } from '../../meter/index.ts'
 import type { AdminAuth } from './admin-auth.ts'
-import { adminGuard } from './admin-routes.ts'
+import { adminGuard, refuse } from './admin-routes.ts'
 
 /** What the outbox endpoints use. */
 export interface OutboxRoutesContext {
@@ -70,9 +69,4 @@ function retryTarget (body: unknown): string | { all: true } | BadRequestError {
   if (keys[0] === 'all') return fields.all === true ? { all: true } : usage
   const id = fields.report_id
   return typeof id === 'string' && id.length > 0 && id.length <= MAX_REPORT_ID ? id : usage
-}
-
-/** Answer `err` in the JSON error shape with its status. */
-async function refuse (reply: FastifyReply, err: StreammeterError): Promise<unknown> {
-  return await reply.code(err.statusCode).send(errorBody(err))
 }

@@ -5,7 +5,7 @@ import type { ClientIpResolver } from '../access/client-ip.ts'
 import { SESSION_COOKIE, sessionIdOf } from '../access/session-id.ts'
 import type { MeteringInput } from '../metering/metering-input.ts'
 import { fileTypeOf } from '../origin/media-types.ts'
-import type { DenialReason } from '../access/denials.ts'
+import type { DenialEvent, DenialReason } from '../access/denials.ts'
 import { parseLogLine } from './access-log-line.ts'
 import type { LogLine } from './access-log-line.ts'
 import { ResponseTally } from './logged-responses.ts'
@@ -50,7 +50,7 @@ export interface AccessLogReaderOptions {
    */
   onResponses?: ((responses: Iterable<LoggedResponses>) => void) | undefined
   /** Told of each request the access check refused (a line with a verdict, docs/access.md#denials). */
-  onDenial?: ((denial: { reason: DenialReason, status: number, path: string, ip: string, time: number }) => void) | undefined
+  onDenial?: ((denial: DenialEvent) => void) | undefined
   /**
    * Told of a line that is no access-log line (it is skipped), and of an
    * unfinished last line of a rotated file that no process writes any more.
