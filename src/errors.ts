@@ -28,6 +28,8 @@ export type ErrorCode =
   | 'SM_ERR_ORIGIN_TIMEOUT'
   | 'SM_ERR_ORIGIN_ERROR'
   | 'SM_ERR_SHUTTING_DOWN'
+  | 'SM_ERR_ACCESS_UNAVAILABLE'
+  | 'SM_ERR_USE_LIMIT'
   | 'SM_ERR_REQUEST_TIMEOUT'
   | 'SM_ERR_HEADERS_TOO_LARGE'
   | 'SM_ERR_TOO_MANY_TRANSFERS'
@@ -238,6 +240,23 @@ export class OriginBodyTooLargeError extends OriginError {
 export class ShuttingDownError extends StreammeterError<'SM_ERR_SHUTTING_DOWN'> {
   constructor () {
     super('SM_ERR_SHUTTING_DOWN', 'the server is shutting down', 503)
+  }
+}
+
+/**
+ * The request needs the store to be let in (a session, a grant, a use
+ * limit) and the store cannot answer: refused, never let through. 503.
+ */
+export class AccessUnavailableError extends StreammeterError<'SM_ERR_ACCESS_UNAVAILABLE'> {
+  constructor (options?: { cause?: unknown }) {
+    super('SM_ERR_ACCESS_UNAVAILABLE', 'access cannot be checked right now: the store does not answer', 503, options)
+  }
+}
+
+/** A key file or playlist URL was used as often as `KEY_MAX_USES` or `PLAYLIST_MAX_USES` allows. 403. */
+export class UseLimitError extends StreammeterError<'SM_ERR_USE_LIMIT'> {
+  constructor (limit: number) {
+    super('SM_ERR_USE_LIMIT', `this URL has been used ${limit} time${limit === 1 ? '' : 's'}, as often as it may be`, 403)
   }
 }
 

@@ -136,6 +136,21 @@ export function normalizeIp (input: string): string | undefined {
   return canonicalIp(s)
 }
 
+/**
+ * The network a session or grant binds a client to (docs/access.md#sessions):
+ * its IPv4 /24 (`203.0.113.0/24`) or IPv6 /64 (`2001:db8:1:2::/64`), from an
+ * address in canonical form ({@link normalizeIp}); undefined for anything else.
+ * A client whose address changes inside its network (a phone's privacy
+ * address, a NAT pool) keeps its session.
+ */
+export function networkOf (ip: string): string | undefined {
+  const family = isIP(ip)
+  if (family === 4) return `${ip.slice(0, ip.lastIndexOf('.'))}.0/24`
+  if (family !== 6) return undefined
+  const g = ipv6Groups(ip)
+  return `${canonicalIp(`${g.slice(0, 4).map((x) => x.toString(16)).join(':')}::`) as string}/64`
+}
+
 /** `s` (no brackets, port or zone) in canonical form, or undefined when it is no IP address. */
 function canonicalIp (s: string): string | undefined {
   const family = isIP(s)

@@ -40,6 +40,12 @@ export const CONFIG_DEFAULTS = Object.freeze({
   ACCESS_ALLOW_CIDRS: Object.freeze([]) as readonly string[], // client networks let in without a check (CIDRs or addresses)
   ACCESS_API_KEY: undefined, // the access API (file checks) is off without it
   ACCESS_OPEN_EXTENSIONS: Object.freeze([]) as readonly string[], // file extensions served without a check (e.g. ts,m4s)
+  SESSION_TTL: 7200, // seconds a session lives after its last use (sliding)
+  GRANT_TTL: 3600, // seconds a grant (POST /api/whitelist) lives
+  GRANT_MAX_PER_UID: 5, // network+User-Agent pairs one uid may hold grants for; the oldest goes beyond
+  GRANT_MAX_PATHS_PER_NETWORK: 3, // directories one uid may hold grants for in one network; the oldest goes beyond
+  KEY_MAX_USES: undefined, // GETs one signed key-file URL (or one session, per key file) may make; unset: no limit
+  PLAYLIST_MAX_USES: undefined, // GETs one signed playlist URL (or one session, per playlist) may make; unset: no limit
   CORS_ORIGINS: Object.freeze(['*']) as readonly string[], // any origin, never with credentials
   ADMIN_TOKEN: undefined, // without it admin endpoints answer loopback clients only
   TRAFFIC_COLLECTOR_ENABLED: true,
@@ -108,8 +114,20 @@ const settingsShape = {
     .describe('comma-separated client networks (CIDRs or addresses) let in without a token; their uid parameter is believed'),
   ACCESS_OPEN_EXTENSIONS: setting((s) => list(s, fileExtension)).default(D.ACCESS_OPEN_EXTENSIONS as string[])
     .describe('comma-separated file extensions (.ts,.m4s) served without a token when no other access mode applies; not metered then'),
+  SESSION_TTL: seconds(7 * 86400).default(D.SESSION_TTL)
+    .describe('seconds a session (cookie session_id_fileserver) lives after its last use'),
+  GRANT_TTL: seconds(7 * 86400).default(D.GRANT_TTL)
+    .describe('seconds a grant made with POST /api/whitelist lives'),
+  GRANT_MAX_PER_UID: integer(1, 1000, 'an integer from 1 to 1000').default(D.GRANT_MAX_PER_UID)
+    .describe('network+User-Agent pairs one uid may hold grants for; the oldest pair is dropped beyond'),
+  GRANT_MAX_PATHS_PER_NETWORK: integer(1, 1000, 'an integer from 1 to 1000').default(D.GRANT_MAX_PATHS_PER_NETWORK)
+    .describe('directories one uid may hold grants for in one network; the oldest is dropped beyond'),
+  KEY_MAX_USES: integer(1, 1_000_000, 'an integer from 1 to 1000000').optional()
+    .describe('how often one signed key-file URL (or one session, per key file) may be fetched; unset: no limit'),
+  PLAYLIST_MAX_USES: integer(1, 1_000_000, 'an integer from 1 to 1000000').optional()
+    .describe('how often one signed playlist URL (or one session, per playlist) may be fetched; unset: no limit'),
   ACCESS_API_KEY: secret().optional()
-    .describe('key of the access API (/api/file/check): Authorization: Bearer <key>, or the bare key; when set, an unsigned uid is no longer trusted'),
+    .describe('key of the access API (/api/file/check, /api/whitelist): Authorization: Bearer <key>, or the bare key; when set, an unsigned uid is no longer trusted'),
   CORS_ORIGINS: setting((s) => {
     const origins = list(s, corsOrigin)
     if (origins instanceof Invalid) return origins
@@ -252,6 +270,12 @@ export const configSchema = z.strictObject(settingsShape)
     accessAllowCidrs: s.ACCESS_ALLOW_CIDRS as readonly string[],
     accessApiKey: s.ACCESS_API_KEY,
     accessOpenExtensions: s.ACCESS_OPEN_EXTENSIONS as readonly string[],
+    sessionTtl: s.SESSION_TTL,
+    grantTtl: s.GRANT_TTL,
+    grantMaxPerUid: s.GRANT_MAX_PER_UID,
+    grantMaxPathsPerNetwork: s.GRANT_MAX_PATHS_PER_NETWORK,
+    keyMaxUses: s.KEY_MAX_USES,
+    playlistMaxUses: s.PLAYLIST_MAX_USES,
     corsOrigins: s.CORS_ORIGINS as readonly string[],
     adminToken: s.ADMIN_TOKEN,
     trafficCollectorEnabled: s.TRAFFIC_COLLECTOR_ENABLED,

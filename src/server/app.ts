@@ -26,6 +26,11 @@ import { registerMonitorRoutes } from './monitor/monitor-routes.ts'
 import { DeniedLog } from './access/denials.ts'
 import { registerDeniedRoute } from './admin/denied-route.ts'
 import { registerFileCheckRoutes } from './admin/file-check-routes.ts'
+import { DEFAULT_SESSION_SETTINGS, registerWhitelistRoutes } from './admin/whitelist-routes.ts'
+import type { SessionSettings } from './admin/whitelist-routes.ts'
+import { AccessState } from './access/access-state.ts'
+import { SessionIds } from './access/sessions.ts'
+import type { AccessStore } from '../store/access-store.ts'
 import { registerOutboxRoutes } from './admin/outbox-routes.ts'
 import type { ThroughputHistory } from './monitor/throughput-history.ts'
 import type { Origin } from './origin/origin.ts'
@@ -50,6 +55,15 @@ export interface AppOptions {
   accessOpenExtensions?: readonly string[] | undefined
   /** `ACCESS_API_KEY`: the access API's key (docs/access.md#file-checks); without it that API answers 403. */
   accessApiKey?: string | undefined
+  /**
+   * Where grants, sessions and use counts live (docs/access.md#sessions).
+   * @default the store's own (`store.access`), which every store has
+   */
+  accessStore?: AccessStore | undefined
+  /** `SESSION_TTL`, `GRANT_TTL` (seconds), `GRANT_MAX_PER_UID`, `GRANT_MAX_PATHS_PER_NETWORK`. @default 7200, 3600, 5, 3 */
+  sessions?: Partial<SessionSettings> | undefined
+  /** `KEY_MAX_USES`, `PLAYLIST_MAX_USES` (docs/access.md#use-limits). @default none */
+  useLimits?: { key?: number | undefined, playlist?: number | undefined } | undefined
   /** `CORS_ORIGINS`. @default ['*'] */
   corsOrigins?: readonly string[] | undefined
   /**
@@ -171,6 +185,20 @@ export function buildApp (options: AppOptions): App {
   // The node engine's side of the metering input: its live transfers.
   const metering = collector === undefined || options.nginx !== undefined ? undefined : new MeteringInput(collector, Date.now)
   metering?.watch(() => transfers.settled())
+  const sessions = { ...DEFAULT_SESSION_SETTINGS, ...options.sessions }
+  const accessStore = options.accessStore ?? (options.store as { access?: AccessStore }).access
+  // Sessions and grants need a key to make session ids from, and a store.
+  const key = options.signingSecret ?? options.accessApiKey
+  const accessState = key === undefined || accessStore === undefined
+    ? undefined
+    : new AccessState({
+      store: accessStore,
+      ids: new SessionIds(key),
+      sessionTtl: sessions.sessionTtl,
+      now: Date.now,
+      onWriteError: (err) => fastify.log.warn({ err }, 'a session could not be written to the store')
+    })
+  accessState?.start()
   const ctx: MediaContext = {
     origin: options.origin,
     access: new Authorizer({
@@ -179,8 +207,12 @@ export function buildApp (options: AppOptions): App {
       allowedNetworks: options.accessAllowCidrs,
       openExtensions: options.accessOpenExtensions,
       ips,
+      state: accessState,
+      grants: options.accessApiKey !== undefined,
+      useLimits: options.useLimits,
       now: Date.now
     }),
+    sessionTtl: sessions.sessionTtl,
     metering,
     signingSecret: options.signingSecret,
     ips,
@@ -237,6 +269,7 @@ export function buildApp (options: AppOptions): App {
   registerAdminRoutes(fastify, admin)
   registerOutboxRoutes(fastify, admin)
   registerFileCheckRoutes(fastify, { apiKey: options.accessApiKey, origin: options.origin })
+  registerWhitelistRoutes(fastify, { apiKey: options.accessApiKey, state: accessState, settings: sessions, now: Date.now })
   registerDeniedRoute(fastify, { auth: admin.auth, denials: ctx.denials })
   const monitor = registerMonitorRoutes(fastify, {
     ...admin, origin: options.origin, signingSecret: options.signingSecret, bytesSent: options.nginx?.bytesSent, denials: ctx.denials
@@ -322,6 +355,7 @@ export function buildApp (options: AppOptions): App {
         await options.origin.close().catch((err: unknown) => log.error({ err }, 'closing the origin failed'))
         idleWaiters = []
         sendTimeout.stop()
+        accessState?.stop()
         setState('closed')
       }
     })()

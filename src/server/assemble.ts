@@ -52,6 +52,13 @@ export async function assembleApp (config: Config, logger: Logger, extra: Partia
     accessAllowCidrs: config.accessAllowCidrs,
     accessApiKey: config.accessApiKey,
     accessOpenExtensions: config.accessOpenExtensions,
+    sessions: {
+      sessionTtl: config.sessionTtl,
+      grantTtl: config.grantTtl,
+      grantMaxPerUid: config.grantMaxPerUid,
+      grantMaxPathsPerNetwork: config.grantMaxPathsPerNetwork
+    },
+    useLimits: { key: config.keyMaxUses, playlist: config.playlistMaxUses },
     corsOrigins: config.corsOrigins,
     adminToken: config.adminToken,
     shutdownGrace: config.shutdownGrace,

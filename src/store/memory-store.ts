@@ -1,4 +1,5 @@
 import { StoreClosedError } from '../errors.ts'
+import { MemoryAccess } from './access-memory.ts'
 import {
   checkRendered, compareRecords, emptyCounters, isExpired, mergeDelta, sealDecision
 } from '../meter/index.ts'
@@ -16,6 +17,8 @@ import type { CommittedLogCursor, FailureDetail, LogCursor, OutboxItem, Rendered
  */
 export class MemoryStore implements UsageStore {
   readonly kind = 'memory'
+  /** Grants, sessions and use counts (docs/access.md). */
+  readonly access = new MemoryAccess(() => this.#check())
   /** Nothing outlives the process. */
   readonly durability = Object.freeze({ durable: false, code: 'memory' })
   readonly policy: UsagePolicy
@@ -67,6 +70,7 @@ export class MemoryStore implements UsageStore {
   async expire (now: number): Promise<ExpireResult> {
     this.#check()
     const result: ExpireResult = { discarded: [] }
+    this.access.sweep(now)
     for (const [uid, record] of this.#records) {
       if (!isExpired(record, now, this.policy)) continue
       this.#records.delete(uid)

@@ -47,6 +47,24 @@ export interface RedisKeys {
   /** `{p}:lease` (holder, with a TTL) and `{p}:fence` (a counter bumped on every new holder): the reporter lease. */
   readonly lease: string
   readonly fence: string
+  /**
+   * `{p}:grants:<uid>` — hash `<network> <agent> <directory>` (each {@link keyPart}) → grant JSON:
+   * one uid's grants, as `putGrant` plans over them (src/store/redis-access-scripts.ts).
+   */
+  readonly grantsPrefix: string
+  /**
+   * `{p}:grants-in:<network>` — sorted set of grant JSON by `expiresAt`: every uid's grants in
+   * that network, so that `grantsIn` is one range read and expired ones go by score.
+   */
+  readonly grantsInPrefix: string
+  /** `{p}:session:<id>` — string: one session's JSON, expiring with it. */
+  readonly sessionPrefix: string
+  /** `{p}:sessions-of:<uid>` — sorted set of a uid's session ids by when their keys expire (Redis time): what `revoke` drops. */
+  readonly sessionsOfPrefix: string
+  /** `{p}:use:<key>` — INCR counter of one use key (`countUse`). */
+  readonly usePrefix: string
+  /** `{p}:access-epoch` — INCR: moves whenever access is taken back (a revocation, an eviction, a dropped session). */
+  readonly accessEpoch: string
 }
 
 /**
@@ -75,6 +93,33 @@ export function redisKeys (prefix: string): RedisKeys {
     flushedPrefix: `${tag}:flushed:`,
     logCursorPrefix: `${tag}:log-cursor:`,
     lease: `${tag}:lease`,
-    fence: `${tag}:fence`
+    fence: `${tag}:fence`,
+    grantsPrefix: `${tag}:grants:`,
+    grantsInPrefix: `${tag}:grants-in:`,
+    sessionPrefix: `${tag}:session:`,
+    sessionsOfPrefix: `${tag}:sessions-of:`,
+    usePrefix: `${tag}:use:`,
+    accessEpoch: `${tag}:access-epoch`
   })
+}
+
+/** Bytes a {@link keyPart} keeps as they are: ASCII letters, digits and `- . _ ~ / :`. */
+const KEPT = /^[A-Za-z0-9\-._~/:]$/
+
+/**
+ * A uid, network, session id or use key as the tail of a key name or a hash
+ * field: its UTF-8 bytes, each one outside {@link KEPT} as `%XX`. The tail can
+ * then hold no space, newline, brace or glob character (`* ? [ ] \`), so
+ * SCAN patterns, redis-cli and the Cluster hash tag all see it as plain text,
+ * and `<a> <b>` joins of parts stay unambiguous. The scripts build the same
+ * names with the Lua twin, `keyPart` in src/store/redis-access-scripts.ts:
+ * change both or neither.
+ */
+export function keyPart (value: string): string {
+  let out = ''
+  for (const byte of Buffer.from(value, 'utf8')) {
+    const c = String.fromCharCode(byte)
+    out += KEPT.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+  }
+  return out
 }

@@ -1,3 +1,4 @@
+import { ACCESS_SCRIPTS } from './redis-access-scripts.ts'
 import { FLUSH_SCRIPTS } from './redis-flush-scripts.ts'
 import { LEASE_SCRIPTS } from './redis-lease-script.ts'
 import { OUTBOX_SCRIPTS } from './redis-outbox-scripts.ts'
@@ -14,7 +15,8 @@ export const SCRIPTS = Object.freeze({
   ...FLUSH_SCRIPTS,
   ...SEAL_SCRIPTS,
   ...READ_SCRIPTS,
-  ...OUTBOX_SCRIPTS
+  ...OUTBOX_SCRIPTS,
+  ...ACCESS_SCRIPTS
 })
 
 /** The name of a script on the ioredis client. */

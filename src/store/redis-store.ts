@@ -6,6 +6,7 @@ import type {
   StoreCounters, StoreDurability, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
 import type { CommittedLogCursor, FailureDetail, LogCursor, OutboxItem } from '../meter/index.ts'
+import { RedisAccess } from './access-redis.ts'
 import { createRedisClient } from './redis-client.ts'
 import { limit, toDiscarded, toRecords } from './redis-codec.ts'
 import { RedisDurability } from './redis-durability.ts'
@@ -115,6 +116,8 @@ export class RedisStore implements UsageStore {
   readonly policy: UsagePolicy
   /** The key prefix (without braces). */
   readonly prefix: string
+  /** Grants, sessions and use counts, shared by every instance (src/store/access-redis.ts). */
+  readonly access: RedisAccess
   readonly #client: Redis | Cluster
   readonly #keys: RedisKeys
   readonly #flushChunkUids: number
@@ -207,6 +210,7 @@ export class RedisStore implements UsageStore {
     this.#flusher = new RedisFlusher(client, this.#runner, this.#keys, this.policy, this.#flushChunkUids)
     this.#sealer = new RedisSealer(this.#runner, this.#keys, this.policy, this.#durability)
     this.#outbox = new RedisOutbox(client, this.#runner, this.#keys, this.#durability)
+    this.access = new RedisAccess(client, this.#runner, this.#keys)
     // Every connection may reach another server (a restart, a failover): ask it again.
     client.on('ready', () => { this.#durability.refresh().catch(() => {}) })
   }

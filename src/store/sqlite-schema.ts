@@ -9,7 +9,7 @@ import type { OutboxEntry, UsageRecord } from '../meter/index.ts'
  * Bumped with every incompatible change to the tables below (kept in `PRAGMA
  * user_version`); {@link MIGRATIONS} brings older files up to it.
  */
-export const SCHEMA_VERSION = 2
+export const SCHEMA_VERSION = 3
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS usage (
@@ -39,9 +39,10 @@ CREATE TABLE IF NOT EXISTS outbox (
   last_error      TEXT,
   last_attempt_ms INTEGER
 );
--- next_seal_at and scheduled_at (when it was set), the StoreCounters and the
--- reporter lease (LEASE_KEY). No declared type on value: counters are
--- numbers, last_error and the lease are text, and SQLite keeps each as given.
+-- next_seal_at and scheduled_at (when it was set), the StoreCounters, the
+-- reporter lease (LEASE_KEY) and the access epoch (ACCESS_EPOCH_KEY). No
+-- declared type on value: counters are numbers, last_error and the lease are
+-- text, and SQLite keeps each as given.
 CREATE TABLE IF NOT EXISTS meta (
   key   TEXT PRIMARY KEY,
   value
@@ -99,8 +100,50 @@ const MIGRATIONS: Readonly<Record<number, string>> = {
     CREATE INDEX outbox_delivery ON outbox (coalesce(ord, seq)) WHERE parked_ms IS NULL;
     -- outboxStats() (and so the /health probe) from the index alone, without
     -- reading rows whose bodies span overflow pages.
-    CREATE INDEX outbox_state ON outbox (parked_ms, created_ms, bytes);`
+    CREATE INDEX outbox_state ON outbox (parked_ms, created_ms, bytes);`,
+  // 2 → 3: the access state every process on the file shares
+  // (src/store/access-sqlite.ts, docs/access.md): grants, sessions and use
+  // counts; the epoch is a row of `meta` (ACCESS_EPOCH_KEY). Each table has
+  // an index on its expiry, so that expire() deletes a range, not a scan.
+  2: `
+    CREATE TABLE access_grants (
+      uid        TEXT NOT NULL,
+      network    TEXT NOT NULL,
+      agent      TEXT NOT NULL,     -- the User-Agent's hash
+      directory  TEXT NOT NULL,
+      user_agent TEXT NOT NULL,     -- as posted, for listing
+      client_ip  TEXT NOT NULL,
+      granted_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL,
+      PRIMARY KEY (uid, network, agent, directory)
+    );
+    -- grantsIn(): every uid's grants in one network.
+    CREATE INDEX access_grants_by_network ON access_grants (network);
+    CREATE INDEX access_grants_by_expiry ON access_grants (expires_at);
+    CREATE TABLE access_sessions (
+      id         TEXT PRIMARY KEY,
+      uid        TEXT NOT NULL,
+      network    TEXT NOT NULL,
+      agent      TEXT NOT NULL,
+      directory  TEXT NOT NULL,
+      expires_at INTEGER NOT NULL
+    );
+    -- revoke(): a uid's sessions.
+    CREATE INDEX access_sessions_by_uid ON access_sessions (uid);
+    CREATE INDEX access_sessions_by_expiry ON access_sessions (expires_at);
+    CREATE TABLE access_uses (
+      key   TEXT PRIMARY KEY,
+      count INTEGER NOT NULL,
+      until INTEGER NOT NULL        -- kept at least until then
+    );
+    CREATE INDEX access_uses_by_expiry ON access_uses (until);`
 }
+
+/**
+ * The `meta` row of the access epoch (src/store/access-sqlite.ts): a
+ * number bumped whenever access is taken back. Absent until the first time.
+ */
+export const ACCESS_EPOCH_KEY = 'access_epoch'
 
 /**
  * The `meta` row of the reporter lease. A row of `meta` rather than a table of

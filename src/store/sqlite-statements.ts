@@ -1,4 +1,6 @@
 import type Database from 'better-sqlite3'
+import { emptyCounters } from '../meter/index.ts'
+import type { StoreCounters } from '../meter/index.ts'
 import type { StoredUsageColumns, UsageColumns, UsageRow } from './sqlite-schema.ts'
 
 type Statement<P extends unknown[], R = unknown> = Database.Statement<P, R>
@@ -66,4 +68,19 @@ export function prepareStatements (db: Database.Database): SqliteStatements {
     addMeta: db.prepare<[number, string]>('UPDATE meta SET value = value + ? WHERE key = ?'),
     allMeta: db.prepare<[], { key: string, value: unknown }>('SELECT key, value FROM meta')
   }
+}
+
+/**
+ * The {@link StoreCounters} kept in `meta`, each as the type its default
+ * has; the other rows of `meta` (the schedule, totals, lease…) are skipped.
+ */
+export function readCounters (sql: SqliteStatements): StoreCounters {
+  const counters = emptyCounters()
+  const slots = counters as unknown as Record<string, number | string>
+  for (const { key, value } of sql.allMeta.all()) {
+    const slot = slots[key]
+    if (typeof slot === 'number') slots[key] = Number(value)
+    else if (typeof slot === 'string') slots[key] = String(value)
+  }
+  return counters
 }

@@ -3,18 +3,19 @@ import { dirname, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import { StoreError } from '../errors.ts'
 import {
-  checkRendered, compareRecords, emptyCounters, isExpired, mergeDelta, sealDecision, systemClock
+  checkRendered, compareRecords, isExpired, mergeDelta, sealDecision, systemClock
 } from '../meter/index.ts'
 import type {
   Clock, ExpireResult, FlushResult, OutboxEntry, OutboxStats, RenderedReport, SealRequest, SealResult,
   StoreCounters, UsageDelta, UsagePolicy, UsageRecord, UsageStore, UsageSummary
 } from '../meter/index.ts'
 import type { CommittedLogCursor, FailureDetail, LogCursor, OutboxItem } from '../meter/index.ts'
+import { SqliteAccess } from './access-sqlite.ts'
 import { CallerError, messageOf, runWithBusyRetry } from './sqlite-busy-retry.ts'
 import { SqliteLease } from './sqlite-lease.ts'
 import { SqliteOutbox } from './sqlite-outbox.ts'
 import { columnsToRecord, migrate, toRecord } from './sqlite-schema.ts'
-import { prepareStatements } from './sqlite-statements.ts'
+import { prepareStatements, readCounters } from './sqlite-statements.ts'
 import type { SqliteStatements } from './sqlite-statements.ts'
 import { Totals, ensureTotals } from './sqlite-totals.ts'
 
@@ -46,6 +47,8 @@ export class SqliteStore implements UsageStore {
   readonly policy: UsagePolicy
   /** The database file (absolute), or `:memory:`. */
   readonly path: string
+  /** Grants, sessions and use counts (docs/access.md), in this file for every process on it. */
+  readonly access: SqliteAccess
   readonly #db: Database.Database
   #closed = false
 
@@ -100,6 +103,7 @@ export class SqliteStore implements UsageStore {
     this.#sql = prepareStatements(db)
     this.#outbox = new SqliteOutbox(db, { add: (counter, n) => this.#add(counter, n), set: (key, value) => this.#sql.setMeta.run(key, value) })
     this.#lease = new SqliteLease(this.#sql, clock)
+    this.access = new SqliteAccess(db, (operation, fn) => this.#run(operation, fn))
 
     // Writers take the write lock up front (BEGIN IMMEDIATE): a deferred
     // transaction that reads and then writes fails with SQLITE_BUSY_SNAPSHOT,
@@ -213,16 +217,7 @@ export class SqliteStore implements UsageStore {
   }
 
   async counters (): Promise<StoreCounters> {
-    return this.#run('counters', () => {
-      const counters = emptyCounters()
-      const slots = counters as unknown as Record<string, number | string>
-      for (const { key, value } of this.#sql.allMeta.all()) {
-        const slot = slots[key]
-        if (typeof slot === 'number') slots[key] = Number(value)
-        else if (typeof slot === 'string') slots[key] = String(value)
-      }
-      return counters
-    })
+    return this.#run('counters', () => readCounters(this.#sql))
   }
 
   async summary (top: number): Promise<UsageSummary> {
@@ -289,6 +284,8 @@ export class SqliteStore implements UsageStore {
   #expireIn (now: number): ExpireResult {
     const result: ExpireResult = { discarded: [] }
     const totals = new Totals()
+    // Expired grants, sessions and use counts too: reads skip them, only this removes them.
+    this.access.deleteExpired(now)
     // The index narrows the scan (with 1 ms to spare for float rounding);
     // isExpired decides, so the rule stays the shared one.
     for (const row of this.#sql.expiryCandidates.all(now - this.policy.accumulatorTimeoutMs + 1)) {

@@ -12,7 +12,7 @@ describe('DeniedLog: the recent denials and the counts by reason', () => {
     assert.deepEqual(log.recent(2).map((d) => d.path), ['/p4.ts', '/p3.ts'])
     assert.deepEqual(log.recent(0), [])
     assert.equal(log.recent()[0]?.time, '2026-01-01T00:00:04.000Z')
-    assert.deepEqual(log.counts(), { bad_signature: 2, ip_mismatch: 1, expired: 1, uid_too_long: 1 })
+    assert.deepEqual(log.counts(), { bad_signature: 2, ip_mismatch: 1, expired: 1, uid_too_long: 1, uid_mismatch: 0, store_unavailable: 0, use_limit: 0 })
     assert.deepEqual(told, [...reasons])
     assert.equal(log.capacity, 3)
   })

@@ -165,7 +165,7 @@ describe('the nginx engine', () => {
     const allowed = await get('/c.ts?uid=u', 'https://PLAYER.example')
     assert.equal(allowed.status, 200)
     assert.equal(allowed.headers['access-control-allow-origin'], 'https://PLAYER.example')
-    assert.equal(allowed.headers['access-control-expose-headers'], 'Content-Length, Content-Range, Accept-Ranges')
+    assert.equal(allowed.headers['access-control-expose-headers'], 'Content-Length, Content-Range, Accept-Ranges, X-Session-ID')
     assert.equal(allowed.headers.vary, 'Origin')
     const ipv6 = await get('/c.ts?uid=u', 'http://[::1]:3000')
     assert.equal(ipv6.headers['access-control-allow-origin'], 'http://[::1]:3000')

@@ -3,9 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import type { TestContext } from 'node:test'
 import Database from 'better-sqlite3'
 import { emptyCounters } from '../../src/meter/index.ts'
 import type { OutboxEntry, UsagePolicy } from '../../src/meter/index.ts'
+import type { Grant } from '../../src/store/access-store.ts'
 import { SqliteStore } from '../../src/store/index.ts'
 
 const POLICY: UsagePolicy = { minBytes: 1000, accumulatorTimeoutMs: 10_000, maxIps: 3, maxSessions: 2 }
@@ -83,13 +85,7 @@ function entry (seq: number, reportId: string, createdAt: number, body: string, 
 
 describe('sqlite store: a file of schema 1 opens and upgrades in place', () => {
   it('keeps its records, reports (order, bodies, attempts), counters and schedule, and parks, splits and retries', async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'sm-schema1-'))
-    const path = join(dir, 'usage.db')
-    const stores: SqliteStore[] = []
-    t.after(async () => {
-      for (const s of stores) await s.close()
-      rmSync(dir, { recursive: true, force: true })
-    })
+    const { path, stores } = tempFile(t, 'sm-schema1-')
     writeVersion1(path)
 
     const store = new SqliteStore(path, POLICY)
@@ -126,12 +122,100 @@ describe('sqlite store: a file of schema 1 opens and upgrades in place', () => {
     assert.deepEqual((await store.outbox()).map((e) => e.reportId), ['next', 'big.1', 'big.2', 'later', 'new'])
     await store.close()
 
-    // Upgraded once: the file now says schema 2 and opens as it is.
+    // Upgraded once: the file now says schema 3, has the access tables, and opens as it is.
     const db = new Database(path, { readonly: true })
-    assert.equal(db.pragma('user_version', { simple: true }), 2)
+    assert.equal(db.pragma('user_version', { simple: true }), 3)
+    assert.deepEqual(tablesOf(db), [...TABLES_2, ...ACCESS_TABLES].sort())
     db.close()
     const again = new SqliteStore(path, POLICY)
     stores.push(again)
     assert.deepEqual((await again.outbox()).map((e) => e.reportId), ['next', 'big.1', 'big.2', 'later', 'new'])
+  })
+})
+
+/** The 1 → 2 step as schema 2 (the release before the access state) ran it, verbatim. */
+const STEP_2 = `
+ALTER TABLE outbox ADD COLUMN ord REAL;
+ALTER TABLE outbox ADD COLUMN rejections INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN last_status INTEGER;
+ALTER TABLE outbox ADD COLUMN parked_ms INTEGER;
+CREATE INDEX outbox_delivery ON outbox (coalesce(ord, seq)) WHERE parked_ms IS NULL;
+CREATE INDEX outbox_state ON outbox (parked_ms, created_ms, bytes);
+`
+
+/** Tables and indexes of schema 2, by name. */
+const TABLES_2 = ['meta', 'outbox', 'outbox_delivery', 'outbox_state', 'sqlite_sequence', 'usage', 'usage_by_bytes', 'usage_by_expiry']
+/** What schema 3 adds: the access state (src/store/access-sqlite.ts). */
+const ACCESS_TABLES = [
+  'access_grants', 'access_grants_by_expiry', 'access_grants_by_network',
+  'access_sessions', 'access_sessions_by_expiry', 'access_sessions_by_uid',
+  'access_uses', 'access_uses_by_expiry'
+]
+
+/** A database path in a fresh directory; the stores pushed to `stores` are closed and the directory removed when the test ends. */
+function tempFile (t: TestContext, prefix: string): { path: string, stores: SqliteStore[] } {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  const stores: SqliteStore[] = []
+  t.after(async () => {
+    for (const s of stores) await s.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return { path: join(dir, 'usage.db'), stores }
+}
+
+/** The names of a file's tables and indexes, SQLite's automatic ones left out. */
+function tablesOf (db: Database.Database): string[] {
+  return db.prepare<[], string>("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex_%' ORDER BY name").pluck().all()
+}
+
+describe('sqlite store: a file of schema 2 opens and gains the access tables', () => {
+  it('keeps its records, reports and counters, and keeps grants, sessions, use counts and the epoch', async (t) => {
+    const { path, stores } = tempFile(t, 'sm-schema2-')
+    writeVersion1(path)
+    const old = new Database(path)
+    old.exec(STEP_2)
+    old.pragma('user_version = 2')
+    assert.deepEqual(tablesOf(old), [...TABLES_2].sort())
+    old.close()
+
+    const store = new SqliteStore(path, POLICY)
+    stores.push(store)
+    assert.deepEqual((await store.outbox()).map((e) => e.reportId), ['big', 'next', 'later'])
+    assert.deepEqual(await store.counters(), { ...emptyCounters(), ...COUNTERS_1 })
+    assert.deepEqual((await store.records()).map((r) => [r.uid, r.bytes]), [['live', 400]])
+
+    const grant: Grant = {
+      uid: 'alice',
+      network: '203.0.113.0/24',
+      agent: 'a1',
+      userAgent: 'Player/1.0',
+      clientIp: '203.0.113.7',
+      directory: '/videos/t1/',
+      grantedAt: T0,
+      expiresAt: T0 + 60_000
+    }
+    assert.equal(await store.access.epoch(), '0')
+    assert.deepEqual(await store.access.putGrant(grant, { perUid: 5, pathsPerNetwork: 3 }), { renewed: false, evicted: [] })
+    await store.access.putSession({ id: 's1', uid: 'alice', network: grant.network, agent: 'a1', directory: grant.directory, expiresAt: T0 + 60_000 })
+    assert.equal(await store.access.countUse('k', T0 + 60_000), 1)
+    assert.deepEqual(await store.access.revoke('bob', T0), { grants: 0, sessions: 0 })
+    await store.close()
+
+    const db = new Database(path, { readonly: true })
+    assert.equal(db.pragma('user_version', { simple: true }), 3)
+    assert.deepEqual(tablesOf(db), [...TABLES_2, ...ACCESS_TABLES].sort())
+    db.close()
+    const again = new SqliteStore(path, POLICY)
+    stores.push(again)
+    assert.deepEqual(await again.access.grantsOf('alice', T0), [grant])
+    assert.equal((await again.access.session('s1', T0))?.uid, 'alice')
+    assert.equal(await again.access.countUse('k', T0 + 60_000), 2)
+    assert.equal(await again.access.epoch(), '1')
+    // expire() removes what expired, whoever asks next.
+    await again.expire(T0 + 60_000)
+    const raw = new Database(path, { readonly: true })
+    const left = ['access_grants', 'access_sessions', 'access_uses'].map((table) => raw.prepare(`SELECT count(*) FROM ${table}`).pluck().get())
+    raw.close()
+    assert.deepEqual(left, [0, 0, 0])
   })
 })

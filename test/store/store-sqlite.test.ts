@@ -58,7 +58,7 @@ describe('sqlite store specifics', () => {
     assert.equal(db.pragma('journal_mode', { simple: true }), 'wal')
     assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION)
     const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all()
-    assert.deepEqual(tables, ['meta', 'outbox', 'usage'])
+    assert.deepEqual(tables, ['access_grants', 'access_sessions', 'access_uses', 'meta', 'outbox', 'usage'])
   })
 
   it('refuses a file written by a newer schema', async (t) => {

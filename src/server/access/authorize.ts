@@ -1,11 +1,19 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import { BadRequestError, BadSignatureError, ConfigError, UrlExpiredError } from '../../errors.ts'
+import {
+  AccessUnavailableError, BadRequestError, BadSignatureError, ConfigError, UrlExpiredError, UseLimitError
+} from '../../errors.ts'
 import type { StreammeterError } from '../../errors.ts'
-import { IpBlockList } from '../../ip-address.ts'
+import { IpBlockList, networkOf } from '../../ip-address.ts'
+import type { Grant } from '../../store/access-store.ts'
+import { firstValue } from '../header-value.ts'
+import { fileTypeOf } from '../origin/media-types.ts'
+import type { AccessState } from './access-state.ts'
 import type { DenialReason } from './denials.ts'
 import type { ClientIpResolver } from './client-ip.ts'
 import { sessionIdOf } from './session-id.ts'
-import { checkSignedRequest, directoryOf } from './url-signer.ts'
+import { presentedSession } from './sessions.ts'
+import { checkSignedRequest, directoryOf, inScope } from './url-signer.ts'
+import type { SignedRequestCheck } from './url-signer.ts'
 
 /** Longest accepted `uid`. */
 const MAX_UID_LENGTH = 256
@@ -19,6 +27,8 @@ export interface AccessRequest {
   headers: IncomingHttpHeaders
   /** The socket peer's address. */
   peer: string
+  /** The request's method: only a GET counts against a use limit. @default 'GET' */
+  method?: string | undefined
 }
 
 /** Who asks, once the request checked out. */
@@ -40,7 +50,14 @@ export interface Identity {
    * children are bound to it too. Undefined when not bound.
    */
   ipBinding: string | undefined
+  /** The session id the request is reported under: its own label (session-id.ts), else its access session's. */
   sessionId: string | undefined
+  /**
+   * The access session this request holds (docs/access.md#sessions): the
+   * answer sets its cookie. Undefined when sessions are off or the request
+   * came in by another way (an allowed network, an open extension).
+   */
+  session: string | undefined
   /** The client's IP (`TRUSTED_PROXIES` applied to `X-Forwarded-For`). */
   ip: string
 }
@@ -74,6 +91,19 @@ export interface AuthorizerOptions {
    */
   openExtensions?: Iterable<string> | undefined
   ips: ClientIpResolver
+  /**
+   * The store's sessions and grants (access-state.ts); undefined: neither
+   * (no `SIGNING_SECRET` nor `ACCESS_API_KEY`, so nothing could make them).
+   */
+  state?: AccessState | undefined
+  /** Grants can exist (`ACCESS_API_KEY` is set): look them up for requests nothing else lets in. @default false */
+  grants?: boolean | undefined
+  /**
+   * `KEY_MAX_USES` and `PLAYLIST_MAX_USES`: how often one signed URL (or one
+   * session, per path) may fetch a key file or a playlist; needs `state`.
+   * @default none
+   */
+  useLimits?: { key?: number | undefined, playlist?: number | undefined } | undefined
   /** ms since the epoch. */
   now: () => number
 }
@@ -81,9 +111,10 @@ export interface AuthorizerOptions {
 /**
  * The one access check of a media request (docs/access.md), whichever
  * engine moves its bytes: the access modes in their order (allowed
- * networks, the signed URL with its scope and IP binding, open extensions),
- * the uid, the session and the client IP. Sessions and grants will be
- * further steps here, between the signed URL and open extensions.
+ * networks, the signed URL with its scope and IP binding, sessions, grants,
+ * open extensions), the uid, the session and the client IP. The first two
+ * answer at once; the others may ask the store (through a cache), and then
+ * the answer is a promise.
  * @throws {ConfigError} naming `ACCESS_ALLOW_CIDRS` for an entry that is no address or block
  */
 export class Authorizer {
@@ -92,6 +123,9 @@ export class Authorizer {
   readonly #allowed: IpBlockList
   readonly #open: ReadonlySet<string>
   readonly #ips: ClientIpResolver
+  readonly #state: AccessState | undefined
+  readonly #grants: boolean
+  readonly #useLimits: { key?: number | undefined, playlist?: number | undefined }
   readonly #now: () => number
 
   constructor (options: AuthorizerOptions) {
@@ -100,6 +134,9 @@ export class Authorizer {
     this.#allowed = new IpBlockList(options.allowedNetworks ?? [], (entry) => new ConfigError('ACCESS_ALLOW_CIDRS', `"${entry}" is not an IP address or CIDR block`))
     this.#open = new Set(options.openExtensions ?? [])
     this.#ips = options.ips
+    this.#state = options.state
+    this.#grants = options.grants === true
+    this.#useLimits = options.useLimits ?? {}
     this.#now = options.now
   }
 
@@ -108,26 +145,27 @@ export class Authorizer {
     return this.#secret !== undefined
   }
 
-  /** Check one request: who it is for, or why it is refused. Never throws. */
-  authorize (request: AccessRequest): Identity | Denial {
+  /** Check one request: who it is for, or why it is refused. Never throws, never rejects. */
+  authorize (request: AccessRequest): Identity | Denial | Promise<Identity | Denial> {
     const { path, query } = request
     const ip = this.#ips.resolve(request.peer, request.headers['x-forwarded-for'])
     const uid = nonEmpty(query.get('uid'))
     if (uid !== undefined && uid.length > MAX_UID_LENGTH) return denied(new BadRequestError(`uid longer than ${MAX_UID_LENGTH} characters`), 'uid_too_long', ip)
     const expiresRaw = nonEmpty(query.get('expires'))
+    const label = sessionIdOf(request.headers, nonEmpty(query.get('sid')))
     // An allowed network is let in before any other mode (its uid parameter,
     // if any, believed): a bad or expired token from there is not looked at.
     const secret = this.#secret
-    const trusted = (secret === undefined && !this.#locked) || this.#allowed.has(ip)
-    let expires: number | undefined
-    let scope: string | undefined
-    let ipBinding: string | undefined
-    if (!trusted) {
-      // ACCESS_API_KEY without SIGNING_SECRET: no URL can be signed, and the uid alone grants nothing.
-      if (secret === undefined) return this.#open.size > 0 && this.#isOpen(path) ? open(request, ip) : denied(new BadSignatureError(), 'bad_signature', ip)
+    if ((secret === undefined && !this.#locked) || this.#allowed.has(ip)) {
+      const expires = expiresRaw !== undefined && /^\d{1,12}$/.test(expiresRaw) ? Number(expiresRaw) : undefined
+      return allowed({ uid, expires, sessionId: label, ip })
+    }
+    // ACCESS_API_KEY without SIGNING_SECRET: no URL can be signed, and the uid alone grants nothing.
+    let verdict: SignedRequestCheck = 'bad'
+    if (secret !== undefined) {
       const scoped = nonEmpty(query.get('scope'))
       const bound = nonEmpty(query.get('ip'))
-      const verdict = checkSignedRequest({
+      verdict = checkSignedRequest({
         secret,
         uid,
         path,
@@ -138,39 +176,145 @@ export class Authorizer {
         clientIp: ip,
         now: Math.floor(this.#now() / 1000)
       })
-      // The last mode: an open extension is served whatever the token said, unmetered.
-      if (verdict !== 'ok' && this.#open.size > 0 && this.#isOpen(path)) return open(request, ip)
-      if (verdict === 'bad') return denied(new BadSignatureError(), 'bad_signature', ip)
-      if (verdict === 'ip-mismatch') return denied(new BadSignatureError(), 'ip_mismatch', ip)
-      if (verdict === 'expired') return denied(new UrlExpiredError(), 'expired', ip)
-      expires = Number(expiresRaw)
-      scope = scoped ?? directoryOf(path)
-      ipBinding = bound
-    } else if (expiresRaw !== undefined && /^\d{1,12}$/.test(expiresRaw)) {
-      expires = Number(expiresRaw)
+      if (verdict === 'ok') {
+        const scope = scoped ?? directoryOf(path)
+        const session = this.#openSession(request, uid as string, ip, scope)
+        const who = allowed({ uid, expires: Number(expiresRaw), scope, ipBinding: bound, sessionId: label ?? session, session, ip })
+        const limit = this.#useLimit(request)
+        // One count per signed URL, whichever encoding its token is in: what the token covers.
+        if (limit === undefined) return who
+        return this.#counted(who, limit, `url\n${uid as string}\n${path}\n${expiresRaw as string}\n${scoped ?? ''}\n${bound ?? ''}`, Number(expiresRaw) * 1000)
+      }
     }
-    return {
-      kind: 'allowed',
-      uid,
-      expires,
-      scope,
-      ipBinding,
-      sessionId: sessionIdOf(request.headers, nonEmpty(query.get('sid'))),
-      ip
+    const state = this.#state
+    const network = networkOf(ip)
+    if (state === undefined || network === undefined) return this.#last(request, verdict, ip, label)
+    return this.#fromStore(request, { uid, verdict, ip, label, network, state })
+  }
+
+  /** Modes 3 to 5: a session, a grant, an open extension; else the signed URL's verdict. */
+  async #fromStore (request: AccessRequest, c: Unsigned): Promise<Identity | Denial> {
+    const { path, headers } = request
+    const { uid, ip, state, network } = c
+    const isOpen = this.#isOpen(path)
+    const agent = state.agentOf(firstValue(headers['user-agent']))
+    try {
+      const presented = presentedSession(headers)
+      const session = presented === undefined ? undefined : await state.session(presented)
+      // A session matches its network and agent; it lets in its directory, and
+      // meters an open file anywhere.
+      if (session !== undefined && session.network === network && session.agent === agent && (isOpen || inScope(path, session.directory))) {
+        if (uid !== undefined && uid !== session.uid) return denied(new BadSignatureError(), 'uid_mismatch', ip)
+        state.slide(session)
+        return await this.#perSession(request, allowed({ uid: session.uid, sessionId: c.label ?? session.id, session: session.id, ip }))
+      }
+      if (this.#grants) {
+        const matching = (await state.grantsIn(network)).filter((g) => g.agent === agent && (isOpen || inScope(path, g.directory)))
+        if (matching.length > 0) {
+          const grant = pickGrant(matching, uid)
+          if (grant === undefined) return denied(new BadSignatureError(), 'uid_mismatch', ip)
+          const id = state.open({ uid: grant.uid, network, agent, directory: grant.directory })
+          return await this.#perSession(request, allowed({ uid: grant.uid, sessionId: c.label ?? id, session: id, ip }))
+        }
+      }
+    } catch (err) {
+      // An open file needs no check: served, unmetered, while the store is away.
+      if (isOpen) return allowed({ sessionId: c.label, ip })
+      return denied(err instanceof AccessUnavailableError ? err : new AccessUnavailableError({ cause: err }), 'store_unavailable', ip)
     }
+    return this.#last(request, c.verdict, ip, c.label)
+  }
+
+  /** The use limit `request` counts against, if any: a GET of a key file or a playlist with its limit set. */
+  #useLimit (request: AccessRequest): number | undefined {
+    if (this.#state === undefined || (request.method ?? 'GET') !== 'GET') return undefined
+    const type = fileTypeOf(request.path)
+    return type === 'key' ? this.#useLimits.key : type === 'm3u8' ? this.#useLimits.playlist : undefined
+  }
+
+  /** A session's or grant's request for a limited file: counted per session and path, for as long as a session lives. */
+  async #perSession (request: AccessRequest, who: Identity): Promise<Identity | Denial> {
+    const limit = this.#useLimit(request)
+    const state = this.#state as AccessState
+    if (limit === undefined) return who
+    return await this.#counted(who, limit, `session\n${who.session as string}\n${request.path}`, this.#now() + state.sessionTtl * 1000)
+  }
+
+  /**
+   * `who`, once one more use of `key` is within `limit`; past it a denial
+   * (`use_limit`), and a store that does not answer fails closed.
+   */
+  async #counted (who: Identity, limit: number, key: string, until: number): Promise<Identity | Denial> {
+    try {
+      const uses = await (this.#state as AccessState).countUse(key, until)
+      return uses <= limit ? who : denied(new UseLimitError(limit), 'use_limit', who.ip)
+    } catch (err) {
+      return denied(err instanceof AccessUnavailableError ? err : new AccessUnavailableError({ cause: err }), 'store_unavailable', who.ip)
+    }
+  }
+
+  /** The session a signed request opens (docs/access.md#sessions): its id, or undefined when sessions are off. */
+  #openSession (request: AccessRequest, uid: string, ip: string, directory: string): string | undefined {
+    const state = this.#state
+    const network = state === undefined ? undefined : networkOf(ip)
+    if (state === undefined || network === undefined) return undefined
+    return state.open({ uid, network, agent: state.agentOf(firstValue(request.headers['user-agent'])), directory })
+  }
+
+  /** When nothing with a uid let the request in: an open extension serves it unmetered; else the signed URL's verdict. */
+  #last (request: AccessRequest, verdict: SignedRequestCheck, ip: string, label: string | undefined): Identity | Denial {
+    if (this.#isOpen(request.path)) return allowed({ sessionId: label, ip })
+    if (verdict === 'ip-mismatch') return denied(new BadSignatureError(), 'ip_mismatch', ip)
+    if (verdict === 'expired') return denied(new UrlExpiredError(), 'expired', ip)
+    return denied(new BadSignatureError(), 'bad_signature', ip)
   }
 
   /** Whether `path`'s extension (of its last segment, any case) is an open one. */
   #isOpen (path: string): boolean {
+    if (this.#open.size === 0) return false
     const name = path.slice(path.lastIndexOf('/') + 1)
     const dot = name.lastIndexOf('.')
     return dot !== -1 && this.#open.has(name.slice(dot + 1).toLowerCase())
   }
 }
 
-/** A request let in by its open extension: no uid (not metered), nothing signed for it. */
-function open (request: AccessRequest, ip: string): Identity {
-  return { kind: 'allowed', uid: undefined, expires: undefined, scope: undefined, ipBinding: undefined, sessionId: sessionIdOf(request.headers, nonEmpty(request.query.get('sid'))), ip }
+/** What {@link Authorizer} knows of a request no signed URL let in. */
+interface Unsigned {
+  uid: string | undefined
+  verdict: SignedRequestCheck
+  ip: string
+  label: string | undefined
+  network: string
+  state: AccessState
+}
+
+/** An allowed request; what is not given is undefined. */
+function allowed (who: Partial<Omit<Identity, 'kind' | 'ip'>> & { ip: string }): Identity {
+  return {
+    kind: 'allowed',
+    uid: who.uid,
+    expires: who.expires,
+    scope: who.scope,
+    ipBinding: who.ipBinding,
+    sessionId: who.sessionId,
+    session: who.session,
+    ip: who.ip
+  }
+}
+
+/**
+ * Of the grants matching a request, the one it is metered under: with a
+ * `uid` parameter, that uid's (none: undefined, a forgery); else the one
+ * for the deepest directory, the newest on a tie.
+ */
+function pickGrant (grants: readonly Grant[], uid: string | undefined): Grant | undefined {
+  let best: Grant | undefined
+  for (const g of grants) {
+    if (uid !== undefined && g.uid !== uid) continue
+    if (best === undefined || g.directory.length > best.directory.length ||
+      (g.directory.length === best.directory.length && g.grantedAt >= best.grantedAt)) best = g
+  }
+  return best
 }
 
 function denied (error: StreammeterError, reason: DenialReason, ip: string): Denial {

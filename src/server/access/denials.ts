@@ -15,8 +15,14 @@ export type DenialReason =
   | 'expired'
   /** A uid longer than 256 characters (400). */
   | 'uid_too_long'
+  /** A `uid` parameter other than the uid of the session or grant that would let the request in (403). */
+  | 'uid_mismatch'
+  /** A session, grant or use limit had to be asked of a store that did not answer (503). */
+  | 'store_unavailable'
+  /** A signed URL used more often than its use limit allows (403). */
+  | 'use_limit'
 
-export const DENIAL_REASONS: readonly DenialReason[] = ['bad_signature', 'ip_mismatch', 'expired', 'uid_too_long']
+export const DENIAL_REASONS: readonly DenialReason[] = ['bad_signature', 'ip_mismatch', 'expired', 'uid_too_long', 'uid_mismatch', 'store_unavailable', 'use_limit']
 
 /** One refused request. */
 export interface DeniedRequest {

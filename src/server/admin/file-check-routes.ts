@@ -1,9 +1,8 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { BearerToken } from '../../bearer-token.ts'
-import { BadRequestError, ForbiddenError, NotFoundError, StreammeterError, UnauthorizedError } from '../../errors.ts'
+import type { FastifyInstance } from 'fastify'
+import { BadRequestError, NotFoundError, StreammeterError } from '../../errors.ts'
 import { parseMediaPath } from '../media/request-path.ts'
 import type { Origin } from '../origin/origin.ts'
-import { refuse } from './admin-routes.ts'
+import { accessApi } from './access-api.ts'
 
 /** What the file-check endpoints use. */
 export interface FileCheckContext {
@@ -41,28 +40,9 @@ const BATCH_BODY_LIMIT = MAX_BATCH_PATHS * SINGLE_BODY_LIMIT
  * the root does not exist.
  */
 export function registerFileCheckRoutes (app: FastifyInstance, ctx: FileCheckContext): void {
-  const key = ctx.apiKey === undefined ? undefined : new BearerToken(ctx.apiKey)
-  const guard = (req: FastifyRequest): StreammeterError | undefined => {
-    if (key === undefined) return new ForbiddenError('the access API is off: set ACCESS_API_KEY')
-    return key.matchesBearerOrBare(req.headers.authorization) ? undefined : new UnauthorizedError('a valid ACCESS_API_KEY is required (Authorization: Bearer <key>)')
-  }
-
-  /** A POST route of this API: the key checked, `Cache-Control: no-store`, `answer` given the parsed body. */
+  const route = accessApi(app, ctx.apiKey)
   const post = (url: string, bodyLimit: number, answer: (body: Record<string, unknown>) => Promise<unknown> | StreammeterError): void => {
-    app.route({
-      method: 'POST',
-      url,
-      bodyLimit,
-      handler: async (req, reply) => {
-        reply.header('cache-control', 'no-store')
-        const refused = guard(req)
-        if (refused instanceof UnauthorizedError) reply.header('www-authenticate', 'Bearer')
-        if (refused !== undefined) return await refuse(reply, refused)
-        const body = typeof req.body === 'object' && req.body !== null && !Array.isArray(req.body) ? req.body as Record<string, unknown> : {}
-        const result = answer(body)
-        return result instanceof StreammeterError ? await refuse(reply, result) : await result
-      }
-    })
+    route('POST', url, bodyLimit, ({ body }) => answer(body))
   }
 
   post('/api/file/check', SINGLE_BODY_LIMIT, ({ path }) => {
@@ -101,7 +81,7 @@ async function checkAll (origin: Origin, paths: readonly string[], origins: Read
  * without its leading `/`), by the media route's rules; a NotFoundError for
  * a dotfile, which the media route answers 404.
  */
-function originPath (path: string): string | NotFoundError | BadRequestError {
+export function originPath (path: string): string | NotFoundError | BadRequestError {
   if (path === '' || path === '/') return new BadRequestError('the path is empty')
   let raw: string
   try {

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
-const EXPOSE = 'Content-Length, Content-Range, Accept-Ranges'
+const EXPOSE = 'Content-Length, Content-Range, Accept-Ranges, X-Session-ID'
 const ALLOW_HEADERS = 'Range, If-None-Match, If-Modified-Since, If-Range, X-Session-ID'
 
 /**

@@ -5,16 +5,17 @@ import {
 } from '../../errors.ts'
 import type { FileType } from '../../meter/index.ts'
 import type { ServerMetrics } from '../admin/metrics.ts'
-import type { Authorizer, Identity } from '../access/authorize.ts'
+import type { Authorizer, Denial, Identity } from '../access/authorize.ts'
 import type { ClientIpResolver } from '../access/client-ip.ts'
 import type { DeniedLog } from '../access/denials.ts'
 import { peerOf } from '../access/peer.ts'
+import { sessionCookie } from '../access/sessions.ts'
 import { inScope, signedQuery } from '../access/url-signer.ts'
 import { sendError } from '../error-reply.ts'
 import { firstValue } from '../header-value.ts'
 import type { MeteringInput } from '../metering/metering-input.ts'
 import { BufferBody } from '../origin/buffer-body.ts'
-import { forwardedClient } from '../origin/forwarding.ts'
+import { forwardedClient, xForwardedProto } from '../origin/forwarding.ts'
 import { fileTypeOf } from '../origin/media-types.ts'
 import type { ForwardedHeaders, Origin, OriginResponse } from '../origin/origin.ts'
 import type { CorsPolicy } from './cors.ts'
@@ -34,6 +35,8 @@ export interface MediaContext {
   metering: MeteringInput | undefined
   /** The access check (signatures, uid, session, client IP). */
   access: Authorizer
+  /** `SESSION_TTL` in seconds: the session cookie's Max-Age. */
+  sessionTtl: number
   /** `SIGNING_SECRET`, for the tokens rewritten playlists carry. */
   signingSecret: string | undefined
   /** `TRUSTED_PROXIES`, for the `X-Forwarded-*` an HTTP origin is sent. */
@@ -82,7 +85,8 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
   let answer: OriginResponse | undefined
   let counted: string | undefined // the IP this request is counted under in ctx.perIp
   try {
-    const who = identify(req, ctx)
+    const identified = identify(req, ctx)
+    const who = identified instanceof Promise ? await identified : identified
     fileType = who.fileType
     if (!ctx.perIp.acquire(who.ip)) {
       ctx.metrics.countLimitHit('max_transfers_per_ip')
@@ -144,10 +148,18 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
   }
 }
 
-function identify (req: IncomingMessage, ctx: MediaContext): Request {
+/** Who asks: at once for most requests, a promise when a session or grant must be looked up. */
+function identify (req: IncomingMessage, ctx: MediaContext): Request | Promise<Request> {
   const { rawPath, rawQuery } = splitTarget(req.url ?? '/')
   const path = parseMediaPath(rawPath)
-  const who = ctx.access.authorize({ path, query: new URLSearchParams(rawQuery), headers: req.headers, peer: peerOf(req) })
+  const who = ctx.access.authorize({ path, query: new URLSearchParams(rawQuery), headers: req.headers, peer: peerOf(req), method: req.method })
+  return who instanceof Promise
+    ? who.then((w) => admitted(w, path, rawQuery, ctx))
+    : admitted(who, path, rawQuery, ctx)
+}
+
+/** The request once let in; a denial is counted and thrown. */
+function admitted (who: Identity | Denial, path: string, rawQuery: string, ctx: MediaContext): Request {
   if (who.kind === 'denied') {
     ctx.denials.add({ reason: who.reason, status: who.error.statusCode, path: `/${path}`, ip: who.ip, time: ctx.now() })
     throw who.error
@@ -160,6 +172,7 @@ function identify (req: IncomingMessage, ctx: MediaContext): Request {
     scope: who.scope,
     ipBinding: who.ipBinding,
     sessionId: who.sessionId,
+    session: who.session,
     ip: who.ip,
     path,
     query: rawQuery,
@@ -189,7 +202,9 @@ async function rewritten (answer: OriginResponse, who: Request, req: IncomingMes
   const playlist = await readPlaylist(answer, ctx)
   const secret = ctx.signingSecret
   const uid = who.uid as string
-  const { expires, scope, ipBinding: ip, sessionId: sid } = who
+  const { expires, scope, ipBinding: ip } = who
+  // The access session travels in its cookie, never in a URL.
+  const sid = who.sessionId === who.session ? undefined : who.sessionId
   let unsigned = 0
   let example = ''
   const result = await rewritePlaylistSliced(playlist, {
@@ -243,6 +258,11 @@ function unsignedQuery (uid: string, expires: number | undefined, sid: string | 
 async function send (res: ServerResponse, answer: OriginResponse, who: Request, req: IncomingMessage, ctx: MediaContext): Promise<number> {
   res.statusCode = answer.status
   for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value)
+  if (who.session !== undefined) {
+    // Sent with every answer the session covers, so its Max-Age slides (docs/access.md#sessions).
+    res.setHeader('set-cookie', sessionCookie(who.session, ctx.sessionTtl, xForwardedProto(forwardedClient(req, ctx.ips)) === 'https'))
+    res.setHeader('x-session-id', who.session)
+  }
   ctx.cors.apply(req, res)
   if (answer.body === null || req.method === 'HEAD' || answer.status === 304) {
     answer.body?.destroy()

@@ -50,6 +50,11 @@ export interface NginxConfigOptions {
   locked?: boolean | undefined
   /** `ACCESS_OPEN_EXTENSIONS` (lower-case, no dot): served without a check when nothing else lets a request in. @default [] */
   openExtensions?: readonly string[] | undefined
+  /**
+   * `KEY_MAX_USES` is set: key files go to streammeter like playlists,
+   * after the same checks, so that their uses are counted in the store. @default false
+   */
+  keysToApp?: boolean | undefined
   /** Directory of the pid file and the error log (`ENGINE_DIR`). */
   dir: string
   /** The access log streammeter reads (one line per finished request, access-log-line.ts). */
@@ -174,7 +179,7 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     // A segment starting with `.` is a 404, as in the node engine
     // (docs/limits.md); first of the regular expressions, so it wins.
     '    location ~ /\\. { if ($sm_path = bad) { return 400; } return 404; }',
-    ...(o.app === undefined ? [] : appLocations(o.app, maxPerIp(o))),
+    ...(o.app === undefined ? [] : appLocations(o.app, maxPerIp(o), o.keysToApp === true)),
     '    location / {',
     ...CORS_HEADERS,
     ...accessChecks(maxPerIp(o)),
@@ -236,7 +241,7 @@ const TOO_LARGE_URI = '/_streammeter/too-large'
 const INTERNAL_URI = '/_streammeter/internal'
 
 /** As media/cors.ts sends them. */
-const CORS_EXPOSE = 'Content-Length, Content-Range, Accept-Ranges'
+const CORS_EXPOSE = 'Content-Length, Content-Range, Accept-Ranges, X-Session-ID'
 const CORS_ALLOW_HEADERS = 'Range, If-None-Match, If-Modified-Since, If-Range, X-Session-ID'
 
 /**
@@ -298,11 +303,12 @@ function accessChecks (limit: number): string[] {
 
 /**
  * streammeter's own paths (not metered: no log line) and playlists (checked
- * here, rewritten there, metered from this log like any response), passed
- * to its private listener with the client's address and the key that makes
- * streammeter believe it. Unbuffered, so the dashboard's live feed streams.
+ * here, rewritten there, metered from this log like any response; key
+ * files too with `keys`, for their use limit), passed to its private
+ * listener with the client's address and the key that makes streammeter
+ * believe it. Unbuffered, so the dashboard's live feed streams.
  */
-function appLocations (app: NginxApp, limit: number): string[] {
+function appLocations (app: NginxApp, limit: number, keys: boolean): string[] {
   const pass = [
     '      proxy_pass http://sm_app;',
     '      proxy_http_version 1.1;',
@@ -323,7 +329,7 @@ function appLocations (app: NginxApp, limit: number): string[] {
   ].join('\n'))
   return [
     ...own,
-    '    location ~* \\.m3u8$ {',
+    `    location ~* \\.${keys ? '(m3u8|key)' : 'm3u8'}$ {`,
     ...accessChecks(limit),
     ...pass,
     '    }'

@@ -93,6 +93,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
       signingSecret: config.signingSecret,
       locked: config.accessApiKey !== undefined,
       openExtensions: config.accessOpenExtensions,
+      keysToApp: config.keyMaxUses !== undefined,
       dir,
       accessLog,
       njsPath: NJS_PATH,
