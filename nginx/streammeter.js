@@ -292,6 +292,21 @@ function uid (r) {
   return check(r).uid
 }
 
+/**
+ * `$sm_app_uid`: the uid streammeter let a request in under (a session, a
+ * grant: it answered the request itself), from its percent-encoded
+ * `X-Streammeter-Uid` answer header; empty for any other request.
+ */
+function appUid (r) {
+  const v = r.variables.upstream_http_x_streammeter_uid
+  if (v === undefined || v === '') return ''
+  try {
+    return decodeURIComponent(v)
+  } catch (e) {
+    return ''
+  }
+}
+
 /** `$sm_sid_checked`: the `sid` query parameter, decoded (the reader applies the session rules), for a query that has one not of the signer's form. */
 function sid (r) {
   const v = first(r.args.sid)
@@ -436,4 +451,4 @@ function nameOf (piece) {
   }
 }
 
-export default { access, openAccess, uid, sid, methodError, originUri, pathVerdict, pathError }
+export default { access, openAccess, uid, appUid, sid, methodError, originUri, pathVerdict, pathError }

@@ -23,12 +23,14 @@ import {
   ENGINE_COMPARISONS, ENGINE_TARGETS, FULL_TIMING, LIMITS, LOAD_CORE, LOAD_UIDS, POOL_SIZE, QUICK_TIMING, RATIOS, SCENARIOS, TARGET_CORE,
   TARGET_IDS, VERIFY, runTargets
 } from './proxy/plan.ts'
-import type { Scenario, ScenarioId, TargetSpec, Timing } from './proxy/plan.ts'
+import type { Scenario, ScenarioId, TargetId, TargetSpec, Timing } from './proxy/plan.ts'
 import { coreTimes, cpuSeconds, peakRssBytes, resetPeakRss } from './proxy/proc-stats.ts'
 import type { CoreTimes } from './proxy/proc-stats.ts'
 import { ProcessGroup, isRunning, logTail } from './proxy/processes.ts'
 import { ReportReceiver } from './proxy/report-receiver.ts'
 import { seededRandom, shuffled, signedPath, signedPool } from './proxy/signed-paths.ts'
+import type { PoolEntry } from './proxy/signed-paths.ts'
+import { accessRequests, grantAll, openSessions } from './proxy/access-setup.ts'
 import { engineRows, errorCount, limits, othersOnTargetCore, ratios, renderEngines, renderTables, summarize, throughput } from './proxy/summary.ts'
 import type { Sample } from './proxy/summary.ts'
 import { checkPinned, startOrigin, startTarget } from './proxy/targets.ts'
@@ -160,7 +162,7 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
     await receiver.listen()
     const secret = randomBytes(32).toString('hex')
     const expires = Math.floor(Date.now() / 1000) + URL_LIFETIME_S
-    const scripts = writeScripts(tmp, content, secret, expires)
+    const { scripts, s2Pool } = writeScripts(tmp, content, secret, expires)
     const probePath = signedPath(secret, 'probe', content.byScenario.s2.files[0] as string, expires)
 
     const bundles = await bundleNodeTargets(join(tmp, 'bundles'))
@@ -171,7 +173,9 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
       targets.push(await startTarget(spec, { group, tmp, contentRoot: content.root, originUrl: origin.url, receiver, secret, probePath, bundles, baseBundle: ab?.base.bundle }))
     }
 
-    const samples = await measureAll(group, targets, scenarios, scripts, timing, Math.max(20, ...specs.map((t) => t.label.length + 1)))
+    const accessScripts = await prepareAccess(targets, { tmp, content, secret, expires, s2Pool })
+    const scriptOf = (t: RunningTarget, sc: Scenario): string => (sc.id === 's2' ? accessScripts.get(t.spec.id) : undefined) ?? scripts[sc.id]
+    const samples = await measureAll(group, targets, scenarios, scriptOf, timing, Math.max(20, ...specs.map((t) => t.label.length + 1)))
 
     const exactness: Exactness[] = []
     let seed = 1000
@@ -275,16 +279,41 @@ function versionOf (bin: string, args: string[]): string {
  * get byte-identical requests: POOL_SIZE random (file, uid) pairs, uids among
  * LOAD_UIDS, each signed (nginx and the Node peers ignore the query).
  */
-function writeScripts (tmp: string, content: Content, secret: string, expires: number): Record<ScenarioId, string> {
+function writeScripts (tmp: string, content: Content, secret: string, expires: number): { scripts: Record<ScenarioId, string>, s2Pool: PoolEntry[] } {
   const random = seededRandom(42)
   const scripts = {} as Record<ScenarioId, string>
+  let s2Pool: PoolEntry[] = []
   for (const sc of SCENARIOS) {
     const pool = signedPool({ secret, files: content.byScenario[sc.id].files, uids: LOAD_UIDS, uidPrefix: 'u', size: POOL_SIZE, expires, random })
     const file = join(tmp, `${sc.id}.lua`)
     writeWrkScript(file, pool.map((e) => e.path))
     scripts[sc.id] = file
+    if (sc.id === 's2') s2Pool = pool
   }
-  return scripts
+  return { scripts, s2Pool }
+}
+
+/**
+ * The S2 scripts of the access targets (plan.ts, `access`): the same (file,
+ * uid) pairs as every other target's, as plain paths that a session or a
+ * grant lets in, once every uid's session or grant exists in that target.
+ */
+async function prepareAccess (targets: readonly RunningTarget[], o: { tmp: string, content: Content, secret: string, expires: number, s2Pool: readonly PoolEntry[] }): Promise<Map<TargetId, string>> {
+  const out = new Map<TargetId, string>()
+  const uids = Array.from({ length: LOAD_UIDS }, (_, i) => `u${i}`)
+  const file = o.content.byScenario.s2.files[0] as string
+  for (const t of targets) {
+    const access = t.spec.access
+    if (access === undefined) continue
+    log(`${access === 'session' ? 'opening a session' : 'granting'} for each of ${uids.length} uids: ${t.spec.label}`)
+    const sessions = access === 'session'
+      ? await openSessions(t, { secret: o.secret, file, uids, expires: o.expires })
+      : await grantAll(t, { secret: o.secret, file, uids }).then(() => new Map<string, string>())
+    const script = join(o.tmp, `s2-${t.spec.id}.lua`)
+    writeWrkScript(script, accessRequests(o.s2Pool, access, sessions))
+    out.set(t.spec.id, script)
+  }
+  return out
 }
 
 /**
@@ -294,20 +323,20 @@ function writeScripts (tmp: string, content: Content, secret: string, expires: n
  * neighbour in every round, and a neighbour can leave work behind (nginx
  * proxy_pass spills large responses to temp files).
  */
-async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[], scenarios: readonly Scenario[], scripts: Record<ScenarioId, string>, timing: Timing, labelWidth: number): Promise<Sample[]> {
+async function measureAll (group: ProcessGroup, targets: readonly RunningTarget[], scenarios: readonly Scenario[], scriptOf: (t: RunningTarget, sc: Scenario) => string, timing: Timing, labelWidth: number): Promise<Sample[]> {
   const samples: Sample[] = []
   let seed = 1
   const random = seededRandom(7)
   for (const sc of scenarios) {
     const inScenario = targets.filter((t) => t.spec.scenarios.includes(sc.id))
     for (const t of inScenario) {
-      const s = await measure(group, t, sc, scripts[sc.id], timing.warmupSeconds, 0, seed++)
+      const s = await measure(group, t, sc, scriptOf(t, sc), timing.warmupSeconds, 0, seed++)
       samples.push(s)
       log(progressLine(s, sc, 'warm-up', t, labelWidth))
     }
     for (let round = 1; round <= timing.rounds; round++) {
       for (const t of shuffled(inScenario, random)) {
-        const s = await measure(group, t, sc, scripts[sc.id], timing.seconds, round, seed++)
+        const s = await measure(group, t, sc, scriptOf(t, sc), timing.seconds, round, seed++)
         samples.push(s)
         log(progressLine(s, sc, `round ${round}/${timing.rounds}`, t, labelWidth))
       }

@@ -213,6 +213,7 @@ export function buildApp (options: AppOptions): App {
       now: Date.now
     }),
     sessionTtl: sessions.sessionTtl,
+    tellsUid: options.nginx !== undefined,
     metering,
     signingSecret: options.signingSecret,
     ips,

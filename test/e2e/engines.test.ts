@@ -552,6 +552,45 @@ describe('both engines through `streammeter serve`', { concurrency: true }, () =
         }
       })
 
+      it('grants and sessions: plain URLs let in, metered to the grant\'s uid; replays refused; revoked at once', async (t) => {
+        if (!engineOrSkip(t, engine)) return
+        const receiver = await newReceiver(t)
+        const server = await startEngineServer(t, engine, { ...settings(receiver, 'memory:'), TRUSTED_PROXIES: '127.0.0.1', ACCESS_API_KEY: 'engines-api-key' })
+        const player = { 'user-agent': 'Player/3.0', 'x-forwarded-for': '203.0.113.50' }
+        const api = { authorization: 'Bearer engines-api-key', 'content-type': 'application/json' }
+        const granted = await request(`${server.url}/api/whitelist`, {
+          method: 'POST', headers: api, body: JSON.stringify({ uid: 'g-user', path: '/enc/index.m3u8', clientIp: '203.0.113.7', UserAgent: 'Player/3.0' })
+        })
+        assert.equal(granted.statusCode, 200, await granted.body.text())
+        // The grant lets in plain URLs of its directory from its network with its agent, and opens a session.
+        const first = await get(server, '/enc/seg000.ts', player)
+        assert.equal(first.status, 200)
+        const id = /session_id_fileserver=([A-Za-z0-9_-]{32})/.exec(String(first.headers['set-cookie']))?.[1] ?? ''
+        assert.notEqual(id, '')
+        const withCookie = { ...player, cookie: `session_id_fileserver=${id}` }
+        const playlist = await get(server, '/enc/index.m3u8', withCookie)
+        assert.equal(playlist.status, 200)
+        const key = await get(server, '/enc/enc.key', { ...player, 'x-session-id': id })
+        assert.equal(key.status, 200)
+        assert.equal(key.headers['x-streammeter-uid'], undefined, 'the uid header is the log\'s only')
+        // Replays: another network, another agent, another uid, another directory.
+        assert.equal((await get(server, '/enc/seg001.ts', { ...withCookie, 'x-forwarded-for': '198.51.100.7' })).status, 403)
+        assert.equal((await get(server, '/enc/seg001.ts', { ...withCookie, 'user-agent': 'curl/8' })).status, 403)
+        assert.equal((await get(server, '/enc/seg001.ts?uid=mallory', withCookie)).status, 403)
+        assert.equal((await get(server, '/seg.ts', withCookie)).status, 403)
+        // A signed URL still comes first, and bills its own uid.
+        assert.equal((await get(server, signed('signed-user', 'seg.ts'), withCookie)).status, 200)
+        await reportedExactly(receiver, {
+          'g-user': first.body.length + playlist.body.length + key.body.length,
+          'signed-user': FILES['seg.ts']
+        })
+        assert.equal(receiver.totals().get('mallory'), undefined)
+        const revoked = await request(`${server.url}/api/whitelist?uid=g-user`, { method: 'DELETE', headers: { authorization: api.authorization } })
+        assert.equal(revoked.statusCode, 200, await revoked.body.text())
+        assert.equal((await get(server, '/enc/seg002.ts', withCookie)).status, 403)
+        assert.equal((await get(server, '/enc/seg002.ts', player)).status, 403)
+      })
+
       it('use limits: a signed key URL answers KEY_MAX_USES GETs, then 403; counted in the store', async (t) => {
         if (!engineOrSkip(t, engine)) return
         const receiver = await newReceiver(t)

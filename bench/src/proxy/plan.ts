@@ -9,7 +9,7 @@ export type ScenarioId = 's1' | 's2' | 's3'
 
 /** Target ids, in table order. */
 export type TargetId = 'nginx-static' | 'nginx-proxy' | 'sm-http' | 'sm-fs' | 'sm-nginx-http' | 'sm-nginx-fs' | 'sm-fs-off' |
-  'fastify-proxy' | 'http-proxy' | 'sm-http-base' | 'sm-fs-base' | 'sm-nginx-http-base' | 'sm-nginx-fs-base'
+  'sm-fs-session' | 'sm-fs-grant' | 'fastify-proxy' | 'http-proxy' | 'sm-http-base' | 'sm-fs-base' | 'sm-nginx-http-base' | 'sm-nginx-fs-base'
 
 /** One load pattern. */
 export interface Scenario {
@@ -37,6 +37,14 @@ export interface TargetSpec {
    * Undefined for the peers.
    */
   engine?: 'node' | 'nginx'
+  /**
+   * How its S2 load gets in instead of a signed URL per request
+   * (docs/access.md): `session`, plain paths with the uid's session in
+   * `X-Session-ID` (opened by one signed request per uid before the load);
+   * `grant`, plain paths with `?uid=` from a network granted to every uid
+   * (`POST /api/whitelist` per uid before the load), no session presented.
+   */
+  access?: 'session' | 'grant'
 }
 
 const MIB = 2 ** 20
@@ -64,6 +72,9 @@ export const TARGETS: readonly TargetSpec[] = [
   { id: 'sm-nginx-fs', label: 'streammeter-nginx fs', scenarios: ALL, metered: true, engine: 'nginx' },
   // Only S2 (many small responses) shows what metering costs per request.
   { id: 'sm-fs-off', label: 'sm fs meter off', scenarios: ['s2'], metered: false, engine: 'node' },
+  // Sessions and grants doing the access check's work (S2: where a per-request cost shows).
+  { id: 'sm-fs-session', label: 'sm fs session', scenarios: ['s2'], metered: true, engine: 'node', access: 'session' },
+  { id: 'sm-fs-grant', label: 'sm fs grant', scenarios: ['s2'], metered: true, engine: 'node', access: 'grant' },
   { id: 'fastify-proxy', label: '@fastify/http-proxy', scenarios: ALL, metered: false },
   { id: 'http-proxy', label: 'http-proxy', scenarios: ALL, metered: false }
 ]
@@ -196,6 +207,10 @@ export const RATIOS: readonly RatioSpec[] = [
   { label: 'fs origin S1 vs nginx static', scenario: 's1', numerator: 'sm-fs', denominator: 'nginx-static', min: 0.6 },
   { label: 'fs origin S2 vs nginx static', scenario: 's2', numerator: 'sm-fs', denominator: 'nginx-static', min: 0.4 },
   { label: 'S2 metering on vs off (fs origin)', scenario: 's2', numerator: 'sm-fs', denominator: 'sm-fs-off', min: 0.95, max: 1.05 },
+  { label: 'S2 by session vs signed URLs (fs origin)', scenario: 's2', numerator: 'sm-fs-session', denominator: 'sm-fs', min: 0.9 },
+  { label: 'S2 by session vs signed URLs, CPU per request', scenario: 's2', numerator: 'sm-fs-session', denominator: 'sm-fs', metric: 'cpu', max: 1.1 },
+  { label: 'S2 by grant vs signed URLs (fs origin)', scenario: 's2', numerator: 'sm-fs-grant', denominator: 'sm-fs', min: 0.9 },
+  { label: 'S2 by grant vs signed URLs, CPU per request', scenario: 's2', numerator: 'sm-fs-grant', denominator: 'sm-fs', metric: 'cpu', max: 1.1 },
   ...engineRatios()
 ]
 

@@ -181,7 +181,8 @@ export interface LimitResult {
  */
 export function limits (cells: readonly CellSummary[], targets: readonly TargetSpec[] = TARGETS): LimitResult[] {
   const out: LimitResult[] = []
-  for (const t of targets.filter((x) => x.metered)) {
+  // The access targets are held to their ratios against the signed-URL target instead.
+  for (const t of targets.filter((x) => x.metered && x.access === undefined)) {
     if (t.engine === 'nginx') {
       const share = cell(cells, 's2', t.id)?.ownCpuShare
       const max = ENGINE_TARGETS.ownCpuShareS2

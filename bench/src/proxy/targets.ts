@@ -15,7 +15,7 @@ import type { ReportReceiver } from './report-receiver.ts'
  * any inherited one is dropped, so that only what the benchmark sets applies
  * (an unknown one with these prefixes would even stop the start).
  */
-const SETTING_PREFIXES = ['TRAFFIC_', 'ORIGIN_', 'STORE_', 'SIGNING_', 'SHUTDOWN_', 'ADMIN_', 'CORS_', 'TRUSTED_']
+const SETTING_PREFIXES = ['TRAFFIC_', 'ORIGIN_', 'STORE_', 'SIGNING_', 'SHUTDOWN_', 'ADMIN_', 'CORS_', 'TRUSTED_', 'ACCESS_', 'SESSION_', 'GRANT_', 'KEY_', 'PLAYLIST_']
 const PLAIN_SETTINGS = new Set(['PORT', 'HOST', 'WORKERS', 'LOG_LEVEL', 'ENGINE', 'ENGINE_DIR', 'NGINX_BIN'])
 
 /** What starting a target needs. */
@@ -81,6 +81,8 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
     case 'sm-http':
     case 'sm-fs':
     case 'sm-fs-off':
+    case 'sm-fs-session':
+    case 'sm-fs-grant':
     case 'sm-http-base':
     case 'sm-fs-base': {
       // The base targets differ from their counterparts in the bundle only.
@@ -142,6 +144,8 @@ function streammeterEnv (spec: TargetSpec, ctx: TargetContext, dir: string, port
     ...inheritedEnv(),
     ...(httpOrigin ? { ORIGIN_URL: ctx.originUrl } : { ORIGIN_ROOT: ctx.contentRoot }),
     SIGNING_SECRET: ctx.secret,
+    // Grants need the access API; the key is the signing secret's twin, never logged.
+    ...(spec.access === 'grant' ? { ACCESS_API_KEY: accessApiKey(ctx.secret) } : {}),
     STORE_URL: `sqlite:${join(dir, 'bench.db')}`,
     TRAFFIC_COLLECTOR_ENABLED: spec.id === 'sm-fs-off' ? 'false' : 'true',
     TRAFFIC_MIN_BYTES: '0',
@@ -152,6 +156,11 @@ function streammeterEnv (spec: TargetSpec, ctx: TargetContext, dir: string, port
     // Bounds how long the final stop may take; the receiver answers at once.
     SHUTDOWN_GRACE: '20'
   }
+}
+
+/** The `ACCESS_API_KEY` of a grant target, from the run's secret. */
+export function accessApiKey (secret: string): string {
+  return `grant-${secret.slice(0, 16)}`
 }
 
 /** Every PID of a target must be allowed on `core` only: the comparison assumes one core each. */

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import type { AccessStore, Grant, GrantLimits, PutGrantResult, RevokeResult, Session } from '../../store/access-store.ts'
 import { AccessUnavailableError } from '../../errors.ts'
 import { AgentHashes } from './sessions.ts'
+import { inScope } from './url-signer.ts'
 import type { SessionBinding, SessionIds } from './sessions.ts'
 
 /**
@@ -56,7 +57,7 @@ export class AccessState {
   /** id → the session, or undefined (not found) with when to ask again. */
   readonly #sessions = new Map<string, { session: Session | undefined, until: number }>()
   /** network → its live grants, until when. */
-  readonly #grants = new Map<string, { grants: Grant[], until: number }>()
+  readonly #grants = new Map<string, { grants: NetworkGrants, until: number }>()
   /** Lookups in flight, so that a burst of misses asks once. */
   readonly #pending = new Map<string, Promise<unknown>>()
   readonly #agents = new AgentHashes()
@@ -191,12 +192,12 @@ export class AccessState {
    * The live grants in `network`, from the cache, else the store.
    * @throws {AccessUnavailableError} (the promise rejects) when the store must be asked and cannot answer
    */
-  grantsIn (network: string): Grant[] | Promise<Grant[]> {
+  grantsIn (network: string): NetworkGrants | Promise<NetworkGrants> {
     const now = this.#now()
     const hit = this.#grants.get(network)
     if (hit !== undefined && hit.until > now) return hit.grants
     return this.#once(`g\n${network}`, async () => {
-      const grants = await this.#store.grantsIn(network, now)
+      const grants = new NetworkGrants(await this.#store.grantsIn(network, now))
       remember(this.#grants, network, { grants, until: now + SHORT_CACHE_MS })
       return grants
     })
@@ -243,6 +244,35 @@ export class AccessState {
     this.#pending.set(key, p)
     return await p
   }
+}
+
+/**
+ * A network's live grants, indexed by agent and by agent and uid: a network
+ * behind one address (a carrier's NAT) may hold thousands, and a request
+ * should not look at each.
+ */
+export class NetworkGrants {
+  readonly #byAgent = new Map<string, Grant[]>()
+  readonly #byAgentUid = new Map<string, Grant[]>()
+
+  constructor (grants: readonly Grant[]) {
+    for (const g of grants) {
+      push(this.#byAgent, g.agent, g)
+      push(this.#byAgentUid, `${g.agent}\n${g.uid}`, g)
+    }
+  }
+
+  /** The grants of `agent`, of `uid` only when given, live at `now`, for `path` (any path with `anywhere`). */
+  matching (agent: string, uid: string | undefined, path: string, now: number, anywhere: boolean): Grant[] {
+    const grants = (uid === undefined ? this.#byAgent.get(agent) : this.#byAgentUid.get(`${agent}\n${uid}`)) ?? []
+    return grants.filter((g) => g.expiresAt > now && (anywhere || inScope(path, g.directory)))
+  }
+}
+
+function push<V> (map: Map<string, V[]>, key: string, value: V): void {
+  const list = map.get(key)
+  if (list === undefined) map.set(key, [value])
+  else list.push(value)
 }
 
 /** `fn`'s result; any failure (the store's) as AccessUnavailableError. */

@@ -209,13 +209,16 @@ export class Authorizer {
         return await this.#perSession(request, allowed({ uid: session.uid, sessionId: c.label ?? session.id, session: session.id, ip }))
       }
       if (this.#grants) {
-        const matching = (await state.grantsIn(network)).filter((g) => g.agent === agent && (isOpen || inScope(path, g.directory)))
+        const grants = await state.grantsIn(network)
+        const now = this.#now()
+        const matching = grants.matching(agent, uid, path, now, isOpen)
         if (matching.length > 0) {
-          const grant = pickGrant(matching, uid)
-          if (grant === undefined) return denied(new BadSignatureError(), 'uid_mismatch', ip)
+          const grant = pickGrant(matching)
           const id = state.open({ uid: grant.uid, network, agent, directory: grant.directory })
           return await this.#perSession(request, allowed({ uid: grant.uid, sessionId: c.label ?? id, session: id, ip }))
         }
+        // A grant of someone else would let it in: the uid parameter is a forgery.
+        if (uid !== undefined && grants.matching(agent, undefined, path, now, isOpen).length > 0) return denied(new BadSignatureError(), 'uid_mismatch', ip)
       }
     } catch (err) {
       // An open file needs no check: served, unmetered, while the store is away.
@@ -302,17 +305,11 @@ function allowed (who: Partial<Omit<Identity, 'kind' | 'ip'>> & { ip: string }):
   }
 }
 
-/**
- * Of the grants matching a request, the one it is metered under: with a
- * `uid` parameter, that uid's (none: undefined, a forgery); else the one
- * for the deepest directory, the newest on a tie.
- */
-function pickGrant (grants: readonly Grant[], uid: string | undefined): Grant | undefined {
-  let best: Grant | undefined
+/** Of the grants matching a request, the one it is metered under: the deepest directory, the newest on a tie. */
+function pickGrant (grants: readonly Grant[]): Grant {
+  let best = grants[0] as Grant
   for (const g of grants) {
-    if (uid !== undefined && g.uid !== uid) continue
-    if (best === undefined || g.directory.length > best.directory.length ||
-      (g.directory.length === best.directory.length && g.grantedAt >= best.grantedAt)) best = g
+    if (g.directory.length > best.directory.length || (g.directory.length === best.directory.length && g.grantedAt >= best.grantedAt)) best = g
   }
   return best
 }

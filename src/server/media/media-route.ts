@@ -37,6 +37,11 @@ export interface MediaContext {
   access: Authorizer
   /** `SESSION_TTL` in seconds: the session cookie's Max-Age. */
   sessionTtl: number
+  /**
+   * The nginx engine: answers name their uid in `X-Streammeter-Uid`
+   * (percent-encoded), which nginx logs and never passes on.
+   */
+  tellsUid: boolean
   /** `SIGNING_SECRET`, for the tokens rewritten playlists carry. */
   signingSecret: string | undefined
   /** `TRUSTED_PROXIES`, for the `X-Forwarded-*` an HTTP origin is sent. */
@@ -258,6 +263,7 @@ function unsignedQuery (uid: string, expires: number | undefined, sid: string | 
 async function send (res: ServerResponse, answer: OriginResponse, who: Request, req: IncomingMessage, ctx: MediaContext): Promise<number> {
   res.statusCode = answer.status
   for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value)
+  if (ctx.tellsUid && who.uid !== undefined) res.setHeader('x-streammeter-uid', encodeURIComponent(who.uid))
   if (who.session !== undefined) {
     // Sent with every answer the session covers, so its Max-Age slides (docs/access.md#sessions).
     res.setHeader('set-cookie', sessionCookie(who.session, ctx.sessionTtl, xForwardedProto(forwardedClient(req, ctx.ips)) === 'https'))

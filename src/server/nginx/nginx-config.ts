@@ -8,7 +8,7 @@ import type { StreammeterError } from '../../errors.ts'
 import { DEFAULT_CONTENT_TYPE, cacheControlFor, contentTypes, fileTypeOf } from '../origin/media-types.ts'
 import { ACCESS_LOG_FORMAT } from './access-log-line.ts'
 import { originHttpLines, originProxyLines } from './nginx-origin-config.ts'
-import { accessLines, clientIpLines, fastPathMaps, openExtensionLines } from './nginx-request-maps.ts'
+import { accessLines, clientIpLines, corsMaps, fastPathMaps, openExtensionLines, viaAppLines } from './nginx-request-maps.ts'
 import type { NginxHttpOrigin } from './nginx-origin-config.ts'
 import { quote, seconds } from './nginx-syntax.ts'
 
@@ -55,6 +55,13 @@ export interface NginxConfigOptions {
    * after the same checks, so that their uses are counted in the store. @default false
    */
   keysToApp?: boolean | undefined
+  /**
+   * Sessions and grants (docs/access.md#sessions): a request njs does not
+   * let in that one of them may is passed to streammeter, which decides
+   * and answers it (`grants`: `ACCESS_API_KEY` is set, so any refused
+   * request may have one). Undefined: neither (no secret, no key).
+   */
+  viaApp?: { grants: boolean } | undefined
   /** Directory of the pid file and the error log (`ENGINE_DIR`). */
   dir: string
   /** The access log streammeter reads (one line per finished request, access-log-line.ts). */
@@ -162,7 +169,8 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     '  js_set $sm_method_error sm.methodError;',
     '  js_set $sm_path_checked sm.pathVerdict;',
     '  js_set $sm_path_error sm.pathError;',
-    ...fastPathMaps(o.signingSecret !== undefined),
+    ...fastPathMaps(o.signingSecret !== undefined, viaApp(o) !== undefined),
+    ...(viaApp(o) === undefined ? [] : viaAppLines((viaApp(o) as { grants: boolean }).grants)),
     ...corsMaps(o.corsOrigins ?? ['*']),
     ...clientIpLines(o.trustedProxies ?? []),
     // `$sm_denial` (the log's verdict on a refused request) is set only where a
@@ -179,16 +187,17 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     // A segment starting with `.` is a 404, as in the node engine
     // (docs/limits.md); first of the regular expressions, so it wins.
     '    location ~ /\\. { if ($sm_path = bad) { return 400; } return 404; }',
-    ...(o.app === undefined ? [] : appLocations(o.app, maxPerIp(o), o.keysToApp === true)),
+    ...(o.app === undefined ? [] : appLocations(o.app, maxPerIp(o), o.keysToApp === true, viaApp(o) !== undefined)),
     '    location / {',
     ...CORS_HEADERS,
-    ...accessChecks(maxPerIp(o)),
+    ...accessChecks(maxPerIp(o), viaApp(o) !== undefined),
     ...(o.httpOrigin === undefined
       // Files only: a directory is a 404, as in the node engine (no redirect, no listing).
       ? ['      try_files $uri =404;', '      add_header Cache-Control $sm_cache_control;']
       : originProxyLines(o.httpOrigin)),
     '    }',
     ...DENIALS.map(([verdict, code]) => `    error_page ${code} = @sm_${verdict};`),
+    ...(viaApp(o) === undefined ? [] : ['    error_page 466 = @sm_via_app;']),
     '    error_page 429 = @sm_too_many;',
     '    error_page 404 = @sm_not_found;',
     '    error_page 463 = @sm_method;',
@@ -231,6 +240,11 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
   return lines.join('\n')
 }
 
+/** Sessions and grants, when the app is there to decide them. */
+function viaApp (o: NginxConfigOptions): { grants: boolean } | undefined {
+  return o.app === undefined ? undefined : o.viaApp
+}
+
 function maxPerIp (o: NginxConfigOptions): number {
   return o.maxTransfersPerIp ?? 64
 }
@@ -241,7 +255,6 @@ const TOO_LARGE_URI = '/_streammeter/too-large'
 const INTERNAL_URI = '/_streammeter/internal'
 
 /** As media/cors.ts sends them. */
-const CORS_EXPOSE = 'Content-Length, Content-Range, Accept-Ranges, X-Session-ID'
 const CORS_ALLOW_HEADERS = 'Range, If-None-Match, If-Modified-Since, If-Range, X-Session-ID'
 
 /**
@@ -255,29 +268,6 @@ const CORS_HEADERS: readonly string[] = [
   '      add_header Vary $sm_cors_vary always;'
 ]
 
-/**
- * `$sm_cors_origin` (the allowed origin to answer with, or empty),
- * `$sm_cors_expose` and `$sm_cors_vary` (`Origin` unless every origin is
- * allowed) from `CORS_ORIGINS`, compared without regard to case.
- */
-function corsMaps (origins: readonly string[]): string[] {
-  const any = origins.includes('*')
-  return [
-    '  map $http_origin $sm_cors_origin {',
-    `    default ${any ? '*' : '""'};`,
-    ...(any ? [] : origins.map((o) => `    "~*^${corsPattern(o)}$" $http_origin;`)),
-    '  }',
-    `  map $sm_cors_origin $sm_cors_expose { "" ""; default ${quote(CORS_EXPOSE)}; }`,
-    `  map $host $sm_cors_vary { default ${any ? '""' : 'Origin'}; }`
-  ]
-}
-
-/** An origin (`scheme://host[:port]`, as the configuration accepts it) as a regular expression matching it exactly. */
-function corsPattern (origin: string): string {
-  if (!/^[A-Za-z0-9.:/[\]-]+$/.test(origin)) throw new TypeError(`cannot write the origin ${JSON.stringify(origin)} into the nginx configuration`)
-  return origin.replace(/[.[\]]/g, (c) => `\\${c}`)
-}
-
 /** Verdicts of the njs check that refuse a request: internal status, then the node engine's error. */
 const DENIALS: ReadonlyArray<[string, number, StreammeterError]> = [
   ['bad', 460, new BadSignatureError()],
@@ -287,14 +277,15 @@ const DENIALS: ReadonlyArray<[string, number, StreammeterError]> = [
   ['ip-mismatch', 465, new BadSignatureError()]
 ]
 
-/** The method and signature checks every media location starts with. */
-function accessChecks (limit: number): string[] {
+/** The method and signature checks every media location starts with; `viaApp`: sessions and grants go to the app. */
+function accessChecks (limit: number, viaApp: boolean): string[] {
   return [
     '      if ($request_method = OPTIONS) { return 464; }',
     '      if ($request_method !~ ^(GET|HEAD)$) { return 463; }',
     // The raw path, by the node engine's rules, before nginx's normalised one is used.
     '      if ($sm_path = bad) { return 400; }',
     '      if ($sm_path = hidden) { return 404; }',
+    ...(viaApp ? ['      if ($sm_via_app) { return 466; }'] : []),
     ...DENIALS.map(([verdict, code]) => `      if ($sm_access = ${verdict}) { return ${code}; }`),
     // Counted once the checks above let the request through (limit_conn runs after them).
     `      limit_conn sm_per_ip ${limit};`
@@ -308,7 +299,7 @@ function accessChecks (limit: number): string[] {
  * listener with the client's address and the key that makes streammeter
  * believe it. Unbuffered, so the dashboard's live feed streams.
  */
-function appLocations (app: NginxApp, limit: number, keys: boolean): string[] {
+function appLocations (app: NginxApp, limit: number, keys: boolean, viaApp: boolean): string[] {
   const pass = [
     '      proxy_pass http://sm_app;',
     '      proxy_http_version 1.1;',
@@ -316,6 +307,8 @@ function appLocations (app: NginxApp, limit: number, keys: boolean): string[] {
     '      proxy_set_header Host $http_host;',
     '      proxy_set_header X-Streammeter-Peer $realip_remote_addr;',
     `      proxy_set_header X-Streammeter-Peer-Key ${quote(app.peerKey)};`,
+    // The uid streammeter let a request in under, for the log only.
+    '      proxy_hide_header X-Streammeter-Uid;',
     '      proxy_buffering off;',
     '      proxy_read_timeout 1h;'
   ]
@@ -330,9 +323,11 @@ function appLocations (app: NginxApp, limit: number, keys: boolean): string[] {
   return [
     ...own,
     `    location ~* \\.${keys ? '(m3u8|key)' : 'm3u8'}$ {`,
-    ...accessChecks(limit),
+    ...accessChecks(limit, viaApp),
     ...pass,
-    '    }'
+    '    }',
+    // What a session or grant may let in: streammeter decides and answers (docs/access.md#sessions).
+    ...(viaApp ? ['    location @sm_via_app {', ...pass, '    }'] : [])
   ]
 }
 

@@ -94,6 +94,7 @@ export async function startNginxEngine (config: Config, logger: Logger, options:
       locked: config.accessApiKey !== undefined,
       openExtensions: config.accessOpenExtensions,
       keysToApp: config.keyMaxUses !== undefined,
+      viaApp: config.signingSecret === undefined && config.accessApiKey === undefined ? undefined : { grants: config.accessApiKey !== undefined },
       dir,
       accessLog,
       njsPath: NJS_PATH,

@@ -1,3 +1,4 @@
+import { quote } from './nginx-syntax.ts'
 import { parseIpBlock } from '../../ip-address.ts'
 
 /** The nginx engine's maps and zones that classify a request before any njs runs (nginx-config.ts uses them). */
@@ -22,7 +23,7 @@ import { parseIpBlock } from '../../ip-address.ts'
  * - `$sm_uid` and `$sm_sid`: the access log's uid (empty unless allowed) and
  *   session parameter, from those parts or from njs.
  */
-export function fastPathMaps (signed: boolean): string[] {
+export function fastPathMaps (signed: boolean, viaApp = false): string[] {
   const segment = '[A-Za-z0-9_~-][A-Za-z0-9_.~-]*'
   const value = '[A-Za-z0-9_.~-]'
   const token = '[0-9a-f]{64}|[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]'
@@ -33,9 +34,30 @@ export function fastPathMaps (signed: boolean): string[] {
     '  map $uri $sm_relative_path { "~(?s)^/(?<sm_relative>.*)$" $sm_relative; default ""; }',
     `  map $args $sm_signed_message { "~${query}" ${signed ? '"$sm_q_uid:$sm_relative_path:$sm_q_expires"' : '""'}; default ""; }`,
     '  map $sm_signed_message $sm_allowed_uid { "" $sm_uid_checked; default $sm_q_uid; }',
-    '  map $sm_access $sm_uid { ok $sm_allowed_uid; default ""; }',
+    `  map $sm_access $sm_uid { ok $sm_allowed_uid; default ${viaApp ? '$sm_app_uid' : '""'}; }`,
     '  map $arg_sid $sm_sid_any { "" ""; default $sm_sid_checked; }',
     '  map $sm_signed_message $sm_sid { "" $sm_sid_any; default $sm_q_sid; }'
+  ]
+}
+
+/**
+ * `$sm_via_app`: `1` for a request njs did not let in that a session or a
+ * grant may (docs/access.md#sessions): streammeter answers it itself. A
+ * request refused by its signed URL goes there when it carries a session
+ * (`session_id_fileserver`, `X-Session-ID`), or always when grants can
+ * exist (`grants`, with `ACCESS_API_KEY`: the client's network may hold
+ * one); an open file only with a session, to meter it to the session's
+ * uid. `$sm_app_uid` is the uid streammeter answered it under, for the log.
+ */
+export function viaAppLines (grants: boolean): string[] {
+  const refused = '(?:bad|expired|ip-mismatch)'
+  return [
+    '  map "$sm_access|$cookie_session_id_fileserver$http_x_session_id" $sm_via_app {',
+    ...(grants ? [`    "~^${refused}\\|" 1;`] : [`    "~^${refused}\\|." 1;`]),
+    '    "~^open\\|." 1;',
+    '    default "";',
+    '  }',
+    '  js_set $sm_app_uid sm.appUid;'
   ]
 }
 
@@ -93,4 +115,30 @@ export function openExtensionLines (extensions: readonly string[]): string[] {
   if (extensions.length === 0) return []
   for (const e of extensions) if (!/^[a-z0-9]{1,16}$/.test(e)) throw new Error(`ACCESS_OPEN_EXTENSIONS: "${e}" is not a file extension`)
   return [`  map $uri $sm_open_ext { "~*\\.(?:${extensions.join('|')})$" 1; default ""; }`]
+}
+
+/** As media/cors.ts sends them. */
+const CORS_EXPOSE = 'Content-Length, Content-Range, Accept-Ranges, X-Session-ID'
+
+/**
+ * `$sm_cors_origin` (the allowed origin to answer with, or empty),
+ * `$sm_cors_expose` and `$sm_cors_vary` (`Origin` unless every origin is
+ * allowed) from `CORS_ORIGINS`, compared without regard to case.
+ */
+export function corsMaps (origins: readonly string[]): string[] {
+  const any = origins.includes('*')
+  return [
+    '  map $http_origin $sm_cors_origin {',
+    `    default ${any ? '*' : '""'};`,
+    ...(any ? [] : origins.map((o) => `    "~*^${corsPattern(o)}$" $http_origin;`)),
+    '  }',
+    `  map $sm_cors_origin $sm_cors_expose { "" ""; default ${quote(CORS_EXPOSE)}; }`,
+    `  map $host $sm_cors_vary { default ${any ? '""' : 'Origin'}; }`
+  ]
+}
+
+/** An origin (`scheme://host[:port]`, as the configuration accepts it) as a regular expression matching it exactly. */
+function corsPattern (origin: string): string {
+  if (!/^[A-Za-z0-9.:/[\]-]+$/.test(origin)) throw new TypeError(`cannot write the origin ${JSON.stringify(origin)} into the nginx configuration`)
+  return origin.replace(/[.[\]]/g, (c) => `\\${c}`)
 }
