@@ -50,7 +50,11 @@ export interface Identity {
    * children are bound to it too. Undefined when not bound.
    */
   ipBinding: string | undefined
-  /** The session id the request is reported under: its own label (session-id.ts), else its access session's. */
+  /**
+   * The session id the request is reported under: what it carries
+   * (session-id.ts), as both engines read it; an access session presented
+   * in its cookie or header is that.
+   */
   sessionId: string | undefined
   /**
    * The access session this request holds (docs/access.md#sessions): the
@@ -179,7 +183,7 @@ export class Authorizer {
       if (verdict === 'ok') {
         const scope = scoped ?? directoryOf(path)
         const session = this.#openSession(request, uid as string, ip, scope)
-        const who = allowed({ uid, expires: Number(expiresRaw), scope, ipBinding: bound, sessionId: label ?? session, session, ip })
+        const who = allowed({ uid, expires: Number(expiresRaw), scope, ipBinding: bound, sessionId: label, session, ip })
         const limit = this.#useLimit(request)
         // One count per signed URL, whichever encoding its token is in: what the token covers.
         if (limit === undefined) return who
@@ -206,7 +210,7 @@ export class Authorizer {
       if (session !== undefined && session.network === network && session.agent === agent && (isOpen || inScope(path, session.directory))) {
         if (uid !== undefined && uid !== session.uid) return denied(new BadSignatureError(), 'uid_mismatch', ip)
         state.slide(session)
-        return await this.#perSession(request, allowed({ uid: session.uid, sessionId: c.label ?? session.id, session: session.id, ip }))
+        return await this.#perSession(request, allowed({ uid: session.uid, sessionId: c.label, session: session.id, ip }))
       }
       if (this.#grants) {
         const grants = await state.grantsIn(network)
@@ -215,7 +219,7 @@ export class Authorizer {
         if (matching.length > 0) {
           const grant = pickGrant(matching)
           const id = state.open({ uid: grant.uid, network, agent, directory: grant.directory })
-          return await this.#perSession(request, allowed({ uid: grant.uid, sessionId: c.label ?? id, session: id, ip }))
+          return await this.#perSession(request, allowed({ uid: grant.uid, sessionId: c.label, session: id, ip }))
         }
         // A grant of someone else would let it in: the uid parameter is a forgery.
         if (uid !== undefined && grants.matching(agent, undefined, path, now, isOpen).length > 0) return denied(new BadSignatureError(), 'uid_mismatch', ip)
