@@ -352,11 +352,12 @@ export function buildApp (options: AppOptions): App {
         // Flush → seal → deliver within what is left of the grace (at least 1 s).
         await collector?.close({ grace: Math.max(1, (deadline - Date.now()) / 1000) })
       } finally {
+        // The sessions opened last are written before the store closes.
+        await accessState?.stop().catch((err: unknown) => log.error({ err }, 'writing the last sessions failed'))
         await store.close().catch((err: unknown) => log.error({ err }, 'closing the store failed'))
         await options.origin.close().catch((err: unknown) => log.error({ err }, 'closing the origin failed'))
         idleWaiters = []
         sendTimeout.stop()
-        accessState?.stop()
         setState('closed')
       }
     })()

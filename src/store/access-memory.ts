@@ -54,9 +54,9 @@ export class MemoryAccess implements AccessStore {
     return { grants, sessions }
   }
 
-  async putSession (session: Session): Promise<void> {
+  async putSessions (sessions: readonly Session[]): Promise<void> {
     this.#check()
-    this.#sessions.set(session.id, { ...session })
+    for (const session of sessions) this.#sessions.set(session.id, { ...session })
     this.#wrote()
   }
 
@@ -67,6 +67,14 @@ export class MemoryAccess implements AccessStore {
     if (s.expiresAt > now) return { ...s }
     this.#sessions.delete(id)
     return undefined
+  }
+
+  async slideSessions (sessions: readonly Session[]): Promise<void> {
+    this.#check()
+    for (const session of sessions) {
+      const stored = this.#sessions.get(session.id)
+      if (stored?.uid === session.uid) stored.expiresAt = session.expiresAt
+    }
   }
 
   async dropSessions (ids: readonly string[]): Promise<void> {

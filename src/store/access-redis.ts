@@ -1,4 +1,5 @@
-import type { Cluster, Redis } from 'ioredis'
+import type { ChainableCommander, Cluster, Redis } from 'ioredis'
+import { StoreError } from '../errors.ts'
 import { liveGrants } from './access-store.ts'
 import type { AccessStore, Grant, GrantLimits, PutGrantResult, RevokeResult, Session } from './access-store.ts'
 import { limit } from './redis-codec.ts'
@@ -58,11 +59,27 @@ export class RedisAccess implements AccessStore {
     return { grants, sessions }
   }
 
-  async putSession (session: Session): Promise<void> {
+  async putSessions (sessions: readonly Session[]): Promise<void> {
+    await this.#putSessions('putSessions', sessions, '0')
+  }
+
+  async slideSessions (sessions: readonly Session[]): Promise<void> {
+    await this.#putSessions('slideSessions', sessions, '1')
+  }
+
+  /** One script per session, all in one pipeline: one round-trip. */
+  async #putSessions (operation: string, sessions: readonly Session[], slideOnly: '0' | '1'): Promise<void> {
     const k = this.#keys
-    await this.#runner.script('putSession', 'smPutSession',
-      [k.sessionPrefix + keyPart(session.id), k.sessionsOfPrefix + keyPart(session.uid)],
-      [k.sessionsOfPrefix, sessionJson(session), session.id])
+    const replies = await this.#runner.run(operation, async () => {
+      if (sessions.length === 0) return []
+      const pipeline = this.#client.pipeline() as unknown as Record<'smPutSession', (...args: Array<string | number>) => void> & ChainableCommander
+      for (const s of sessions) {
+        pipeline.smPutSession(2, k.sessionPrefix + keyPart(s.id), k.sessionsOfPrefix + keyPart(s.uid), k.sessionsOfPrefix, sessionJson(s), s.id, slideOnly)
+      }
+      return await pipeline.exec()
+    })
+    const failed = replies?.find(([err]) => err !== null)?.[0]
+    if (failed !== undefined && failed !== null) throw new StoreError(`redis store ${operation} failed: ${failed.message}`)
   }
 
   /** Redis may not have expired a session yet: `now` decides. */

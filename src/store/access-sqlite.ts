@@ -52,6 +52,9 @@ export class SqliteAccess implements AccessStore {
   readonly #putGrantTx
   readonly #revokeTx
   readonly #dropSessionsTx
+  readonly #putSessionsTx
+  readonly #slideSession
+  readonly #slideSessionsTx
 
   /**
    * @param db - the store's database, migrated (tables of schema 3)
@@ -96,6 +99,13 @@ export class SqliteAccess implements AccessStore {
     this.#putGrantTx = db.transaction((grant: Grant, limits: GrantLimits) => this.#putGrantIn(grant, limits)).immediate
     this.#revokeTx = db.transaction((uid: string, now: number) => this.#revokeIn(uid, now)).immediate
     this.#dropSessionsTx = db.transaction((ids: readonly string[]) => this.#dropSessionsIn(ids)).immediate
+    this.#slideSession = db.prepare<[number, string, string]>('UPDATE access_sessions SET expires_at = ? WHERE id = ? AND uid = ?')
+    this.#slideSessionsTx = db.transaction((sessions: readonly Session[]) => {
+      for (const x of sessions) this.#slideSession.run(x.expiresAt, x.id, x.uid)
+    }).immediate
+    this.#putSessionsTx = db.transaction((sessions: readonly Session[]) => {
+      for (const x of sessions) this.#putSession.run(x.id, x.uid, x.network, x.agent, x.directory, x.expiresAt)
+    }).immediate
   }
 
   async putGrant (grant: Grant, limits: GrantLimits): Promise<PutGrantResult> {
@@ -114,9 +124,15 @@ export class SqliteAccess implements AccessStore {
     return this.#run('access.revoke', () => this.#revokeTx(uid, now))
   }
 
-  async putSession (session: Session): Promise<void> {
-    const s = session
-    await this.#run('access.putSession', () => this.#putSession.run(s.id, s.uid, s.network, s.agent, s.directory, s.expiresAt))
+  /** One transaction for the lot: the sessions of a flush interval cost one commit. */
+  async putSessions (sessions: readonly Session[]): Promise<void> {
+    if (sessions.length === 0) return await this.#run('access.putSessions', () => undefined)
+    await this.#run('access.putSessions', () => this.#putSessionsTx(sessions))
+  }
+
+  async slideSessions (sessions: readonly Session[]): Promise<void> {
+    if (sessions.length === 0) return await this.#run('access.slideSessions', () => undefined)
+    await this.#run('access.slideSessions', () => this.#slideSessionsTx(sessions))
   }
 
   async session (id: string, now: number): Promise<Session | undefined> {

@@ -81,8 +81,17 @@ export interface AccessStore {
    * every instance drops what it cached.
    */
   revoke: (uid: string, now: number) => Promise<RevokeResult>
-  /** Store a session, or replace the one with its id (a new expiry slides it). */
-  putSession: (session: Session) => Promise<void>
+  /**
+   * Store sessions, or replace those with their ids (a new expiry slides
+   * one). Written in one go: one transaction, or one pipeline; a failure
+   * rejects (some may be written then, each whole).
+   */
+  putSessions: (sessions: readonly Session[]) => Promise<void>
+  /**
+   * Move the expiry of those of `sessions` that are still stored for the
+   * same uid to theirs; one revoked or dropped meanwhile stays gone.
+   */
+  slideSessions: (sessions: readonly Session[]) => Promise<void>
   /** The live session with this id. */
   session: (id: string, now: number) => Promise<Session | undefined>
   /** Remove these sessions (those of evicted grants); moves the epoch when one existed. */

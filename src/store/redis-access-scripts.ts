@@ -196,13 +196,16 @@ return { grants, sessions }
 
 /**
  * putSession — KEYS: the session, its uid's session ids. ARGV: session ids
- * prefix, session JSON, id. Replaces the session (its expiry slides with it)
- * and lists it under its uid, taking it off another uid's list when the id
- * was theirs.
+ * prefix, session JSON, id, and `1` to slide only. Replaces the session (its
+ * expiry slides with it) and lists it under its uid, taking it off another
+ * uid's list when the id was theirs. To slide only, it writes nothing unless
+ * the same uid's session is there: a slide never brings back a session
+ * revoked meanwhile. Returns 1 when written.
  */
 const PUT_SESSION = `${PRELUDE}
 local s = cdecode(ARGV[2])
 local old = call('GET', KEYS[1])
+if ARGV[4] == '1' and (not old or cdecode(old).uid ~= s.uid) then return 0 end
 if old then
   local was = cdecode(old).uid
   if was ~= s.uid then

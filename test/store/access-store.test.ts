@@ -183,9 +183,9 @@ for (const kind of KINDS) {
       await s.access.putGrant(grant(), LIMITS)
       await s.access.putGrant(grant({ directory: '/videos/t2/', grantedAt: T0 + 1 }), LIMITS)
       await s.access.putGrant(grant({ uid: 'bob' }), LIMITS)
-      await s.access.putSession(session())
-      await s.access.putSession(session({ id: 'sess-2', directory: '/videos/t2/' }))
-      await s.access.putSession(session({ id: 'sess-bob', uid: 'bob' }))
+      await s.access.putSessions([session()])
+      await s.access.putSessions([session({ id: 'sess-2', directory: '/videos/t2/' })])
+      await s.access.putSessions([session({ id: 'sess-bob', uid: 'bob' })])
       const epoch = await s.access.epoch()
       const seen = s.other === undefined ? undefined : await s.other.epoch()
       assert.deepEqual(await s.access.revoke('alice', T0 + 10), { grants: 2, sessions: 2 })
@@ -204,18 +204,44 @@ for (const kind of KINDS) {
       const s = await kind.open(t)
       if (s === undefined) return
       assert.equal(await s.access.session('sess-1', T0), undefined)
-      await s.access.putSession(session({ expiresAt: T0 + 1000 }))
+      await s.access.putSessions([session({ expiresAt: T0 + 1000 })])
       assert.deepEqual(await (s.other ?? s.access).session('sess-1', T0 + 999), session({ expiresAt: T0 + 1000 }))
-      await s.access.putSession(session({ expiresAt: T0 + 5000 }))
+      await s.access.putSessions([session({ expiresAt: T0 + 5000 })])
       assert.deepEqual(await s.access.session('sess-1', T0 + 4999), session({ expiresAt: T0 + 5000 }))
       assert.equal(await s.access.session('sess-1', T0 + 5000), undefined)
+    })
+
+    it('stores several sessions at once, and none for an empty list', async (t) => {
+      const s = await kind.open(t)
+      if (s === undefined) return
+      await s.access.putSessions([session(), session({ id: 'sess-2', uid: 'bob' }), session({ id: 'sess-3', expiresAt: T0 + 10 })])
+      await s.access.putSessions([])
+      const reader = s.other ?? s.access
+      assert.equal((await reader.session('sess-2', T0))?.uid, 'bob')
+      assert.equal((await reader.session('sess-3', T0 + 9))?.id, 'sess-3')
+      assert.deepEqual(await s.access.revoke('alice', T0), { grants: 0, sessions: 2 })
+    })
+
+    it('slides only sessions still stored for the same uid: never one revoked or dropped meanwhile', async (t) => {
+      const s = await kind.open(t)
+      if (s === undefined) return
+      await s.access.putSessions([session(), session({ id: 'sess-2' }), session({ id: 'sess-3', uid: 'bob' })])
+      await s.access.revoke('bob', T0)
+      await s.access.dropSessions(['sess-2'])
+      const later = T0 + 3 * HOUR
+      await (s.other ?? s.access).slideSessions([session({ expiresAt: later }), session({ id: 'sess-2', expiresAt: later }),
+        session({ id: 'sess-3', uid: 'bob', expiresAt: later }), session({ id: 'sess-9', expiresAt: later }), session({ id: 'sess-1', uid: 'mallory', expiresAt: later })])
+      assert.equal((await s.access.session('sess-1', T0 + 2 * HOUR + 1))?.uid, 'alice', 'slid: alive past its first expiry')
+      assert.equal((await s.access.session('sess-1', later - 1))?.expiresAt, later)
+      for (const id of ['sess-2', 'sess-3', 'sess-9']) assert.equal(await s.access.session(id, T0), undefined, id)
+      await s.access.slideSessions([])
     })
 
     it('drops sessions by id and moves the epoch only when one existed', async (t) => {
       const s = await kind.open(t)
       if (s === undefined) return
-      await s.access.putSession(session())
-      await s.access.putSession(session({ id: 'sess-2' }))
+      await s.access.putSessions([session()])
+      await s.access.putSessions([session({ id: 'sess-2' })])
       const epoch = await s.access.epoch()
       await s.access.dropSessions(['none'])
       assert.equal(await s.access.epoch(), epoch)

@@ -196,7 +196,7 @@ describe('sqlite store: a file of schema 2 opens and gains the access tables', (
     }
     assert.equal(await store.access.epoch(), '0')
     assert.deepEqual(await store.access.putGrant(grant, { perUid: 5, pathsPerNetwork: 3 }), { renewed: false, evicted: [] })
-    await store.access.putSession({ id: 's1', uid: 'alice', network: grant.network, agent: 'a1', directory: grant.directory, expiresAt: T0 + 60_000 })
+    await store.access.putSessions([{ id: 's1', uid: 'alice', network: grant.network, agent: 'a1', directory: grant.directory, expiresAt: T0 + 60_000 }])
     assert.equal(await store.access.countUse('k', T0 + 60_000), 1)
     assert.deepEqual(await store.access.revoke('bob', T0), { grants: 0, sessions: 0 })
     await store.close()

@@ -2,7 +2,7 @@ import { Pool } from 'undici'
 import type { PoolEntry } from './signed-paths.ts'
 import { signedPath } from './signed-paths.ts'
 import type { RunningTarget } from './targets.ts'
-import { accessApiKey } from './targets.ts'
+import { accessApiKey, needsGrants } from './targets.ts'
 import type { WrkRequest } from './wrk.ts'
 
 /**
@@ -16,14 +16,17 @@ import type { WrkRequest } from './wrk.ts'
 const CONCURRENCY = 32
 
 /**
- * Open a session per uid with one signed request each, and return each
- * uid's session id (its `X-Session-ID` answer header).
+ * Open a session per uid with one request each, and return each uid's
+ * session id (its `X-Session-ID` answer header): a signed request, or for
+ * a target that {@link needsGrants} a plain one that the uid's grant lets in.
  * @throws when a request is not answered 200 with a session
  */
 export async function openSessions (t: RunningTarget, o: { secret: string, file: string, uids: readonly string[], expires: number }): Promise<Map<string, string>> {
   const ids = new Map<string, string>()
+  const granted = needsGrants(t.spec)
+  if (granted) await grantAll(t, o)
   await eachUid(t, o.uids, async (pool, uid) => {
-    const res = await pool.request({ path: signedPath(o.secret, uid, o.file, o.expires), method: 'GET' })
+    const res = await pool.request({ path: granted ? `/${o.file}?uid=${uid}` : signedPath(o.secret, uid, o.file, o.expires), method: 'GET' })
     await res.body.dump()
     const id = res.headers['x-session-id']
     if (res.statusCode !== 200 || typeof id !== 'string') throw new Error(`${t.spec.label}: opening ${uid}'s session answered ${res.statusCode}`)

@@ -9,7 +9,7 @@ export type ScenarioId = 's1' | 's2' | 's3'
 
 /** Target ids, in table order. */
 export type TargetId = 'nginx-static' | 'nginx-proxy' | 'sm-http' | 'sm-fs' | 'sm-nginx-http' | 'sm-nginx-fs' | 'sm-fs-off' |
-  'sm-fs-session' | 'sm-fs-grant' | 'fastify-proxy' | 'http-proxy' | 'sm-http-base' | 'sm-fs-base' | 'sm-nginx-http-base' | 'sm-nginx-fs-base'
+  'sm-fs-session' | 'sm-fs-grant' | 'sm-nginx-fs-session' | 'fastify-proxy' | 'http-proxy' | 'sm-http-base' | 'sm-fs-base' | 'sm-nginx-http-base' | 'sm-nginx-fs-base'
 
 /** One load pattern. */
 export interface Scenario {
@@ -75,6 +75,8 @@ export const TARGETS: readonly TargetSpec[] = [
   // Sessions and grants doing the access check's work (S2: where a per-request cost shows).
   { id: 'sm-fs-session', label: 'sm fs session', scenarios: ['s2'], metered: true, engine: 'node', access: 'session' },
   { id: 'sm-fs-grant', label: 'sm fs grant', scenarios: ['s2'], metered: true, engine: 'node', access: 'grant' },
+  // The nginx engine passes what a session lets in to streammeter (docs/engines.md#sessions-and-grants).
+  { id: 'sm-nginx-fs-session', label: 'sm-nginx fs session', scenarios: ['s2'], metered: true, engine: 'nginx', access: 'session' },
   { id: 'fastify-proxy', label: '@fastify/http-proxy', scenarios: ALL, metered: false },
   { id: 'http-proxy', label: 'http-proxy', scenarios: ALL, metered: false }
 ]
@@ -211,6 +213,8 @@ export const RATIOS: readonly RatioSpec[] = [
   { label: 'S2 by session vs signed URLs, CPU per request', scenario: 's2', numerator: 'sm-fs-session', denominator: 'sm-fs', metric: 'cpu', max: 1.1 },
   { label: 'S2 by grant vs signed URLs (fs origin)', scenario: 's2', numerator: 'sm-fs-grant', denominator: 'sm-fs', min: 0.9 },
   { label: 'S2 by grant vs signed URLs, CPU per request', scenario: 's2', numerator: 'sm-fs-grant', denominator: 'sm-fs', metric: 'cpu', max: 1.1 },
+  { label: 'nginx engine, S2 by session vs signed URLs', scenario: 's2', numerator: 'sm-nginx-fs-session', denominator: 'sm-nginx-fs', min: 0.9 },
+  { label: 'nginx engine, S2 by session vs signed URLs, CPU per request', scenario: 's2', numerator: 'sm-nginx-fs-session', denominator: 'sm-nginx-fs', metric: 'cpu', max: 1.1 },
   ...engineRatios()
 ]
 

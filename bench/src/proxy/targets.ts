@@ -97,6 +97,7 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
     }
     case 'sm-nginx-http':
     case 'sm-nginx-fs':
+    case 'sm-nginx-fs-session':
     case 'sm-nginx-http-base':
     case 'sm-nginx-fs-base': {
       const bundle = spec.id.endsWith('-base') ? ctx.baseBundle : ctx.bundles.streammeter
@@ -145,7 +146,7 @@ function streammeterEnv (spec: TargetSpec, ctx: TargetContext, dir: string, port
     ...(httpOrigin ? { ORIGIN_URL: ctx.originUrl } : { ORIGIN_ROOT: ctx.contentRoot }),
     SIGNING_SECRET: ctx.secret,
     // Grants need the access API; the key is the signing secret's twin, never logged.
-    ...(spec.access === 'grant' ? { ACCESS_API_KEY: accessApiKey(ctx.secret) } : {}),
+    ...(needsGrants(spec) ? { ACCESS_API_KEY: accessApiKey(ctx.secret) } : {}),
     STORE_URL: `sqlite:${join(dir, 'bench.db')}`,
     TRAFFIC_COLLECTOR_ENABLED: spec.id === 'sm-fs-off' ? 'false' : 'true',
     TRAFFIC_MIN_BYTES: '0',
@@ -158,7 +159,16 @@ function streammeterEnv (spec: TargetSpec, ctx: TargetContext, dir: string, port
   }
 }
 
-/** The `ACCESS_API_KEY` of a grant target, from the run's secret. */
+/**
+ * Whether a target's load is let in through grants: the grant targets, and
+ * the nginx engine's session target, whose sessions a grant opens (nginx
+ * answers a signed segment itself, without opening one).
+ */
+export function needsGrants (spec: TargetSpec): boolean {
+  return spec.access === 'grant' || (spec.access === 'session' && spec.engine === 'nginx')
+}
+
+/** The `ACCESS_API_KEY` of a target that {@link needsGrants}, from the run's secret. */
 export function accessApiKey (secret: string): string {
   return `grant-${secret.slice(0, 16)}`
 }

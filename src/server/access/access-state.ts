@@ -21,7 +21,8 @@ import type { SessionBinding, SessionIds } from './sessions.ts'
  *   is dropped too, so that nothing revoked meanwhile is still honoured; a
  *   lookup then asks the store, and fails closed.
  * - A session is written when first made and then at most once per
- *   {@link TOUCH_EVERY_MS} as it slides, not per request.
+ *   {@link TOUCH_EVERY_MS} as it slides, not per request; the slides of
+ *   {@link WRITE_EVERY_MS} go together.
  */
 
 /** How long a missing session or a network's grants are cached. */
@@ -32,6 +33,8 @@ export const EPOCH_POLL_MS = 250
 export const STALE_AFTER_MS = 1000
 /** A session's expiry in the store is moved forward at most this often per instance. */
 export const TOUCH_EVERY_MS = 60_000
+/** Slides are written this long after the first of a batch. */
+export const WRITE_EVERY_MS = 50
 /** Entries kept per cache; the oldest goes first. */
 const MAX_ENTRIES = 50_000
 
@@ -61,6 +64,11 @@ export class AccessState {
   /** Lookups in flight, so that a burst of misses asks once. */
   readonly #pending = new Map<string, Promise<unknown>>()
   readonly #agents = new AgentHashes()
+  /** Sessions opened in this turn of the event loop, not written yet. */
+  #opened: Session[] = []
+  /** Sessions slid and not written yet, by id. */
+  readonly #slid = new Map<string, Session>()
+  #writeTimer: NodeJS.Timeout | undefined
   #epoch: string | undefined
   #epochReadAt = 0
   #timer: NodeJS.Timeout | undefined
@@ -141,9 +149,11 @@ export class AccessState {
     poll()
   }
 
-  stop (): void {
+  /** Stop reading the epoch, and write what is pending. */
+  async stop (): Promise<void> {
     clearInterval(this.#timer)
     this.#timer = undefined
+    await this.flushWrites()
   }
 
   /** Read the epoch once; drop the cache when it moved, or when it has not been read for too long. */
@@ -162,10 +172,17 @@ export class AccessState {
     }
   }
 
-  /** Drop everything cached (the epoch moved, or this instance took access back itself). */
+  /**
+   * Drop everything cached (the epoch moved, or this instance took access
+   * back itself), and the writes not made yet: a session opened or slid
+   * before a revocation is not written after it (the next request opens it
+   * again if something still lets it in).
+   */
   forget (): void {
     this.#sessions.clear()
     this.#grants.clear()
+    this.#opened = []
+    this.#slid.clear()
   }
 
   /**
@@ -205,35 +222,66 @@ export class AccessState {
 
   /**
    * The session for `binding`, made (or slid) in the store when needed: its
-   * id, for the cookie. The write is not waited for; the same id comes back
-   * for the same binding, so a failed write is retried by the next request.
+   * id, for the cookie. A new session is written at the end of this turn of
+   * the event loop, with the others opened in it (one transaction, one
+   * pipeline), so that another instance knows it by the player's next
+   * request; the write is not waited for. The same id comes back for the same binding, so a failed write is
+   * retried by the next request.
    */
   open (binding: SessionBinding): string {
     const id = this.#ids.idOf(binding)
     const hit = this.#sessions.get(id)?.session
-    if (hit === undefined) {
-      this.#write({ id, ...binding, expiresAt: this.#now() + this.#ttlMs })
-    } else {
+    if (hit !== undefined) {
       this.slide(hit)
+      return id
     }
+    const session = { id, ...binding, expiresAt: this.#now() + this.#ttlMs }
+    remember(this.#sessions, id, { session, until: session.expiresAt })
+    this.#opened.push(session)
+    // The sessions opened in one turn of the event loop are written together, at its end.
+    if (this.#opened.length === 1) setImmediate(() => { this.#writeOpened() })
     return id
   }
 
-  /** Move `session`'s expiry to a full `SESSION_TTL` from now, in the store at most once per {@link TOUCH_EVERY_MS}. */
+  #writeOpened (): void {
+    const batch = this.#opened
+    this.#opened = []
+    if (batch.length === 0) return
+    this.#store.putSessions(batch).catch((err: unknown) => { this.#unwritten(batch, err) })
+  }
+
+  /**
+   * Move `session`'s expiry to a full `SESSION_TTL` from now, in the store
+   * at most once per {@link TOUCH_EVERY_MS}, with the other slides of
+   * {@link WRITE_EVERY_MS} (one transaction, one pipeline). A slide never
+   * brings back a session revoked meanwhile (slideSessions).
+   */
   slide (session: Session): void {
     const expiresAt = this.#now() + this.#ttlMs
     if (expiresAt - session.expiresAt < TOUCH_EVERY_MS) return
-    this.#write({ ...session, expiresAt })
+    const slid = { ...session, expiresAt }
+    remember(this.#sessions, slid.id, { session: slid, until: expiresAt })
+    this.#slid.set(slid.id, slid)
+    if (this.#writeTimer !== undefined) return
+    this.#writeTimer = setTimeout(() => { this.flushWrites().catch(() => {}) }, WRITE_EVERY_MS)
+    this.#writeTimer.unref()
   }
 
-  #write (session: Session): void {
-    const entry = { session, until: session.expiresAt }
-    remember(this.#sessions, session.id, entry)
-    this.#store.putSession(session).catch((err: unknown) => {
-      // Forget it here, so that the next request writes it again.
-      if (this.#sessions.get(session.id) === entry) this.#sessions.delete(session.id)
-      this.#onWriteError(err)
-    })
+  /** Write the slides not written yet (and sessions opened in this turn). */
+  async flushWrites (): Promise<void> {
+    this.#writeOpened()
+    clearTimeout(this.#writeTimer)
+    this.#writeTimer = undefined
+    if (this.#slid.size === 0) return
+    const batch = [...this.#slid.values()]
+    this.#slid.clear()
+    await this.#store.slideSessions(batch).catch((err: unknown) => { this.#unwritten(batch, err) })
+  }
+
+  /** Sessions whose write failed: forgotten here, so that the next request writes each again. */
+  #unwritten (sessions: readonly Session[], err: unknown): void {
+    for (const s of sessions) if (this.#sessions.get(s.id)?.session === s) this.#sessions.delete(s.id)
+    this.#onWriteError(err)
   }
 
   /** One store lookup per key at a time; a failure becomes AccessUnavailableError. */

@@ -19,6 +19,8 @@ import { SESSION_COOKIE, SESSION_HEADER, cookieValue } from './session-id.ts'
  */
 
 const ID_BYTES = 12
+/** Ids {@link SessionIds} remembers; past it, it starts afresh. */
+const MADE_KEPT = 50_000
 /** Length of a session id: two 12-byte halves in base64url. */
 export const SESSION_ID_LENGTH = 32
 
@@ -33,6 +35,8 @@ export interface SessionBinding {
 /** Makes and checks session ids with one key. */
 export class SessionIds {
   readonly #key: Buffer
+  /** Ids made lately, by binding: a player's every request would otherwise cost two HMACs. */
+  readonly #made = new Map<string, string>()
 
   /** @param secret - `SIGNING_SECRET`, else `ACCESS_API_KEY`: the id key is derived from it */
   constructor (secret: string) {
@@ -41,10 +45,14 @@ export class SessionIds {
 
   /** The id of the session bound to `b`: the same for the same binding. */
   idOf (b: SessionBinding): string {
-    const nonce = createHmac('sha256', this.#key)
-      .update(`bind\n${b.uid}\n${b.network}\n${b.agent}\n${b.directory}`)
-      .digest().subarray(0, ID_BYTES)
-    return Buffer.concat([nonce, this.#tag(nonce)]).toString('base64url')
+    const binding = `bind\n${b.uid}\n${b.network}\n${b.agent}\n${b.directory}`
+    let id = this.#made.get(binding)
+    if (id !== undefined) return id
+    const nonce = createHmac('sha256', this.#key).update(binding).digest().subarray(0, ID_BYTES)
+    id = Buffer.concat([nonce, this.#tag(nonce)]).toString('base64url')
+    if (this.#made.size >= MADE_KEPT) this.#made.clear()
+    this.#made.set(binding, id)
+    return id
   }
 
   /** Whether `id` is one this key issued (its MAC holds), in constant time. */
