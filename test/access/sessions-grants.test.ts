@@ -14,7 +14,7 @@ import type { AccessRequest, Denial, Identity } from '../../src/server/access/au
 import { ClientIpResolver } from '../../src/server/access/client-ip.ts'
 import { SessionIds } from '../../src/server/access/sessions.ts'
 import { signedQuery } from '../../src/server/access/url-signer.ts'
-import type { AccessStore, Grant } from '../../src/store/access-store.ts'
+import type { AccessStore, Grant, Session } from '../../src/store/access-store.ts'
 import { MemoryStore } from '../../src/store/index.ts'
 
 const SECRET = 'sessions-and-grants-secret'
@@ -260,6 +260,34 @@ describe('revocation, open extensions and a store that does not answer', () => {
     assert.equal(outcome(await b.ask('videos/t1/seg.ts', '203.0.113.7', cookie(id))), 'denied bad_signature')
     assert.equal(outcome(await b.ask('videos/t9/seg.ts', '203.0.113.7', cookie(id9))), 'denied bad_signature')
     assert.equal(outcome(await b.ask('videos/t1/seg.ts')), 'denied bad_signature')
+  })
+
+  it('a lookup in flight when the cache is dropped does not cache what was just taken back', async () => {
+    const clock = { now: T0 }
+    const shared = new MemoryStore(POLICY()).access
+    const a = instance(shared, clock)
+    const opened = await a.ask(signed('alice', 'videos/t1/master.m3u8', clock))
+    const id = opened.kind === 'allowed' ? opened.session as string : ''
+    await a.state.flushWrites()
+    // B's store answers the session, then holds the answer until released.
+    let release = (): void => {}
+    const held = new Promise<void>((resolve) => { release = resolve })
+    const slowSession = async (sid: string, now: number): Promise<Session | undefined> => {
+      const found = await shared.session(sid, now)
+      await held
+      return found
+    }
+    const slow = new Proxy(shared, {
+      get: (target, name: string) => name === 'session' ? slowSession : (target as unknown as Record<string, (...a: unknown[]) => unknown>)[name]?.bind(target)
+    })
+    const b = instance(slow, clock)
+    const first = b.ask('videos/t1/seg.ts', '203.0.113.7', cookie(id))
+    await new Promise((resolve) => setImmediate(resolve))
+    await a.state.revoke('alice')
+    b.state.forget() // B's next epoch read
+    release()
+    assert.equal(outcome(await first), 'allowed alice', 'a request in flight finishes as it began')
+    assert.equal(outcome(await b.ask('videos/t1/seg.ts', '203.0.113.7', cookie(id))), 'denied bad_signature', 'nothing stale was cached')
   })
 
   it('an open extension is metered to a matching session or grant, whatever its directory, else to nobody', async () => {

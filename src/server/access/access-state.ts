@@ -71,6 +71,8 @@ export class AccessState {
   #writeTimer: NodeJS.Timeout | undefined
   #epoch: string | undefined
   #epochReadAt = 0
+  /** Moves with every {@link forget}: a lookup that started before one does not cache its answer. */
+  #generation = 0
   #timer: NodeJS.Timeout | undefined
 
   constructor (options: AccessStateOptions) {
@@ -179,6 +181,9 @@ export class AccessState {
    * again if something still lets it in).
    */
   forget (): void {
+    this.#generation++
+    // A lookup in flight may carry what was just taken back: later requests ask afresh.
+    this.#pending.clear()
     this.#sessions.clear()
     this.#grants.clear()
     this.#opened = []
@@ -198,9 +203,10 @@ export class AccessState {
       this.#sessions.delete(id) // expired here: another instance may have slid it, ask again
     }
     if (!this.#ids.issued(id)) return undefined
+    const generation = this.#generation
     return this.#once(`s\n${id}`, async () => {
       const session = await this.#store.session(id, now)
-      remember(this.#sessions, id, { session, until: now + SHORT_CACHE_MS })
+      if (generation === this.#generation) remember(this.#sessions, id, { session, until: now + SHORT_CACHE_MS })
       return session
     })
   }
@@ -213,9 +219,10 @@ export class AccessState {
     const now = this.#now()
     const hit = this.#grants.get(network)
     if (hit !== undefined && hit.until > now) return hit.grants
+    const generation = this.#generation
     return this.#once(`g\n${network}`, async () => {
       const grants = new NetworkGrants(await this.#store.grantsIn(network, now))
-      remember(this.#grants, network, { grants, until: now + SHORT_CACHE_MS })
+      if (generation === this.#generation) remember(this.#grants, network, { grants, until: now + SHORT_CACHE_MS })
       return grants
     })
   }
@@ -288,7 +295,9 @@ export class AccessState {
   async #once<T> (key: string, lookup: () => Promise<T>): Promise<T> {
     const pending = this.#pending.get(key)
     if (pending !== undefined) return await (pending as Promise<T>)
-    const p = unavailable(lookup).finally(() => this.#pending.delete(key))
+    const p: Promise<T> = unavailable(lookup).finally(() => {
+      if (this.#pending.get(key) === p) this.#pending.delete(key)
+    })
     this.#pending.set(key, p)
     return await p
   }
