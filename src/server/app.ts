@@ -189,6 +189,7 @@ export function buildApp (options: AppOptions): App {
   const accessStore = options.accessStore ?? (options.store as { access?: AccessStore }).access
   // Sessions and grants need a key to make session ids from, and a store.
   const key = options.signingSecret ?? options.accessApiKey
+  let sessionWarnedAt = 0
   const accessState = key === undefined || accessStore === undefined
     ? undefined
     : new AccessState({
@@ -196,7 +197,12 @@ export function buildApp (options: AppOptions): App {
       ids: new SessionIds(key),
       sessionTtl: sessions.sessionTtl,
       now: Date.now,
-      onWriteError: (err) => fastify.log.warn({ err }, 'a session could not be written to the store')
+      // Once a minute at most: with the store down, every turn of the event loop would say it.
+      onWriteError: (err) => {
+        if (Date.now() - sessionWarnedAt < 60_000) return
+        sessionWarnedAt = Date.now()
+        fastify.log.warn({ err }, 'sessions could not be written to the store (said once a minute at most)')
+      }
     })
   accessState?.start()
   const ctx: MediaContext = {

@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { request } from 'undici'
+import { StoreError } from '../../src/errors.ts'
 import { signedQuery } from '../../src/server/access/url-signer.ts'
+import type { AccessStore } from '../../src/store/access-store.ts'
 import { redisOrSkip, redisSuite, uniquePrefix } from '../helpers/redis.ts'
 import { startFleet } from '../helpers/serve-fleet.ts'
 import { meteredBytes, startTestServer } from '../helpers/test-server.ts'
@@ -161,6 +163,24 @@ describe('grants: /api/whitelist and the requests they let in (node engine)', ()
     assert.equal(wrong.headers['www-authenticate'], 'Bearer')
     assert.equal((await call(api, 'POST', good, { authorization: KEY })).status, 200, 'the bare key, as the original took it')
     assert.doesNotMatch(JSON.stringify(wrong.body), new RegExp(KEY))
+  })
+})
+
+describe('grants when the store does not answer', () => {
+  it('the API answers 503 JSON; a request only a grant could let in is 503, never let through; signed URLs still work', async (t) => {
+    const down = new Proxy({} as AccessStore, { get: () => async () => { throw new StoreError('the store is down') } })
+    const server = await startTestServer({ root: base, accessApiKey: KEY, signingSecret: SECRET, trustedProxies: ['127.0.0.1'], accessStore: down })
+    t.after(() => server.close())
+    const posted = await call(`${server.url}/api/whitelist`, 'POST', { uid: 'alice', path: '/videos/t1/', clientIp: '203.0.113.7', UserAgent: UA })
+    assert.equal(posted.status, 503)
+    assert.equal(posted.body.error.code, 'SM_ERR_ACCESS_UNAVAILABLE')
+    assert.doesNotMatch(JSON.stringify(posted.body), /store is down/, 'the cause stays in the log')
+    assert.equal((await call(`${server.url}/api/whitelist?uid=alice`, 'GET')).status, 503)
+    assert.equal((await call(`${server.url}/api/whitelist?uid=alice`, 'DELETE')).status, 503)
+    const plain = await media(`${server.url}/videos/t1/seg.ts`, '203.0.113.7')
+    assert.equal(plain.status, 503)
+    const expires = Math.floor(Date.now() / 1000) + 60
+    assert.equal((await media(`${server.url}/videos/t1/seg.ts?${signedQuery({ secret: SECRET, uid: 'bob', path: 'videos/t1/seg.ts', expires })}`, '203.0.113.7')).status, 200)
   })
 })
 
