@@ -27,6 +27,7 @@ mkdirSync(join(base, 'videos/t2'), { recursive: true })
 writeFileSync(join(base, 'videos/t1/seg.ts'), Buffer.alloc(3000, 1))
 writeFileSync(join(base, 'videos/t1/720p/seg.ts'), Buffer.alloc(2000, 2))
 writeFileSync(join(base, 'videos/t2/seg.ts'), Buffer.alloc(1000, 3))
+writeFileSync(join(base, 'videos/t1/index.m3u8'), '#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\nseg.ts\n#EXT-X-ENDLIST\n')
 after(() => rmSync(base, { recursive: true, force: true }))
 
 interface Answer { status: number, body: any, headers: Record<string, string | string[] | undefined> }
@@ -121,6 +122,12 @@ describe('grants: /api/whitelist and the requests they let in (node engine)', ()
     assert.equal((await media(`${server.url}/videos/t1/720p/seg.ts`, '203.0.113.7', { 'x-session-id': sessionOf(signed) })).status, 200)
     assert.equal((await media(`${server.url}/videos/t2/seg.ts`, '203.0.113.7', withCookie)).status, 403)
     assert.equal((await meteredBytes(server)).get('bob'), 3000 + 2000 + 2000)
+    // A playlist the session lets in: its children carry the uid, never the session (a credential) in a URL.
+    const playlist = await request(`${server.url}/videos/t1/index.m3u8`, { headers: { 'user-agent': UA, 'x-forwarded-for': '203.0.113.7', ...withCookie }, reset: true })
+    const text = await playlist.body.text()
+    assert.equal(playlist.statusCode, 200)
+    assert.match(text, /\nseg\.ts\?uid=bob\n/)
+    assert.doesNotMatch(text, new RegExp(sessionOf(signed)))
     // Without a key the whitelist API is off.
     assert.equal((await call(`${server.url}/api/whitelist`, 'POST', { uid: 'x', path: '/a.ts', clientIp: '1.2.3.4', UserAgent: '' })).status, 403)
   })

@@ -208,8 +208,10 @@ async function rewritten (answer: OriginResponse, who: Request, req: IncomingMes
   const secret = ctx.signingSecret
   const uid = who.uid as string
   const { expires, scope, ipBinding: ip } = who
-  // The access session travels in its cookie, never in a URL.
-  const sid = who.sessionId === who.session ? undefined : who.sessionId
+  // Only a session id the URL carried (`sid`) is passed down in URLs: one from
+  // a header or cookie the player sends again itself, and the cookie may be
+  // an access session, a credential that never goes into a URL.
+  const sid = who.sessionId !== undefined && who.sessionId === new URLSearchParams(who.query).get('sid')?.trim() ? who.sessionId : undefined
   let unsigned = 0
   let example = ''
   const result = await rewritePlaylistSliced(playlist, {
