@@ -123,12 +123,7 @@ describe('sqlite store: a file of schema 1 opens and upgrades in place', () => {
     await store.close()
 
     // Upgraded once: the file now says schema 3, has the access tables, and opens as it is.
-    const db = new Database(path, { readonly: true })
-    assert.equal(db.pragma('user_version', { simple: true }), 3)
-    assert.deepEqual(tablesOf(db), [...TABLES_2, ...ACCESS_TABLES].sort())
-    db.close()
-    const again = new SqliteStore(path, POLICY)
-    stores.push(again)
+    const again = reopenedAtSchema3(path, stores)
     assert.deepEqual((await again.outbox()).map((e) => e.reportId), ['next', 'big.1', 'big.2', 'later', 'new'])
   })
 })
@@ -161,6 +156,17 @@ function tempFile (t: TestContext, prefix: string): { path: string, stores: Sqli
     rmSync(dir, { recursive: true, force: true })
   })
   return { path: join(dir, 'usage.db'), stores }
+}
+
+/** After the upgrade: the file says schema 3 and has the access tables; it opens again as it is. */
+function reopenedAtSchema3 (path: string, stores: SqliteStore[]): SqliteStore {
+  const db = new Database(path, { readonly: true })
+  assert.equal(db.pragma('user_version', { simple: true }), 3)
+  assert.deepEqual(tablesOf(db), [...TABLES_2, ...ACCESS_TABLES].sort())
+  db.close()
+  const again = new SqliteStore(path, POLICY)
+  stores.push(again)
+  return again
 }
 
 /** The names of a file's tables and indexes, SQLite's automatic ones left out. */
@@ -201,12 +207,7 @@ describe('sqlite store: a file of schema 2 opens and gains the access tables', (
     assert.deepEqual(await store.access.revoke('bob', T0), { grants: 0, sessions: 0 })
     await store.close()
 
-    const db = new Database(path, { readonly: true })
-    assert.equal(db.pragma('user_version', { simple: true }), 3)
-    assert.deepEqual(tablesOf(db), [...TABLES_2, ...ACCESS_TABLES].sort())
-    db.close()
-    const again = new SqliteStore(path, POLICY)
-    stores.push(again)
+    const again = reopenedAtSchema3(path, stores)
     assert.deepEqual(await again.access.grantsOf('alice', T0), [grant])
     assert.equal((await again.access.session('s1', T0))?.uid, 'alice')
     assert.equal(await again.access.countUse('k', T0 + 60_000), 2)

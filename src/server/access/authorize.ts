@@ -15,8 +15,8 @@ import { presentedSession } from './sessions.ts'
 import { checkSignedRequest, directoryOf, inScope } from './url-signer.ts'
 import type { SignedRequestCheck } from './url-signer.ts'
 
-/** Longest accepted `uid`. */
-const MAX_UID_LENGTH = 256
+/** Longest accepted `uid` (media requests and the grants API alike). */
+export const MAX_UID_LENGTH = 256
 
 /** What a media request says about who asks, as any engine sees it. */
 export interface AccessRequest {
@@ -227,7 +227,7 @@ export class Authorizer {
     } catch (err) {
       // An open file needs no check: served, unmetered, while the store is away.
       if (isOpen) return allowed({ sessionId: c.label, ip })
-      return denied(err instanceof AccessUnavailableError ? err : new AccessUnavailableError({ cause: err }), 'store_unavailable', ip)
+      return storeDown(err, ip)
     }
     return this.#last(request, c.verdict, ip, c.label)
   }
@@ -256,7 +256,7 @@ export class Authorizer {
       const uses = await (this.#state as AccessState).countUse(key, until)
       return uses <= limit ? who : denied(new UseLimitError(limit), 'use_limit', who.ip)
     } catch (err) {
-      return denied(err instanceof AccessUnavailableError ? err : new AccessUnavailableError({ cause: err }), 'store_unavailable', who.ip)
+      return storeDown(err, who.ip)
     }
   }
 
@@ -316,6 +316,11 @@ function pickGrant (grants: readonly Grant[]): Grant {
     if (g.directory.length > best.directory.length || (g.directory.length === best.directory.length && g.grantedAt >= best.grantedAt)) best = g
   }
   return best
+}
+
+/** A request the store had to decide and could not: 503, never let through. */
+function storeDown (err: unknown, ip: string): Denial {
+  return denied(err instanceof AccessUnavailableError ? err : new AccessUnavailableError({ cause: err }), 'store_unavailable', ip)
 }
 
 function denied (error: StreammeterError, reason: DenialReason, ip: string): Denial {

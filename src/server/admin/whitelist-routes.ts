@@ -4,6 +4,7 @@ import { networkOf, normalizeIp } from '../../ip-address.ts'
 import { MAX_USER_AGENT } from '../../store/access-store.ts'
 import type { Grant } from '../../store/access-store.ts'
 import type { AccessState } from '../access/access-state.ts'
+import { MAX_UID_LENGTH } from '../access/authorize.ts'
 import { directoryOf } from '../access/url-signer.ts'
 import { accessApi } from './access-api.ts'
 import { originPath } from './file-check-routes.ts'
@@ -31,8 +32,7 @@ export interface WhitelistContext {
   now: () => number
 }
 
-/** Longest uid (as media requests take it) and User-Agent accepted. */
-const MAX_UID = 256
+/** Longest User-Agent accepted. */
 const MAX_AGENT_IN = 8192
 const BODY_LIMIT = 16 * 1024
 // eslint-disable-next-line no-control-regex
@@ -112,7 +112,7 @@ function grantOf (body: Record<string, unknown>, ctx: WhitelistContext): Grant |
 
 function uidOf (value: unknown): string | BadRequestError {
   if (typeof value !== 'string' || value === '') return new BadRequestError('uid: a non-empty string is required')
-  if (value.length > MAX_UID) return new BadRequestError(`uid: longer than ${MAX_UID} characters`)
+  if (value.length > MAX_UID_LENGTH) return new BadRequestError(`uid: longer than ${MAX_UID_LENGTH} characters`)
   if (CONTROL.test(value)) return new BadRequestError('uid: holds a control character')
   return value
 }

@@ -123,6 +123,8 @@ export function writeNginxConfig (o: NginxConfigOptions): string {
  */
 export function renderNginxConfig (o: NginxConfigOptions): string {
   const workers = o.workers === undefined ? '1' : o.workers === 0 ? 'auto' : String(o.workers)
+  // Sessions and grants, when the app is there to decide them.
+  const via = o.app === undefined ? undefined : o.viaApp
   const lines = [
     '# Rendered by streammeter (the nginx engine); edits are overwritten.',
     `load_module ${quote(o.njsModule ?? NJS_MODULE_PATH)};`,
@@ -169,8 +171,8 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     '  js_set $sm_method_error sm.methodError;',
     '  js_set $sm_path_checked sm.pathVerdict;',
     '  js_set $sm_path_error sm.pathError;',
-    ...fastPathMaps(o.signingSecret !== undefined, viaApp(o) !== undefined),
-    ...(viaApp(o) === undefined ? [] : viaAppLines((viaApp(o) as { grants: boolean }).grants)),
+    ...fastPathMaps(o.signingSecret !== undefined, via !== undefined),
+    ...(via === undefined ? [] : viaAppLines(via.grants)),
     ...corsMaps(o.corsOrigins ?? ['*']),
     ...clientIpLines(o.trustedProxies ?? []),
     // `$sm_denial` (the log's verdict on a refused request) is set only where a
@@ -187,17 +189,17 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     // A segment starting with `.` is a 404, as in the node engine
     // (docs/limits.md); first of the regular expressions, so it wins.
     '    location ~ /\\. { if ($sm_path = bad) { return 400; } return 404; }',
-    ...(o.app === undefined ? [] : appLocations(o.app, maxPerIp(o), o.keysToApp === true, viaApp(o) !== undefined)),
+    ...(o.app === undefined ? [] : appLocations(o.app, maxPerIp(o), o.keysToApp === true, via !== undefined)),
     '    location / {',
     ...CORS_HEADERS,
-    ...accessChecks(maxPerIp(o), viaApp(o) !== undefined),
+    ...accessChecks(maxPerIp(o), via !== undefined),
     ...(o.httpOrigin === undefined
       // Files only: a directory is a 404, as in the node engine (no redirect, no listing).
       ? ['      try_files $uri =404;', '      add_header Cache-Control $sm_cache_control;']
       : originProxyLines(o.httpOrigin)),
     '    }',
     ...DENIALS.map(([verdict, code]) => `    error_page ${code} = @sm_${verdict};`),
-    ...(viaApp(o) === undefined ? [] : ['    error_page 466 = @sm_via_app;']),
+    ...(via === undefined ? [] : ['    error_page 466 = @sm_via_app;']),
     '    error_page 429 = @sm_too_many;',
     '    error_page 404 = @sm_not_found;',
     '    error_page 463 = @sm_method;',
@@ -238,11 +240,6 @@ export function renderNginxConfig (o: NginxConfigOptions): string {
     ''
   ]
   return lines.join('\n')
-}
-
-/** Sessions and grants, when the app is there to decide them. */
-function viaApp (o: NginxConfigOptions): { grants: boolean } | undefined {
-  return o.app === undefined ? undefined : o.viaApp
 }
 
 function maxPerIp (o: NginxConfigOptions): number {
