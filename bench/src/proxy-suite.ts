@@ -10,7 +10,8 @@ import { describeMachine } from './lib/machine.ts'
 import type { MachineInfo } from './lib/machine.ts'
 import { RESULTS_DIR, writeResults } from './lib/results.ts'
 import { abFigures, renderAb } from './proxy/ab.ts'
-import { bundleBase, bundleNodeTargets, describeCurrent, resolveBase } from './proxy/bundles.ts'
+import { STREAMMETER_ENTRY, bundleBase, bundleNodeTargets, bundleStreammeter, describeCurrent, resolveBase } from './proxy/bundles.ts'
+import { ensureRuntime } from './proxy/runtimes.ts'
 import type { BaseBuild, CurrentBuild } from './proxy/bundles.ts'
 import { ensureContent } from './proxy/content.ts'
 import type { Content } from './proxy/content.ts'
@@ -166,11 +167,12 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
     const probePath = signedPath(secret, 'probe', content.byScenario.s2.files[0] as string, expires)
 
     const bundles = await bundleNodeTargets(join(tmp, 'bundles'))
+    const runtimes = await prepareRuntimes(specs, join(tmp, 'runtimes'))
     const origin = await startOrigin({ group, tmp, contentRoot: content.root })
     await waitForHttp(`${origin.url}${probePath}`, origin.proc)
     for (const spec of specs.filter((t) => scenarios.some((sc) => t.scenarios.includes(sc.id)))) {
       log(`starting ${spec.label}`)
-      targets.push(await startTarget(spec, { group, tmp, contentRoot: content.root, originUrl: origin.url, receiver, secret, probePath, bundles, baseBundle: ab?.base.bundle }))
+      targets.push(await startTarget(spec, { group, tmp, contentRoot: content.root, originUrl: origin.url, receiver, secret, probePath, bundles, baseBundle: ab?.base.bundle, runtimes }))
     }
 
     const accessScripts = await prepareAccess(targets, { tmp, content, secret, expires, s2Pool })
@@ -254,6 +256,17 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
     process.off('SIGTERM', onSignal)
     if (interrupted) process.exit(130)
   }
+}
+
+/** Each other Node.js major the run's targets need, installed and built (runtimes.ts), with streammeter bundled for it. */
+async function prepareRuntimes (specs: readonly TargetSpec[], dir: string): Promise<Map<number, { node: string, bundle: string }>> {
+  const out = new Map<number, { node: string, bundle: string }>()
+  for (const major of new Set(specs.flatMap((t) => t.runtime === undefined ? [] : [t.runtime]))) {
+    const runtime = ensureRuntime(major, log)
+    log(`runtimes: Node ${major} is ${runtime.version} (${runtime.node})`)
+    out.set(major, { node: runtime.node, bundle: await bundleStreammeter(STREAMMETER_ENTRY, join(dir, `node${major}`), runtime.modules) })
+  }
+  return out
 }
 
 function prerequisitesMissing (specs: readonly TargetSpec[]): string | undefined {

@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
-import Database from 'better-sqlite3'
+import { resolve } from 'node:path'
+import type Database from 'better-sqlite3'
 import { StoreError } from '../errors.ts'
 import {
   checkRendered, compareRecords, isExpired, mergeDelta, sealDecision, systemClock
@@ -13,14 +12,13 @@ import type { CommittedLogCursor, FailureDetail, LogCursor, OutboxItem } from '.
 import { SqliteAccess } from './access-sqlite.ts'
 import { CallerError, messageOf, runWithBusyRetry } from './sqlite-busy-retry.ts'
 import { SqliteLease } from './sqlite-lease.ts'
+import { openSqlite } from './sqlite-open.ts'
 import { SqliteOutbox } from './sqlite-outbox.ts'
-import { columnsToRecord, migrate, toRecord } from './sqlite-schema.ts'
+import { columnsToRecord, toRecord } from './sqlite-schema.ts'
 import { prepareStatements, readCounters } from './sqlite-statements.ts'
 import type { SqliteStatements } from './sqlite-statements.ts'
-import { Totals, ensureTotals } from './sqlite-totals.ts'
+import { Totals } from './sqlite-totals.ts'
 
-/** How long opening the file may wait for another process's lock, in ms (nothing is served yet). */
-const OPEN_BUSY_TIMEOUT_MS = 5000
 /** `meta` key of a log's committed position (`LogCursor`), followed by the log's key. */
 const LOG_CURSOR_PREFIX = 'log_cursor:'
 
@@ -75,29 +73,7 @@ export class SqliteStore implements UsageStore {
     this.policy = Object.freeze({ ...policy })
     const clock = options.clock ?? systemClock
     this.path = path === ':memory:' ? path : resolve(path)
-    let db: Database.Database | undefined
-    try {
-      if (this.path !== ':memory:') mkdirSync(dirname(this.path), { recursive: true })
-      db = new Database(this.path)
-      // Opening may wait for another process's write lock (a worker's
-      // flush): nothing is served yet. After that the timeout is 0 and #run
-      // retries a locked database asynchronously, see there.
-      db.pragma(`busy_timeout = ${OPEN_BUSY_TIMEOUT_MS}`)
-      db.pragma('journal_mode = WAL')
-      // NORMAL in WAL mode: a commit survives a crash of this process (the
-      // WAL is in the OS page cache) but only a power loss or OS crash can
-      // roll back the last commits, and the file stays consistent. That is
-      // the flush-interval durability docs/metering.md promises, at a
-      // fraction of FULL's fsync per flush. seal() is the exception, see there.
-      db.pragma('synchronous = NORMAL')
-      migrate(db)
-      ensureTotals(db)
-      db.pragma('busy_timeout = 0')
-    } catch (err) {
-      db?.close()
-      if (err instanceof StoreError) throw err
-      throw new StoreError(`cannot open the sqlite store at ${this.path}: ${messageOf(err)}`, { cause: err })
-    }
+    const db = openSqlite(this.path)
     this.#db = db
 
     this.#sql = prepareStatements(db)

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
-import { join } from 'node:path'
+import { mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { build } from 'esbuild'
 import type { Plugin } from 'esbuild'
@@ -17,9 +17,12 @@ import type { Plugin } from 'esbuild'
 const REPO = fileURLToPath(new URL('../../../', import.meta.url))
 const BENCH = fileURLToPath(new URL('../../', import.meta.url))
 
+/** streammeter's entry point in this working tree. */
+export const STREAMMETER_ENTRY = join(REPO, 'src/cli/main.ts')
+
 /** Entry points by bundle name. */
 const ENTRIES = {
-  streammeter: join(REPO, 'src/cli/main.ts'),
+  streammeter: STREAMMETER_ENTRY,
   'fastify-proxy': fileURLToPath(new URL('./peers/fastify-proxy.ts', import.meta.url)),
   'http-proxy': fileURLToPath(new URL('./peers/http-proxy.ts', import.meta.url))
 } as const
@@ -50,26 +53,40 @@ export async function bundleNodeTargets (dir: string): Promise<Record<BundleName
 
 /**
  * Bundle streammeter from `entry` (a tree's `src/cli/main.ts`) into
- * `dir/dist/cli/streammeter.mjs`, under a `dir/node_modules` link to the
- * repository's packages, and return the bundle's path. Every module keeps
+ * `dir/dist/cli/streammeter.mjs`, under a `dir/node_modules` link to
+ * `modules` (the repository's packages, or another runtime's, see
+ * runtimes.ts), and return the bundle's path. Every module keeps
  * the URL of its source file as `import.meta.url` ({@link ownImportMetaUrl}),
  * so the files streammeter reads at start (web/, package.json) come from the
  * tree the bundle was built from.
  */
-export async function bundleStreammeter (entry: string, dir: string): Promise<string> {
+export async function bundleStreammeter (entry: string, dir: string, modules = join(REPO, 'node_modules')): Promise<string> {
   const own = join(dir, 'dist', 'cli')
   mkdirSync(own, { recursive: true })
-  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'), 'dir')
+  symlinkSync(modules, join(dir, 'node_modules'), 'dir')
   const file = join(own, 'streammeter.mjs')
-  await bundle(entry, file, [ownImportMetaUrl(entry)])
+  // Worker threads' modules (`src/*/*-thread.ts`, the SQLite flush thread) are entries of
+  // their own next to the bundle, where the module that starts them finds them.
+  const threads = workerEntries(join(dirname(entry), '..'))
+  await bundle({ streammeter: entry, ...threads }, file, [ownImportMetaUrl(entry, own)])
   return file
 }
 
-/** The one set of esbuild options for every bundle. */
-async function bundle (entry: string, outfile: string, plugins: Plugin[]): Promise<void> {
+/**
+ * The one set of esbuild options for every bundle. Code splitting keeps
+ * each dynamic `import()` a chunk of its own, loaded when it runs, as from
+ * dist/: without it esbuild hoists the imports of a lazily imported module
+ * (the Redis store's `ioredis`, say) to the top of the bundle, and every
+ * process would load them at start.
+ */
+async function bundle (entry: string | Record<string, string>, outfile: string, plugins: Plugin[]): Promise<void> {
+  const name = basename(outfile, '.mjs')
   await build({
-    entryPoints: [entry],
-    outfile,
+    entryPoints: typeof entry === 'string' ? { [name]: entry } : entry,
+    outdir: dirname(outfile),
+    outExtension: { '.js': '.mjs' },
+    splitting: true,
+    chunkNames: `${name}-chunks/[name]-[hash]`,
     bundle: true,
     packages: 'external',
     platform: 'node',
@@ -90,7 +107,7 @@ async function bundle (entry: string, outfile: string, plugins: Plugin[]): Promi
  * source file, as under tsx or in dist/. The entry keeps the bundle's URL:
  * it compares that with `process.argv[1]` to know that node runs it.
  */
-function ownImportMetaUrl (entry: string): Plugin {
+function ownImportMetaUrl (entry: string, outdir: string): Plugin {
   return {
     name: 'own-import-meta-url',
     setup (b) {
@@ -98,7 +115,11 @@ function ownImportMetaUrl (entry: string): Plugin {
         if (args.path === entry) return undefined
         const source = readFileSync(args.path, 'utf8')
         if (!source.includes('import.meta.')) return undefined
-        const file = pathToFileURL(args.path)
+        // A module that starts a worker thread finds the thread's module next to its own
+        // URL: it gets a URL in the bundle's directory, where the thread's entry is.
+        const file = source.includes('new Worker(')
+          ? pathToFileURL(join(outdir, `${basename(args.path, '.ts')}.mjs`))
+          : pathToFileURL(args.path)
         const contents = source
           .replace(/\bimport\.meta\.url\b/g, JSON.stringify(file.href))
           .replace(/\bimport\.meta\.filename\b/g, JSON.stringify(args.path))
@@ -107,6 +128,18 @@ function ownImportMetaUrl (entry: string): Plugin {
       })
     }
   }
+}
+
+/** The worker threads' modules (`<dir>/<name>-thread.ts` one level under `src`), by entry name. */
+function workerEntries (src: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const dir of readdirSync(src, { withFileTypes: true })) {
+    if (!dir.isDirectory()) continue
+    for (const f of readdirSync(join(src, dir.name))) {
+      if (f.endsWith('-thread.ts')) out[basename(f, '.ts')] = join(src, dir.name, f)
+    }
+  }
+  return out
 }
 
 /** streammeter as built from a git ref of this repository, for an A/B run. */

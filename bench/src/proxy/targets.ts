@@ -34,6 +34,8 @@ export interface TargetContext {
   bundles: Record<BundleName, string>
   /** streammeter built from the base ref of an A/B run (`--base`), for the `…-base` targets. */
   baseBundle?: string
+  /** Other Node.js majors and streammeter bundled for each (runtimes.ts), for the `…-node<major>` targets. */
+  runtimes?: ReadonlyMap<number, { node: string, bundle: string }>
 }
 
 /** A started target. */
@@ -95,6 +97,16 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
       })
       break
     }
+    case 'sm-http-node22': {
+      const runtime = ctx.runtimes?.get(spec.runtime ?? 0)
+      if (runtime === undefined) throw new Error(`${spec.label}: Node ${String(spec.runtime)} was not prepared`)
+      proc = ctx.group.start(spec.label, 'taskset', ['-c', core, runtime.node, runtime.bundle, 'serve'], {
+        cwd: dir,
+        logPath: log,
+        env: streammeterEnv(spec, ctx, dir, port)
+      })
+      break
+    }
     case 'sm-nginx-http':
     case 'sm-nginx-fs':
     case 'sm-nginx-fs-session':
@@ -140,7 +152,8 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
  * SQLite store of its own; the rest at its defaults.
  */
 function streammeterEnv (spec: TargetSpec, ctx: TargetContext, dir: string, port: number): NodeJS.ProcessEnv {
-  const httpOrigin = spec.id === 'sm-http' || spec.id === 'sm-http-base' || spec.id === 'sm-nginx-http' || spec.id === 'sm-nginx-http-base'
+  const httpOrigin = spec.id === 'sm-http' || spec.id === 'sm-http-base' || spec.id === 'sm-nginx-http' || spec.id === 'sm-nginx-http-base' ||
+    spec.runtime !== undefined
   return {
     ...inheritedEnv(),
     ...(httpOrigin ? { ORIGIN_URL: ctx.originUrl } : { ORIGIN_ROOT: ctx.contentRoot }),
