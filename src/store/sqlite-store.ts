@@ -1,6 +1,7 @@
+import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import type Database from 'better-sqlite3'
-import { StoreError } from '../errors.ts'
+import { StoreClosedError, StoreError } from '../errors.ts'
 import {
   checkRendered, compareRecords, isExpired, mergeDelta, sealDecision, systemClock
 } from '../meter/index.ts'
@@ -11,6 +12,8 @@ import type {
 import type { CommittedLogCursor, FailureDetail, LogCursor, OutboxItem } from '../meter/index.ts'
 import { SqliteAccess } from './access-sqlite.ts'
 import { CallerError, messageOf, runWithBusyRetry } from './sqlite-busy-retry.ts'
+import { SqliteFlushThread, parseMarkedFlush } from './sqlite-flush-client.ts'
+import type { MarkedFlush } from './sqlite-flush-client.ts'
 import { SqliteLease } from './sqlite-lease.ts'
 import { openSqlite } from './sqlite-open.ts'
 import { SqliteOutbox } from './sqlite-outbox.ts'
@@ -21,6 +24,8 @@ import { Totals } from './sqlite-totals.ts'
 
 /** `meta` key of a log's committed position (`LogCursor`), followed by the log's key. */
 const LOG_CURSOR_PREFIX = 'log_cursor:'
+/** `meta` key of the flush thread's last committed flush (a {@link MarkedFlush} as JSON). */
+const MARKED_FLUSH = 'flush_thread_last'
 
 type NumericCounter = { [K in keyof StoreCounters]: StoreCounters[K] extends number ? K : never }[keyof StoreCounters]
 
@@ -28,6 +33,12 @@ type NumericCounter = { [K in keyof StoreCounters]: StoreCounters[K] extends num
 export interface SqliteStoreOptions {
   /** Time of the reporter lease. @default systemClock */
   clock?: Clock | undefined
+  /**
+   * Flush on a worker thread of its own (sqlite-flush-client.ts) rather than
+   * on the caller's event loop. Never for `:memory:`, whose data no other
+   * connection sees. @default whether this process may run on more than one CPU
+   */
+  flushThread?: boolean | undefined
 }
 
 /**
@@ -56,6 +67,7 @@ export class SqliteStore implements UsageStore {
   readonly #lease: SqliteLease
 
   readonly #flushTx
+  readonly #thread: SqliteFlushThread | undefined
   readonly #expireTx
   readonly #sealTx
   readonly #ackTx
@@ -80,14 +92,18 @@ export class SqliteStore implements UsageStore {
     this.#outbox = new SqliteOutbox(db, { add: (counter, n) => this.#add(counter, n), set: (key, value) => this.#sql.setMeta.run(key, value) })
     this.#lease = new SqliteLease(this.#sql, clock)
     this.access = new SqliteAccess(db, (operation, fn) => this.#run(operation, fn))
+    this.#thread = !(options.flushThread ?? availableParallelism() > 1) || this.path === ':memory:'
+      ? undefined
+      : new SqliteFlushThread(this.path, this.policy, () => parseMarkedFlush(this.#sql.getMeta.get(MARKED_FLUSH)))
 
     // Writers take the write lock up front (BEGIN IMMEDIATE): a deferred
     // transaction that reads and then writes fails with SQLITE_BUSY_SNAPSHOT,
     // without waiting, when another process committed in between.
-    this.#flushTx = db.transaction((deltas: readonly UsageDelta[], cursor: LogCursor | undefined) => {
+    this.#flushTx = db.transaction((deltas: readonly UsageDelta[], cursor: LogCursor | undefined, token?: string) => {
       const result = this.#flushIn(deltas)
       // In the same transaction as the deltas it covers.
       if (cursor !== undefined) this.#sql.setMeta.run(`${LOG_CURSOR_PREFIX}${cursor.key}`, cursor.position)
+      if (token !== undefined) this.#sql.setMeta.run(MARKED_FLUSH, JSON.stringify({ token, result } satisfies MarkedFlush))
       return result
     }).immediate
     this.#expireTx = db.transaction((now: number) => this.#expireIn(now)).immediate
@@ -99,7 +115,13 @@ export class SqliteStore implements UsageStore {
   }
 
   async flush (deltas: readonly UsageDelta[], _batchId?: string, cursor?: LogCursor): Promise<FlushResult> {
-    return this.#run('flush', () => this.#flushTx(deltas, cursor))
+    if (this.#closed) throw new StoreClosedError()
+    return await (this.#thread?.flush(deltas, cursor) ?? this.#run('flush', () => this.#flushTx(deltas, cursor)))
+  }
+
+  /** The flush thread's flush: {@link flush}'s transaction, which also records `token` and the result. */
+  async flushMarked (deltas: readonly UsageDelta[], cursor: LogCursor | undefined, token: string): Promise<FlushResult> {
+    return this.#run('flush', () => this.#flushTx(deltas, cursor, token))
   }
 
   /** A flush here is one transaction: never applied in part, so never a `replayTo`. */
@@ -211,6 +233,7 @@ export class SqliteStore implements UsageStore {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await this.#thread?.close()
     try {
       this.#db.close()
     } catch (err) {
