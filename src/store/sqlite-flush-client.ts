@@ -72,7 +72,8 @@ interface Pending {
  * its own (sqlite-flush-thread.ts), so that writing each second's deltas
  * (thousands of rows under load) never holds the event loop
  * (docs/architecture.md#the-sqlite-flush-thread). Started at the first flush;
- * it keeps the process alive only while a flush is in flight.
+ * until it has opened its connection the caller flushes itself. It keeps
+ * the process alive only while a flush is in flight.
  *
  * Nothing is counted twice or lost when the thread fails: each flush records
  * a token of its own in its transaction, and the thread runs one flush at a
@@ -87,6 +88,9 @@ export class SqliteFlushThread {
   readonly #committed: () => MarkedFlush | undefined
   readonly #threadUrl: URL | undefined
   #worker: Worker | undefined
+  /** The thread has opened its connection: flushes go to it from now on. */
+  #ready = false
+  #readyWaiters: Array<(ready: boolean) => void> = []
   #failed = false
   #closing: Promise<void> | undefined
   #nextId = 1
@@ -102,10 +106,16 @@ export class SqliteFlushThread {
     this.#threadUrl = threadUrl
   }
 
-  /** Flush on the thread; undefined when the thread is not usable (failed or closing). */
+  /**
+   * Flush on the thread; undefined when the thread is not usable: not
+   * started yet (this starts it), still opening its connection, failed or
+   * closing. The caller then flushes itself, so a flush never waits for the
+   * thread to start (a worker takes from tens of milliseconds to a second).
+   */
   flush (deltas: readonly UsageDelta[], cursor: LogCursor | undefined): Promise<FlushResult> | undefined {
     if (this.#failed || this.#closing !== undefined) return undefined
     const worker = this.#worker ?? this.#start()
+    if (!this.#ready) return undefined
     const id = this.#nextId++
     const token = randomUUID()
     return new Promise<FlushResult>((resolve, reject) => {
@@ -117,8 +127,17 @@ export class SqliteFlushThread {
     })
   }
 
+  /** Start the thread if need be; resolves true once flushes go to it, false if they never will. */
+  async ready (): Promise<boolean> {
+    if (this.#failed || this.#closing !== undefined) return false
+    if (this.#worker === undefined) this.#start()
+    if (this.#ready) return true
+    return await new Promise<boolean>((resolve) => { this.#readyWaiters.push(resolve) })
+  }
+
   /** Let the flushes in flight finish, then stop the thread. Idempotent. */
   async close (): Promise<void> {
+    this.#wake(false)
     const worker = this.#worker
     this.#closing ??= worker === undefined || this.#failed
       ? Promise.resolve()
@@ -143,7 +162,12 @@ export class SqliteFlushThread {
       ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((tsx) => { tsx.register(); return import(${JSON.stringify(thread.href)}) })`, { eval: true, ...options })
       : new Worker(thread, options)
     worker.unref()
-    worker.on('message', (reply: FlushReply) => {
+    worker.on('message', (reply: FlushReply | 'ready') => {
+      if (reply === 'ready') {
+        this.#ready = true
+        this.#wake(true)
+        return
+      }
       const pending = this.#pending.get(reply.id)
       if (pending === undefined) return
       this.#settled(reply.id)
@@ -163,10 +187,15 @@ export class SqliteFlushThread {
     if (this.#pending.size === 0 && this.#closing === undefined) this.#worker?.unref()
   }
 
+  #wake (ready: boolean): void {
+    for (const waiter of this.#readyWaiters.splice(0)) waiter(ready)
+  }
+
   /** The thread stopped: settle what was in flight by what the file says, and flush in-thread from now on. */
   #fail (err: Error): void {
     if (this.#failed) return
     this.#failed = true
+    this.#wake(false)
     let committed: MarkedFlush | undefined
     try {
       committed = this.#committed()

@@ -34,3 +34,4 @@ port.on('message', (message: FlushRequest | 'close') => {
   })
 })
 port.postMessage('ready')
+port.postMessage('ready')

@@ -119,6 +119,9 @@ export class SqliteStore implements UsageStore {
     return await (this.#thread?.flush(deltas, cursor) ?? this.#run('flush', () => this.#flushTx(deltas, cursor)))
   }
 
+  /** Resolves true once flushes run on the flush thread, false when they never will (tests, diagnostics). */
+  async flushThreadReady (): Promise<boolean> { return await (this.#thread?.ready() ?? Promise.resolve(false)) }
+
   /** The flush thread's flush: {@link flush}'s transaction, which also records `token` and the result. */
   async flushMarked (deltas: readonly UsageDelta[], cursor: LogCursor | undefined, token: string): Promise<FlushResult> {
     return this.#run('flush', () => this.#flushTx(deltas, cursor, token))

@@ -47,6 +47,7 @@ describe('sqlite flush thread', () => {
   it('flushes a file store off the event loop; what it wrote is read at once on the store', async (t) => {
     const store = new SqliteStore(tempFile(t), POLICY, { flushThread: true })
     t.after(() => store.close())
+    assert.equal(await store.flushThreadReady(), true)
     const { value, turns } = await turnsDuring(store.flush(deltas(20_000)))
     assert.equal(value.created, 20_000)
     assert.ok(turns > 0, 'the event loop turned while the flush ran')
@@ -59,6 +60,7 @@ describe('sqlite flush thread', () => {
 
   it('flushes in the caller\'s thread without one, and for :memory:', async (t) => {
     for (const store of [new SqliteStore(tempFile(t), POLICY, { flushThread: false }), new SqliteStore(':memory:', POLICY)]) {
+      assert.equal(await store.flushThreadReady(), false)
       const { value, turns } = await turnsDuring(store.flush(deltas(2_000)))
       assert.equal(value.created, 2_000)
       assert.equal(turns, 0)
@@ -68,10 +70,23 @@ describe('sqlite flush thread', () => {
 
   it('close waits for the flushes in flight; a flush after close is refused', async (t) => {
     const store = new SqliteStore(tempFile(t), POLICY, { flushThread: true })
+    assert.equal(await store.flushThreadReady(), true)
     const pending = store.flush(deltas(5_000))
     await store.close()
     assert.equal((await pending).created, 5_000)
     await assert.rejects(store.flush(deltas(1)), (err) => err instanceof Error && err.name === 'StoreClosedError')
+  })
+
+  it('flushes on its own connection until the thread is ready, so a flush never waits for the thread to start', async (t) => {
+    const store = new SqliteStore(tempFile(t), POLICY, { flushThread: true })
+    t.after(() => store.close())
+    // The first flush starts the thread and runs here; the thread takes the flushes once it is ready.
+    const first = await turnsDuring(store.flush(deltas(1_000)))
+    assert.equal(first.turns, 0)
+    assert.equal(await store.flushThreadReady(), true)
+    const later = await turnsDuring(store.flush(deltas(1_000, 1_000)))
+    assert.ok(later.turns > 0)
+    assert.equal((await store.records()).length, 2_000)
   })
 
   it('a thread that dies between a commit and its answer: that flush resolves, uncounted twice; the one queued behind it rejects, unwritten', async (t) => {
@@ -80,6 +95,7 @@ describe('sqlite flush thread', () => {
     t.after(() => main.close())
     const thread = new SqliteFlushThread(path, POLICY, () => parseMarkedFlush(readMarked(path)),
       new URL('../fixtures/dying-flush-thread.ts', import.meta.url))
+    assert.equal(await thread.ready(), true)
     // The fixture commits the first flush and exits before answering it; the second never runs.
     const first = thread.flush(deltas(100), undefined)
     const second = thread.flush(deltas(7, 1000), undefined)
