@@ -41,6 +41,9 @@ export function parseIpBlock (input: string): IpBlock | undefined {
   return { text, address: family === 4 ? canonical : address, prefix, type: family === 4 ? 'ipv4' : 'ipv6', insideLoopback }
 }
 
+/** Addresses whose answer an {@link IpBlockList} keeps (then it starts afresh): about 0.5 MB at most. */
+const ANSWERS_KEPT = 4096
+
 /**
  * A set of addresses and CIDR blocks, IPv4 and IPv6 (`TRUSTED_PROXIES`,
  * `ACCESS_ALLOW_CIDRS`). An address is matched against the blocks of its
@@ -54,6 +57,8 @@ export class IpBlockList {
   #size = 0
   /** Some entry lies inside 127.0.0.0/8 (or its IPv4-mapped form). */
   #insideLoopback = false
+  /** Answers of {@link has} by address, at most {@link ANSWERS_KEPT}. */
+  readonly #answers = new Map<string, boolean>()
 
   /**
    * @param entries - addresses and blocks as {@link parseIpBlock} reads them; empty ones are skipped
@@ -86,11 +91,23 @@ export class IpBlockList {
     return this.#insideLoopback
   }
 
-  /** Whether `ip`, already canonical ({@link normalizeIp}: an IPv4-mapped address as IPv4), is in the list. */
+  /**
+   * Whether `ip`, already canonical ({@link normalizeIp}: an IPv4-mapped address as IPv4), is in the list.
+   * Asked for every request (the client's address against `TRUSTED_PROXIES` and
+   * `ACCESS_ALLOW_CIDRS`), and `BlockList.check` builds a `SocketAddress` each
+   * time (about 1.7 µs): an empty list answers at once, and the answers for the
+   * last addresses asked are kept ({@link ANSWERS_KEPT}; the list never changes).
+   */
   has (ip: string): boolean {
-    const family = isIP(ip)
-    if (family === 4) return this.#v4.check(ip, 'ipv4')
-    return family === 6 && this.#v6.check(ip, 'ipv6')
+    if (this.#size === 0) return false
+    let answer = this.#answers.get(ip)
+    if (answer === undefined) {
+      const family = isIP(ip)
+      answer = family === 4 ? this.#v4.check(ip, 'ipv4') : family === 6 && this.#v6.check(ip, 'ipv6')
+      if (this.#answers.size >= ANSWERS_KEPT) this.#answers.clear()
+      this.#answers.set(ip, answer)
+    }
+    return answer
   }
 
   #add (block: IpBlock): void {

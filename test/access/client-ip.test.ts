@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ConfigError } from '../../src/errors.ts'
 import { ClientIpResolver } from '../../src/server/access/client-ip.ts'
-import { normalizeIp } from '../../src/ip-address.ts'
+import { IpBlockList, normalizeIp } from '../../src/ip-address.ts'
 
 describe('client ip: normalizeIp', () => {
   it('keeps IPv4 dotted decimal and unwraps IPv4-mapped IPv6', () => {
@@ -119,5 +119,25 @@ describe('client ip: ClientIpResolver', () => {
         return true
       }, bad)
     }
+  })
+})
+
+describe('client ip: IpBlockList', () => {
+  it('answers the same from its kept answers, past the number it keeps, per family', () => {
+    const list = new IpBlockList(['10.0.0.0/8', '2001:db8::/32', '192.168.1.7'], (entry) => new Error(entry))
+    const expect = (ip: string): boolean => ip.startsWith('10.') || ip.startsWith('2001:db8:') || ip === '192.168.1.7'
+    const ips: string[] = []
+    for (let i = 0; i < 5_000; i++) ips.push(`10.${i >> 8}.${i & 255}.1`, `11.${i >> 8}.${i & 255}.1`, `2001:db8::${i.toString(16)}`, `2001:db9::${i.toString(16)}`)
+    ips.push('192.168.1.7', '192.168.1.8', '::ffff:10.0.0.1', 'not an address', '')
+    for (let round = 0; round < 2; round++) {
+      for (const ip of ips) assert.equal(list.has(ip), expect(ip), `${ip} (round ${round})`)
+    }
+    // An IPv4 address is never in an IPv6 block, nor the reverse (as nginx matches).
+    assert.equal(IpBlockList.of([{ text: '::/0', address: '::', prefix: 0, type: 'ipv6', insideLoopback: false }]).has('10.0.0.1'), false)
+  })
+
+  it('an empty list holds nothing', () => {
+    const empty = new IpBlockList([], (entry) => new Error(entry))
+    for (const ip of ['127.0.0.1', '::1', '']) assert.equal(empty.has(ip), false)
   })
 })
