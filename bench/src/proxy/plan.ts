@@ -211,7 +211,7 @@ function engineRatios (): RatioSpec[] {
   return out
 }
 
-/** The issue operators ask first: streammeter (signing and metering on) against each Node proxy (metering), per scenario. */
+/** The comparison operators make first: streammeter (signing and metering on) against each Node proxy (metering), per scenario. */
 function nodePeerRatios (): RatioSpec[] {
   const out: RatioSpec[] = []
   for (const sc of ['s1', 's2', 's3'] as const) {
