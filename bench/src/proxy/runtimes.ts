@@ -67,9 +67,9 @@ function ensureModules (dir: string, node: string, version: string, log: (line: 
   }
   const copy = join(modules, 'better-sqlite3')
   cpSync(join(repoModules, 'better-sqlite3'), copy, { recursive: true, filter: (src) => !src.includes(`${join('better-sqlite3', 'build')}`) })
-  const headers = findHeaders(dir)
-  if (headers === undefined) throw new Error(`runtimes: no Node headers (include/node/node.h) under ${dir}`)
-  const gyp = join(dirname(dirname(npmCli())), 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
+  const headers = headersOf(node)
+  if (headers === undefined) throw new Error(`runtimes: no Node headers (include/node/node.h) beside ${node}`)
+  const gyp = npmNodeGyp()
   // node-gyp run by the runtime itself, against the headers the package ships: nothing is
   // downloaded. npm's own `nodedir` setting (this machine's Node 20 headers), which reaches
   // node-gyp through the environment under `npm run`, would win over the flag.
@@ -93,25 +93,25 @@ function findBinary (dir: string): string | undefined {
   return undefined
 }
 
-/** The directory whose `include/node` holds the runtime's headers (node-gyp's `--nodedir`). */
-function findHeaders (dir: string): string | undefined {
-  const node = findBinary(dir)
-  if (node === undefined) return undefined
+/** The directory whose `include/node` holds the headers of the runtime `node` (node-gyp's `--nodedir`). */
+function headersOf (node: string): string | undefined {
   const root = dirname(dirname(node))
   return existsSync(join(root, 'include', 'node', 'node.h')) ? root : undefined
 }
 
 /**
- * npm's own CLI script, next to whose package node-gyp is bundled: the npm
- * running this (`npm_execpath`), else the one on PATH.
+ * The node-gyp bundled with npm: beside the npm running this
+ * (`npm_execpath`), else beside the one on PATH.
  */
-function npmCli (): string {
+function npmNodeGyp (): string {
   const candidates = [process.env.npm_execpath]
   for (const dir of (process.env.PATH ?? '').split(':')) {
     if (dir !== '' && existsSync(join(dir, 'npm'))) candidates.push(realpathSync(join(dir, 'npm')))
   }
   for (const cli of candidates) {
-    if (cli !== undefined && existsSync(join(dirname(dirname(cli)), 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'))) return cli
+    if (cli === undefined) continue
+    const gyp = join(dirname(dirname(cli)), 'node_modules', 'node-gyp', 'bin', 'node-gyp.js')
+    if (existsSync(gyp)) return gyp
   }
   throw new Error('runtimes: npm\'s node-gyp not found (looked next to npm_execpath and the npm on PATH)')
 }
