@@ -9,7 +9,7 @@ import type { Plugin } from 'esbuild'
  * The Node targets run as plain `node <bundle>.mjs`, as production runs
  * compiled JavaScript (`node dist/…`), not through tsx: the loader costs a
  * Node process about 40 MiB of RSS, which would swamp the memory figures
- * (streammeter's peak RSS under S2 has a target of 80 MiB). esbuild (which
+ * (streammeter's peak RSS under S2 has a target of 100 MiB). esbuild (which
  * tsx itself uses) bundles the sources in a few milliseconds; packages stay
  * external and are loaded from node_modules, exactly as from dist/.
  */
@@ -24,7 +24,8 @@ export const STREAMMETER_ENTRY = join(REPO, 'src/cli/main.ts')
 const ENTRIES = {
   streammeter: STREAMMETER_ENTRY,
   'fastify-proxy': fileURLToPath(new URL('./peers/fastify-proxy.ts', import.meta.url)),
-  'http-proxy': fileURLToPath(new URL('./peers/http-proxy.ts', import.meta.url))
+  'http-proxy': fileURLToPath(new URL('./peers/http-proxy.ts', import.meta.url)),
+  'undici-proxy': fileURLToPath(new URL('./peers/undici-proxy.ts', import.meta.url))
 } as const
 
 export type BundleName = keyof typeof ENTRIES
@@ -43,7 +44,7 @@ export async function bundleNodeTargets (dir: string): Promise<Record<BundleName
   symlinkSync(join(BENCH, 'node_modules'), join(peers, 'node_modules'), 'dir')
   const out = {} as Record<BundleName, string>
   out.streammeter = await bundleStreammeter(ENTRIES.streammeter, dir)
-  for (const name of ['fastify-proxy', 'http-proxy'] as const) {
+  for (const name of ['fastify-proxy', 'http-proxy', 'undici-proxy'] as const) {
     const file = join(peers, `${name}.mjs`)
     await bundle(ENTRIES[name], file, [])
     out[name] = file

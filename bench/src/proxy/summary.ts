@@ -232,7 +232,8 @@ export function renderTables (cells: readonly CellSummary[], targets: readonly T
     r.ratio === undefined ? 'n/a' : `x${fixed(r.ratio)}`,
     r.paired === undefined ? 'n/a' : `x${fixed(r.paired)}`,
     band(r.spec),
-    verdict(r.meets)
+    // A ratio without a target says nothing of meeting one.
+    r.spec.min === undefined && r.spec.max === undefined ? '' : verdict(r.meets)
   ])
   const limitRows = limits(cells, targets).map((l) => [l.label, l.value === undefined ? 'n/a' : num(l.value, 2), '', l.limit, verdict(l.meets)])
   const against = table(['streammeter vs', 'ratio of medians', 'paired', 'target', ''], [...ratioRows, ...limitRows])

@@ -81,6 +81,7 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
       proc = startNginx(ctx.group, { name: spec.label, prefix: dir, port, core: TARGET_CORE, site: { kind: 'proxy', upstream: new URL(ctx.originUrl).host } })
       break
     case 'sm-http':
+    case 'sm-http-unsigned':
     case 'sm-fs':
     case 'sm-fs-off':
     case 'sm-fs-session':
@@ -126,6 +127,7 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
     }
     case 'fastify-proxy':
     case 'http-proxy':
+    case 'undici-proxy':
       proc = ctx.group.start(spec.label, 'taskset', ['-c', core, process.execPath, ctx.bundles[spec.id]], {
         cwd: dir,
         logPath: log,
@@ -147,17 +149,17 @@ export async function startTarget (spec: TargetSpec, ctx: TargetContext): Promis
 }
 
 /**
- * The settings of a streammeter target: signed URLs, metering on (but for
- * `sm-fs-off`), every byte reported (no threshold) to the receiver, a
+ * The settings of a streammeter target: signed URLs (but for
+ * `sm-http-unsigned`), metering on (but for `sm-fs-off`), every byte reported (no threshold) to the receiver, a
  * SQLite store of its own; the rest at its defaults.
  */
 function streammeterEnv (spec: TargetSpec, ctx: TargetContext, dir: string, port: number): NodeJS.ProcessEnv {
-  const httpOrigin = spec.id === 'sm-http' || spec.id === 'sm-http-base' || spec.id === 'sm-nginx-http' || spec.id === 'sm-nginx-http-base' ||
+  const httpOrigin = spec.id === 'sm-http' || spec.id === 'sm-http-unsigned' || spec.id === 'sm-http-base' || spec.id === 'sm-nginx-http' || spec.id === 'sm-nginx-http-base' ||
     spec.runtime !== undefined
   return {
     ...inheritedEnv(),
     ...(httpOrigin ? { ORIGIN_URL: ctx.originUrl } : { ORIGIN_ROOT: ctx.contentRoot }),
-    SIGNING_SECRET: ctx.secret,
+    ...(spec.signing === false ? {} : { SIGNING_SECRET: ctx.secret }),
     // Grants need the access API; the key is the signing secret's twin, never logged.
     ...(needsGrants(spec) ? { ACCESS_API_KEY: accessApiKey(ctx.secret) } : {}),
     STORE_URL: `sqlite:${join(dir, 'bench.db')}`,
