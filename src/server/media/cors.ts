@@ -21,15 +21,29 @@ export class CorsPolicy {
 
   /** Set the CORS response headers for `req`'s Origin, if allowed. */
   apply (req: IncomingMessage, res: ServerResponse): void {
+    const vary = res.getHeader('vary')
+    const fields = vary === undefined ? [] : ['vary', Array.isArray(vary) ? vary.join(', ') : String(vary)]
+    this.addTo(req, fields)
+    for (let i = 0; i < fields.length; i += 2) res.setHeader(fields[i] as string, fields[i + 1] as string)
+  }
+
+  /**
+   * Add the CORS response fields for `req`'s Origin to `fields`, a flat
+   * name/value list for `res.writeHead()` (lower-case names), adding
+   * `Origin` to the `vary` it holds when the answer depends on it.
+   */
+  addTo (req: IncomingMessage, fields: string[]): void {
     if (this.#any) {
-      res.setHeader('access-control-allow-origin', '*')
-    } else {
-      res.setHeader('vary', withOrigin(res.getHeader('vary')))
-      const origin = req.headers.origin
-      if (origin === undefined || !this.#origins.has(origin.toLowerCase())) return
-      res.setHeader('access-control-allow-origin', origin)
+      fields.push('access-control-allow-origin', '*', 'access-control-expose-headers', EXPOSE)
+      return
     }
-    res.setHeader('access-control-expose-headers', EXPOSE)
+    let vary = -1
+    for (let i = 0; i < fields.length && vary === -1; i += 2) if (fields[i] === 'vary') vary = i
+    if (vary === -1) fields.push('vary', 'Origin')
+    else fields[vary + 1] = withOrigin(fields[vary + 1] as string)
+    const origin = req.headers.origin
+    if (origin === undefined || !this.#origins.has(origin.toLowerCase())) return
+    fields.push('access-control-allow-origin', origin, 'access-control-expose-headers', EXPOSE)
   }
 
   /** Answer a preflight (OPTIONS) request: 204 with the allowed methods and headers. */
@@ -52,9 +66,7 @@ const COVERS_ORIGIN = /(?:^|,)\s*(?:origin|\*)\s*(?:,|$)/i
  * and the origin's own fields (say `Accept-Encoding`) must stay, or a cache
  * would serve one representation for another (RFC 9110 §12.5.5).
  */
-function withOrigin (vary: string | number | string[] | undefined): string {
-  if (vary === undefined) return 'Origin'
-  const value = Array.isArray(vary) ? vary.join(', ') : String(vary)
-  if (value.trim() === '') return 'Origin'
-  return COVERS_ORIGIN.test(value) ? value : `${value}, Origin`
+function withOrigin (vary: string): string {
+  if (vary.trim() === '') return 'Origin'
+  return COVERS_ORIGIN.test(vary) ? vary : `${vary}, Origin`
 }

@@ -263,15 +263,20 @@ function unsignedQuery (uid: string, expires: number | undefined, sid: string | 
 
 /** Write the answer; returns the body bytes the socket took. Records one traffic event. */
 async function send (res: ServerResponse, answer: OriginResponse, who: Request, req: IncomingMessage, ctx: MediaContext): Promise<number> {
-  res.statusCode = answer.status
-  for (const [name, value] of Object.entries(answer.headers)) res.setHeader(name, value)
-  if (ctx.tellsUid && who.uid !== undefined) res.setHeader('x-streammeter-uid', encodeURIComponent(who.uid))
+  // One flat name/value list for writeHead(): no setHeader() per field,
+  // each of which would validate, lower-case and store it in a map of its own
+  // (docs/performance.md#why-the-code-is-shaped-this-way).
+  const fields: string[] = []
+  const headers = answer.headers
+  for (const name in headers) fields.push(name, headers[name] as string)
+  if (ctx.tellsUid && who.uid !== undefined) fields.push('x-streammeter-uid', encodeURIComponent(who.uid))
   if (who.session !== undefined) {
     // Sent with every answer the session covers, so its Max-Age slides (docs/access.md#sessions).
-    res.setHeader('set-cookie', sessionCookie(who.session, ctx.sessionTtl, xForwardedProto(forwardedClient(req, ctx.ips)) === 'https'))
-    res.setHeader('x-session-id', who.session)
+    fields.push('set-cookie', sessionCookie(who.session, ctx.sessionTtl, xForwardedProto(forwardedClient(req, ctx.ips)) === 'https'))
+    fields.push('x-session-id', who.session)
   }
-  ctx.cors.apply(req, res)
+  ctx.cors.addTo(req, fields)
+  res.writeHead(answer.status, fields)
   if (answer.body === null || req.method === 'HEAD' || answer.status === 304) {
     answer.body?.destroy()
     res.end()
