@@ -45,12 +45,14 @@ import { WRK, runWrk, writeWrkScript } from './proxy/wrk.ts'
  * rounds; then an exactness check of streammeter's reports. See
  * bench/README.md for the method.
  *
- *   node --import tsx src/run.ts proxy [--quick] [--base <git-ref> [--all]] [--targets <id>,...] [s1|s2|s3 ...]
+ *   node --import tsx src/run.ts proxy [--quick] [--rounds <n>] [--base <git-ref> [--all]] [--targets <id>,...] [s1|s2|s3 ...]
  *
  * With `--base`, an A/B run: streammeter built from the working tree against
  * streammeter built from `<git-ref>`, both in the same rounds; the other
  * targets only with `--all`. `--targets` runs only the targets it names
  * (ids of plan.ts: nginx-static, sm-nginx-fs, …), to keep a run short.
+ * `--rounds` sets the number of timed rounds (4 by default), for medians
+ * steadier than 4 rounds give where a cost moves from round to round.
  */
 
 /** Pause before each run, so that the previous run's closing connections are handled before CPU is read. */
@@ -71,13 +73,19 @@ interface Options {
   scenarios: readonly Scenario[]
   /** `--targets a,b`: only these target ids; undefined: every target of the run. */
   only: readonly string[] | undefined
+  /** `--rounds n`: timed rounds per scenario instead of the timing's own. */
+  rounds: number | undefined
 }
+
+/** The most rounds `--rounds` takes: 100 rounds of every target are hours already. */
+const MAX_ROUNDS = 100
 
 /** Parse the suite's arguments; a string says what is wrong with them. */
 function parseArgs (args: readonly string[]): Options | string {
   const ids = SCENARIOS.map((s) => s.id as string)
-  const usage = `usage: proxy [--quick] [--base <git-ref> [--all]] [--targets <id>,...] [${ids.join('|')} ...]; target ids: ${TARGET_IDS.join(', ')}`
+  const usage = `usage: proxy [--quick] [--rounds <n>] [--base <git-ref> [--all]] [--targets <id>,...] [${ids.join('|')} ...]; target ids: ${TARGET_IDS.join(', ')}`
   let quick = false
+  let rounds: number | undefined
   let all = false
   let base: string | undefined
   let targets: string[] | undefined
@@ -86,6 +94,11 @@ function parseArgs (args: readonly string[]): Options | string {
     const a = args[i] as string
     if (a === '--quick') quick = true
     else if (a === '--all') all = true
+    else if (a === '--rounds' || a.startsWith('--rounds=')) {
+      const n = a === '--rounds' ? args[++i] : a.slice('--rounds='.length)
+      if (n === undefined || !/^\d+$/.test(n) || Number(n) < 1 || Number(n) > MAX_ROUNDS) return `--rounds needs a whole number from 1 to ${MAX_ROUNDS} (${usage})`
+      rounds = Number(n)
+    }
     else if (a === '--base' || a.startsWith('--base=')) {
       const ref = a === '--base' ? args[++i] : a.slice('--base='.length)
       if (ref === undefined || ref === '' || ref.startsWith('-')) return `--base needs a git ref (${usage})`
@@ -103,9 +116,9 @@ function parseArgs (args: readonly string[]): Options | string {
   }
   if (all && base === undefined) return `--all only goes with --base (${usage})`
   const scenarios = only.length === 0 ? SCENARIOS : SCENARIOS.filter((s) => only.includes(s.id))
-  if (base === undefined) return { quick, base, all, scenarios, only: targets }
+  if (base === undefined) return { quick, base, all, scenarios, only: targets, rounds }
   const resolved = resolveBase(base)
-  return typeof resolved === 'string' ? resolved : { quick, base: resolved, all, scenarios, only: targets }
+  return typeof resolved === 'string' ? resolved : { quick, base: resolved, all, scenarios, only: targets, rounds }
 }
 
 /** Run the suite; resolves false when a check failed, the harness failed, or the arguments are wrong. */
@@ -116,7 +129,7 @@ export async function runProxySuite (args: readonly string[] = []): Promise<bool
     return false
   }
   const { quick, scenarios } = options
-  const timing = quick ? QUICK_TIMING : FULL_TIMING
+  const timing = { ...(quick ? QUICK_TIMING : FULL_TIMING), ...(options.rounds === undefined ? {} : { rounds: options.rounds }) }
   const specs = runTargets({ ab: options.base !== undefined, all: options.all, only: options.only })
   if (specs.length === 0) {
     log(`proxy: no target left to run (--targets ${options.only?.join(',') ?? ''} names none of this run's)`)
