@@ -98,8 +98,7 @@ function parseArgs (args: readonly string[]): Options | string {
       const n = a === '--rounds' ? args[++i] : a.slice('--rounds='.length)
       if (n === undefined || !/^\d+$/.test(n) || Number(n) < 1 || Number(n) > MAX_ROUNDS) return `--rounds needs a whole number from 1 to ${MAX_ROUNDS} (${usage})`
       rounds = Number(n)
-    }
-    else if (a === '--base' || a.startsWith('--base=')) {
+    } else if (a === '--base' || a.startsWith('--base=')) {
       const ref = a === '--base' ? args[++i] : a.slice('--base='.length)
       if (ref === undefined || ref === '' || ref.startsWith('-')) return `--base needs a git ref (${usage})`
       if (base !== undefined) return `--base given twice (${usage})`
