@@ -26,7 +26,7 @@ import { cacheControlFor } from './media-types.ts'
  */
 
 /** Hop-by-hop fields (RFC 9110 §7.6.1), plus `proxy-connection` and `keep-alive` from older practice. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']
+export const HOP_BY_HOP: readonly string[] = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']
 
 /** Never passed on: hop-by-hop, cookies, and the caching fields streammeter decides itself. */
 const DROPPED: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'set-cookie', 'cache-control', 'cdn-cache-control', 'surrogate-control'])

@@ -12,10 +12,12 @@ import { createServer } from 'node:http'
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
+import { HOP_BY_HOP } from '../../../../src/server/origin/origin-response-headers.ts'
 import { UsageCounter, peerSettings, stopOnSignal } from './usage-counter.ts'
 
 const FORWARDED = ['range', 'if-range', 'if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'user-agent'] as const
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+/** Not passed on: the hop-by-hop fields streammeter drops too. */
+const DROPPED = new Set(HOP_BY_HOP)
 
 const { origin, port, host } = peerSettings()
 const counter = new UsageCounter()
@@ -36,7 +38,7 @@ function proxy (req: IncomingMessage, res: ServerResponse): void {
     },
     onResponseStart (controller, status, fields) {
       const out: OutgoingHttpHeaders = {}
-      for (const [name, value] of Object.entries(fields)) if (!HOP_BY_HOP.has(name)) out[name] = value
+      for (const [name, value] of Object.entries(fields)) if (!DROPPED.has(name)) out[name] = value
       res.writeHead(status, out)
       resume = () => { controller.resume() }
     },
