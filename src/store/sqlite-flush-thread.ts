@@ -34,4 +34,3 @@ port.on('message', (message: FlushRequest | 'close') => {
   })
 })
 port.postMessage('ready')
-port.postMessage('ready')
