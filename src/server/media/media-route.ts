@@ -17,7 +17,7 @@ import type { MeteringInput } from '../metering/metering-input.ts'
 import { BufferBody } from '../origin/buffer-body.ts'
 import { forwardedClient, xForwardedProto } from '../origin/forwarding.ts'
 import { fileTypeOf } from '../origin/media-types.ts'
-import type { ForwardedHeaders, Origin, OriginResponse } from '../origin/origin.ts'
+import type { ForwardedClient, ForwardedHeaders, Origin, OriginResponse } from '../origin/origin.ts'
 import type { CorsPolicy } from './cors.ts'
 import { isPlaylistPath, rewritePlaylistSliced } from './playlist-rewriter.ts'
 import { parseMediaPath, splitTarget } from './request-path.ts'
@@ -98,6 +98,8 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
       throw new TooManyTransfersError(ctx.perIp.limit)
     }
     counted = who.ip
+    // Once: the origin is told of the client, and a session cookie is Secure behind https.
+    const client = forwardedClient(req, ctx.ips)
     const playlist = who.uid !== undefined && isPlaylistPath(who.path)
     const onClose = (): void => {
       if (res.writableFinished) return
@@ -113,7 +115,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
         method: playlist ? 'GET' : method,
         headers: forwardedHeaders(req),
         query: who.query,
-        client: forwardedClient(req, ctx.ips),
+        client,
         whole: playlist,
         onAbortable: (abort) => { abortFetch = abort }
       })
@@ -129,7 +131,7 @@ export async function serveMedia (req: IncomingMessage, res: ServerResponse, ctx
       answer = await rewritten(answer, who, req, ctx)
     }
     status = answer.status
-    bytes = await send(res, answer, who, req, ctx)
+    bytes = await send(res, answer, who, req, client, ctx)
   } catch (err) {
     // A body nobody consumed would hold its origin connection (or file)
     // open: a paused origin socket has no body timer. Releasing one already
@@ -262,7 +264,7 @@ function unsignedQuery (uid: string, expires: number | undefined, sid: string | 
 }
 
 /** Write the answer; returns the body bytes the socket took. Records one traffic event. */
-async function send (res: ServerResponse, answer: OriginResponse, who: Request, req: IncomingMessage, ctx: MediaContext): Promise<number> {
+async function send (res: ServerResponse, answer: OriginResponse, who: Request, req: IncomingMessage, client: ForwardedClient, ctx: MediaContext): Promise<number> {
   // One flat name/value list for writeHead(): no setHeader() per field,
   // each of which would validate, lower-case and store it in a map of its own
   // (docs/performance.md#why-the-code-is-shaped-this-way).
@@ -272,7 +274,7 @@ async function send (res: ServerResponse, answer: OriginResponse, who: Request, 
   if (ctx.tellsUid && who.uid !== undefined) fields.push('x-streammeter-uid', encodeURIComponent(who.uid))
   if (who.session !== undefined) {
     // Sent with every answer the session covers, so its Max-Age slides (docs/access.md#sessions).
-    fields.push('set-cookie', sessionCookie(who.session, ctx.sessionTtl, xForwardedProto(forwardedClient(req, ctx.ips)) === 'https'))
+    fields.push('set-cookie', sessionCookie(who.session, ctx.sessionTtl, xForwardedProto(client) === 'https'))
     fields.push('x-session-id', who.session)
   }
   ctx.cors.addTo(req, fields)
